@@ -1,0 +1,24 @@
+#include "solo/backend/backend.h"
+
+namespace solo {
+
+void* Backend::allocate(size_t bytes) {
+  void* p = raw_allocate(bytes);
+  in_use_ += bytes;
+  if (in_use_ > peak_) peak_ = in_use_;
+  return p;
+}
+
+void Backend::deallocate(void* p, size_t bytes) {
+  raw_deallocate(p, bytes);
+  in_use_ -= bytes;
+}
+
+void Backend::run(const KernelCall& call) const {
+  Kernel k = kernels_.get(call.op);
+  SOLO_CHECK(k != nullptr, "op ", op_name(call.op), " has no kernel on backend '", name(),
+             "'; run it on the cpu backend or add the kernel");
+  k(call);
+}
+
+}  // namespace solo

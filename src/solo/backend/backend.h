@@ -1,0 +1,105 @@
+// The backend interface: memory plus one kernel per op. Backends depend only on core and
+// this file; they never see the graph, only one op call at a time.
+#pragma once
+#include <array>
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "solo/core/attrs.h"
+#include "solo/core/dtype.h"
+#include "solo/core/error.h"
+#include "solo/core/op_kind.h"
+#include "solo/core/shape.h"
+
+namespace solo {
+
+// A view of a dense row-major tensor in a backend's memory (data is null on `meta`).
+struct TensorRef {
+  void* data = nullptr;
+  Shape shape;
+  DType dtype = DType::F32;
+
+  int64_t numel() const { return shape.numel(); }
+  size_t bytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(data);
+  }
+};
+
+struct KernelCall {
+  OpKind op;
+  const Attrs& attrs;
+  std::span<const TensorRef> in;  // absent optional operands are omitted (they come last)
+  std::span<const TensorRef> out;
+};
+
+using Kernel = void (*)(const KernelCall&);
+
+class KernelTable {
+ public:
+  void set(OpKind op, Kernel k) { kernels_[static_cast<size_t>(op)] = k; }
+  Kernel get(OpKind op) const { return kernels_[static_cast<size_t>(op)]; }
+
+ private:
+  std::array<Kernel, kNumOps> kernels_{};
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  // False for `meta`, whose memory is accounted but never touched.
+  virtual bool holds_data() const { return true; }
+
+  // Allocation is accounted here so the executor's peak can be checked against the plan.
+  void* allocate(size_t bytes);
+  void deallocate(void* p, size_t bytes);
+  size_t bytes_in_use() const { return in_use_; }
+  size_t peak_bytes() const { return peak_; }
+  void reset_peak() { peak_ = in_use_; }
+
+  // Runs one op; throws if this backend has no kernel for it.
+  virtual void run(const KernelCall& call) const;
+  bool has_kernel(OpKind op) const { return kernels_.get(op) != nullptr; }
+  // Device <-> host copies of `bytes` bytes, and device-to-device.
+  virtual void copy_from_host(void* dst, const void* src, size_t bytes) const = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) const = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) const = 0;
+
+ protected:
+  virtual void* raw_allocate(size_t bytes) = 0;
+  virtual void raw_deallocate(void* p, size_t bytes) = 0;
+  KernelTable kernels_;
+
+ private:
+  size_t in_use_ = 0;
+  size_t peak_ = 0;
+};
+
+// Memory owned by a backend for a tensor that outlives one graph run (parameters, outputs).
+class Storage {
+ public:
+  Storage(Backend& backend, size_t bytes)
+      : backend_(&backend), bytes_(bytes), data_(backend.allocate(bytes)) {}
+  ~Storage() { backend_->deallocate(data_, bytes_); }
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  Backend& backend() const { return *backend_; }
+
+ private:
+  Backend* backend_;
+  size_t bytes_;
+  void* data_;
+};
+
+// Backends by name: "cpu", "meta", "reference" (naive kernels, for tests) and, when built
+// with CUDA, "cuda". Throws naming the available ones for an unknown name.
+std::unique_ptr<Backend> make_backend(const std::string& name);
+
+}  // namespace solo

@@ -1,0 +1,12 @@
+#include "solo/backend/cpu/cpu_backend.h"
+
+namespace solo {
+
+CpuBackend::CpuBackend() {
+  register_cpu_elementwise_kernels(kernels_);
+  register_cpu_layout_kernels(kernels_);
+  register_cpu_nn_kernels(kernels_);
+  register_cpu_attention_kernels(kernels_);
+}
+
+}  // namespace solo

@@ -1,0 +1,19 @@
+// The CPU backend: OpenBLAS GEMMs, OpenMP loops and fused kernels for the hot ops.
+#pragma once
+#include "solo/backend/host_backend.h"
+
+namespace solo {
+
+class CpuBackend final : public HostBackend {
+ public:
+  CpuBackend();
+  const char* name() const override { return "cpu"; }
+};
+
+// Kernel groups, one file each (see ir/ops.h for the groups).
+void register_cpu_elementwise_kernels(KernelTable& t);
+void register_cpu_layout_kernels(KernelTable& t);
+void register_cpu_nn_kernels(KernelTable& t);
+void register_cpu_attention_kernels(KernelTable& t);
+
+}  // namespace solo

@@ -1,0 +1,12 @@
+#include "solo/backend/reference/reference_backend.h"
+
+namespace solo {
+
+ReferenceBackend::ReferenceBackend() {
+  register_reference_elementwise_kernels(kernels_);
+  register_reference_layout_kernels(kernels_);
+  register_reference_nn_kernels(kernels_);
+  register_reference_attention_kernels(kernels_);
+}
+
+}  // namespace solo

@@ -1,0 +1,41 @@
+// The op vocabulary shared by the graph IR and the backends. Each op's semantics,
+// inputs, outputs and attributes are documented in ir/ops.h, where it is built.
+#pragma once
+#include <cstdint>
+
+namespace solo {
+
+#define SOLO_OPS(X)                                                              \
+  /* leaves */                                                                   \
+  X(Input) X(Full)                                                               \
+  /* elementwise, NumPy broadcasting */                                          \
+  X(Add) X(Sub) X(Mul) X(Div) X(Where)                                           \
+  X(AddScalar) X(MulScalar) X(PowScalar)                                         \
+  X(Neg) X(Exp) X(Log) X(Sqrt) X(Rsqrt) X(Silu) X(Gelu)                          \
+  X(SiluBackward) X(GeluBackward) X(Cast)                                        \
+  /* reductions and broadcast */                                                 \
+  X(Sum) X(Mean) X(BroadcastTo)                                                  \
+  /* layout */                                                                   \
+  X(Reshape) X(Permute) X(Slice) X(SliceBackward) X(Concat)                      \
+  /* linear algebra and lookup */                                                \
+  X(MatMul) X(Embedding) X(EmbeddingBackward)                                    \
+  /* fused neural-network ops */                                                 \
+  X(Softmax) X(SoftmaxBackward) X(RmsNorm) X(RmsNormBackward)                    \
+  X(LayerNorm) X(LayerNormBackward) X(Rope)                                      \
+  X(Attention) X(AttentionBackward) X(CrossEntropy) X(CrossEntropyBackward)
+
+enum class OpKind : uint16_t {
+#define SOLO_OP_ENUM(name) name,
+  SOLO_OPS(SOLO_OP_ENUM)
+#undef SOLO_OP_ENUM
+};
+
+constexpr int kNumOps = 0
+#define SOLO_OP_COUNT(name) +1
+    SOLO_OPS(SOLO_OP_COUNT)
+#undef SOLO_OP_COUNT
+    ;
+
+const char* op_name(OpKind op);
+
+}  // namespace solo

@@ -1,0 +1,105 @@
+#include "solo/ir/graph.h"
+
+#include <sstream>
+
+#include "solo/core/error.h"
+#include "solo/core/hash.h"
+
+namespace solo::ir {
+
+namespace {
+thread_local std::string t_scope;
+thread_local bool t_grad_enabled = true;
+}  // namespace
+
+ScopeGuard::ScopeGuard(const std::string& name) : previous_length_(t_scope.size()) {
+  if (!t_scope.empty()) t_scope += '.';
+  t_scope += name;
+}
+ScopeGuard::~ScopeGuard() { t_scope.resize(previous_length_); }
+const std::string& current_scope() { return t_scope; }
+
+NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
+bool grad_enabled() { return t_grad_enabled; }
+
+Graph::Graph() { scopes_.emplace_back(); }
+
+int Graph::intern_scope(const std::string& scope) {
+  // Nodes arrive scope by scope, so the last scope is almost always the one asked for.
+  if (scopes_.back() == scope) return static_cast<int>(scopes_.size()) - 1;
+  for (size_t i = 0; i < scopes_.size(); ++i)
+    if (scopes_[i] == scope) return static_cast<int>(i);
+  scopes_.push_back(scope);
+  return static_cast<int>(scopes_.size()) - 1;
+}
+
+std::vector<ValueId> Graph::add_node(OpKind op, std::vector<ValueId> inputs,
+                                     std::vector<TensorType> output_types, Attrs attrs,
+                                     std::string name) {
+  for (ValueId v : inputs)
+    SOLO_CHECK(v >= 0 && v < num_values(), op_name(op), ": input value ", v,
+               " does not belong to this graph");
+  Node n;
+  n.op = op;
+  n.inputs = std::move(inputs);
+  n.attrs = std::move(attrs);
+  n.scope = intern_scope(t_scope);
+  n.no_grad = !t_grad_enabled;
+  n.name = std::move(name);
+  const auto id = static_cast<NodeId>(nodes_.size());
+  for (size_t i = 0; i < output_types.size(); ++i) {
+    n.outputs.push_back(static_cast<ValueId>(values_.size()));
+    values_.push_back(Value{id, static_cast<int>(i), std::move(output_types[i])});
+  }
+  nodes_.push_back(std::move(n));
+  return nodes_.back().outputs;
+}
+
+ValueId Graph::add(OpKind op, std::vector<ValueId> inputs, TensorType type, Attrs attrs) {
+  return add_node(op, std::move(inputs), {std::move(type)}, std::move(attrs))[0];
+}
+
+ValueId Graph::input(TensorType type, std::string name) {
+  return add_node(OpKind::Input, {}, {std::move(type)}, {}, std::move(name))[0];
+}
+
+uint64_t Graph::structural_hash() const {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const Node& n : nodes_) {
+    h = hash_mix(h, static_cast<uint64_t>(n.op));
+    h = hash_mix(h, n.no_grad);
+    for (ValueId v : n.inputs) h = hash_mix(h, static_cast<uint64_t>(v));
+    h = n.attrs.hash(h);
+    for (ValueId v : n.outputs) {
+      const TensorType& t = type(v);
+      h = hash_mix(h, static_cast<uint64_t>(t.dtype));
+      h = hash_mix(h, static_cast<uint64_t>(t.shape.rank()));
+      for (int64_t d : t.shape.dims()) h = hash_mix(h, static_cast<uint64_t>(d));
+    }
+  }
+  return h;
+}
+
+std::string Graph::describe(NodeId id) const {
+  const Node& n = node(id);
+  std::ostringstream os;
+  os << '%' << id << " = " << op_name(n.op) << '(';
+  for (size_t i = 0; i < n.inputs.size(); ++i) os << (i ? ", " : "") << 'v' << n.inputs[i];
+  os << ')';
+  if (!n.attrs.items().empty()) os << " {" << n.attrs.str() << '}';
+  if (!n.name.empty()) os << " \"" << n.name << '"';
+  os << " ->";
+  for (ValueId v : n.outputs)
+    os << " v" << v << ':' << dtype_name(type(v).dtype) << type(v).shape.str();
+  if (!scopes_[static_cast<size_t>(n.scope)].empty()) os << "  @" << scopes_[static_cast<size_t>(n.scope)];
+  return os.str();
+}
+
+std::string Graph::dump() const {
+  std::string s;
+  for (int i = 0; i < num_nodes(); ++i) s += describe(i) + '\n';
+  return s;
+}
+
+}  // namespace solo::ir

@@ -1,0 +1,109 @@
+// The graph IR: an append-only list of nodes in topological order. Every node produces one
+// or more values; each value has a shape and dtype inferred when the node is added. Nodes
+// remember the module scope that created them (e.g. "model.layers.3.mlp"), which the
+// planner uses to split pipeline stages and the profiler to attribute time.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "solo/core/attrs.h"
+#include "solo/core/dtype.h"
+#include "solo/core/op_kind.h"
+#include "solo/core/shape.h"
+
+namespace solo::ir {
+
+using ValueId = int32_t;
+using NodeId = int32_t;
+constexpr ValueId kNoValue = -1;
+
+struct TensorType {
+  Shape shape;
+  DType dtype = DType::F32;
+  size_t bytes() const { return static_cast<size_t>(shape.numel()) * dtype_size(dtype); }
+};
+
+struct Value {
+  NodeId producer = -1;
+  int index = 0;  // which output of the producer
+  TensorType type;
+};
+
+struct Node {
+  OpKind op = OpKind::Input;
+  std::vector<ValueId> inputs;
+  std::vector<ValueId> outputs;
+  Attrs attrs;
+  int scope = 0;           // index into Graph::scopes()
+  bool no_grad = false;    // built under a no-grad scope: autograd does not pass through it
+  std::string name;        // Input nodes: what is bound to them (e.g. a parameter name)
+};
+
+class Graph {
+ public:
+  Graph();
+
+  // Appends a node whose output types were already inferred; returns its output values.
+  std::vector<ValueId> add_node(OpKind op, std::vector<ValueId> inputs,
+                                std::vector<TensorType> output_types, Attrs attrs = {},
+                                std::string name = {});
+  // Single-output convenience.
+  ValueId add(OpKind op, std::vector<ValueId> inputs, TensorType type, Attrs attrs = {});
+  ValueId input(TensorType type, std::string name);
+
+  const Node& node(NodeId id) const { return nodes_[static_cast<size_t>(id)]; }
+  const Value& value(ValueId id) const { return values_[static_cast<size_t>(id)]; }
+  const TensorType& type(ValueId id) const { return value(id).type; }
+  const Shape& shape(ValueId id) const { return value(id).type.shape; }
+  DType dtype(ValueId id) const { return value(id).type.dtype; }
+  const Node& producer(ValueId id) const { return node(value(id).producer); }
+
+  int num_nodes() const { return static_cast<int>(nodes_.size()); }
+  int num_values() const { return static_cast<int>(values_.size()); }
+  const std::vector<Node>& nodes() const { return nodes_; }
+  const std::vector<std::string>& scopes() const { return scopes_; }
+  const std::string& scope_of(NodeId id) const { return scopes_[static_cast<size_t>(node(id).scope)]; }
+
+  // Hash of the structure: ops, attributes, wiring, shapes and dtypes (not names, scopes or
+  // data). Equal programs give equal hashes; it keys the plan cache.
+  uint64_t structural_hash() const;
+  // One line per node, for debugging and error messages.
+  std::string dump() const;
+  std::string describe(NodeId id) const;
+
+ private:
+  int intern_scope(const std::string& scope);
+  std::vector<Node> nodes_;
+  std::vector<Value> values_;
+  std::vector<std::string> scopes_;
+};
+
+// Module scope of the nodes built on this thread: ScopeGuard g("layers.3") nests under the
+// enclosing scope, giving "model.layers.3".
+class ScopeGuard {
+ public:
+  explicit ScopeGuard(const std::string& name);
+  ~ScopeGuard();
+  ScopeGuard(const ScopeGuard&) = delete;
+  ScopeGuard& operator=(const ScopeGuard&) = delete;
+
+ private:
+  size_t previous_length_;
+};
+const std::string& current_scope();
+
+// Nodes built while a NoGradGuard lives are marked no_grad.
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+bool grad_enabled();
+
+}  // namespace solo::ir

@@ -1,0 +1,120 @@
+// Graph-building ops. Each function checks its operands, infers the output shape and dtype,
+// and appends one node; a bad operand throws solo::Error naming the op and the shapes.
+// Nothing is computed here. Tensors are dense row-major; float ops need equal dtypes.
+// Optional operands come last in a node's inputs and are omitted when absent.
+//
+// Implementations live in ops_<group>.cc, their VJP rules in autograd/vjp_<group>.cc and
+// their kernels in backend/<name>/<group>.cc:
+//   elementwise: Full, Add, Sub, Mul, Div, Where, *Scalar, unary math, Cast, Sum, Mean, BroadcastTo
+//   layout:      Reshape, Permute, Slice, SliceBackward, Concat, MatMul, Embedding(+Backward)
+//   nn:          Softmax, RmsNorm, LayerNorm, Rope, CrossEntropy (+ their Backward ops)
+//   attention:   Attention, AttentionBackward
+#pragma once
+#include <vector>
+
+#include "solo/ir/graph.h"
+
+namespace solo::ir {
+
+// ---- elementwise --------------------------------------------------------------------------
+// A tensor of `shape` filled with `value`.
+ValueId full(Graph& g, const Shape& shape, DType dtype, double value);
+// NumPy-broadcasting binary ops; a and b must have the same dtype.
+ValueId add(Graph& g, ValueId a, ValueId b);
+ValueId sub(Graph& g, ValueId a, ValueId b);
+ValueId mul(Graph& g, ValueId a, ValueId b);
+ValueId div(Graph& g, ValueId a, ValueId b);
+// where(cond, a, b): cond (Bool, or any integer/float dtype: nonzero = true) picks a else b;
+// the three broadcast together; a and b share a dtype, which the result has.
+ValueId where(Graph& g, ValueId cond, ValueId a, ValueId b);
+// masked_fill(x, mask, v) = where(mask, v, x)
+ValueId masked_fill(Graph& g, ValueId x, ValueId mask, double value);
+ValueId add_scalar(Graph& g, ValueId x, double s);  // x + s
+ValueId mul_scalar(Graph& g, ValueId x, double s);  // x * s
+ValueId pow_scalar(Graph& g, ValueId x, double p);  // x ^ p
+ValueId neg(Graph& g, ValueId x);
+ValueId exp(Graph& g, ValueId x);
+ValueId log(Graph& g, ValueId x);
+ValueId sqrt(Graph& g, ValueId x);
+ValueId rsqrt(Graph& g, ValueId x);
+ValueId silu(Graph& g, ValueId x);  // x * sigmoid(x)
+// gelu(x); tanh = true uses GPT-2's tanh approximation (attr "tanh").
+ValueId gelu(Graph& g, ValueId x, bool tanh = false);
+ValueId silu_backward(Graph& g, ValueId x, ValueId dy);              // dy * silu'(x)
+ValueId gelu_backward(Graph& g, ValueId x, ValueId dy, bool tanh);   // dy * gelu'(x)
+ValueId cast(Graph& g, ValueId x, DType to);  // attr "dtype"
+// Sum / mean over `axes` (negative allowed; empty = all axes). attrs "axes", "keepdim".
+ValueId sum(Graph& g, ValueId x, std::vector<int64_t> axes = {}, bool keepdim = false);
+ValueId mean(Graph& g, ValueId x, std::vector<int64_t> axes = {}, bool keepdim = false);
+// Broadcasts x to `shape` (NumPy rules). attr "shape".
+ValueId broadcast_to(Graph& g, ValueId x, const Shape& shape);
+// Sums a broadcast gradient back to `shape` (sum over broadcast axes, then reshape).
+ValueId sum_to(Graph& g, ValueId x, const Shape& shape);
+
+// ---- layout, matmul, lookup -----------------------------------------------------------------
+// Same data, new shape (one dim may be -1). attr "shape". Executes as a view (no copy).
+ValueId reshape(Graph& g, ValueId x, const Shape& shape);
+// Output dim i is input dim perm[i]. attr "perm".
+ValueId permute(Graph& g, ValueId x, std::vector<int64_t> perm);
+ValueId transpose(Graph& g, ValueId x, int d0, int d1);  // a permute
+// x[..., start:end, ...] along `axis` (0 <= start <= end <= size). attrs "axis","start","end".
+ValueId slice(Graph& g, ValueId x, int axis, int64_t start, int64_t end);
+// Gradient of slice: dy placed at [start, start+len) along axis of a zero tensor of `shape`.
+ValueId slice_backward(Graph& g, ValueId dy, const Shape& shape, int axis, int64_t start);
+ValueId concat(Graph& g, const std::vector<ValueId>& xs, int axis);  // attr "axis"
+// a: [..., M, K] ([..., K, M] if trans_a); b: [K, N] ([N, K] if trans_b), or batched with
+// the same leading dims as a. Result [..., M, N]. attrs "trans_a", "trans_b".
+ValueId matmul(Graph& g, ValueId a, ValueId b, bool trans_a = false, bool trans_b = false);
+// x [..., in] @ w[out, in]^T (+ bias [out]).
+ValueId linear(Graph& g, ValueId x, ValueId w, ValueId bias = kNoValue);
+// weight [V, D], ids [...] (i32 or i64) -> [..., D]. An id outside [0, V) is an error at run.
+ValueId embedding(Graph& g, ValueId weight, ValueId ids);
+// Scatter-add of dy [..., D] into a zero [V, D] by ids. attr "num_embeddings".
+ValueId embedding_backward(Graph& g, ValueId ids, ValueId dy, int64_t num_embeddings);
+
+// ---- fused nn ops ----------------------------------------------------------------------------
+ValueId softmax(Graph& g, ValueId x, int axis = -1);               // attr "axis"
+ValueId softmax_backward(Graph& g, ValueId y, ValueId dy, int axis);  // from the output y
+// x [..., D], w [D]: x / sqrt(mean(x^2) + eps) * w. attr "eps".
+ValueId rms_norm(Graph& g, ValueId x, ValueId w, double eps);
+// -> {dx [..., D], dw [D]}
+std::vector<ValueId> rms_norm_backward(Graph& g, ValueId x, ValueId w, ValueId dy, double eps);
+// x [..., D], w [D], b [D]: (x - mean) / sqrt(var + eps) * w + b (biased var). attr "eps".
+ValueId layer_norm(Graph& g, ValueId x, ValueId w, ValueId b, double eps);
+// -> {dx, dw, db}
+std::vector<ValueId> layer_norm_backward(Graph& g, ValueId x, ValueId w, ValueId dy, double eps);
+// Rotary embedding, rotate-half convention (Hugging Face Llama). x [B, T, H, D], D even,
+// position of row t is t. For i < D/2: f = theta^(-2i/D), a = t*f,
+//   out[i] = x[i] cos a - x[i + D/2] sin a;   out[i + D/2] = x[i + D/2] cos a + x[i] sin a.
+// inverse = true rotates by -a (the VJP). attrs "theta", "inverse".
+ValueId rope(Graph& g, ValueId x, double theta, bool inverse = false);
+// Fused scaled-dot-product attention, grouped-query aware.
+// q [B, T, Hq, D], k and v [B, S, Hkv, D] with Hq % Hkv == 0 (query head h reads kv head
+// h / (Hq/Hkv)); key_mask [B, S] (nonzero = attend; kNoValue = none); causal: query t sees
+// keys s <= t (requires T == S). A query that sees no key outputs zeros.
+// -> {out [B, T, Hq, D], lse [B, Hq, T] f32 (log-sum-exp of the scaled scores, -inf if none)}
+// attrs "scale", "causal". Node inputs: (q, k, v[, key_mask]).
+std::vector<ValueId> attention(Graph& g, ValueId q, ValueId k, ValueId v, ValueId key_mask,
+                               double scale, bool causal);
+// -> {dq, dk, dv}. Node inputs: (q, k, v, out, lse, dout[, key_mask]).
+std::vector<ValueId> attention_backward(Graph& g, ValueId q, ValueId k, ValueId v,
+                                        ValueId key_mask, ValueId out, ValueId lse,
+                                        ValueId dout, double scale, bool causal);
+// Convenience: attention(...)[0] with scale 1/sqrt(D).
+ValueId scaled_dot_product_attention(Graph& g, ValueId q, ValueId k, ValueId v,
+                                     ValueId key_mask = kNoValue, bool causal = true);
+// logits [N, V] float, labels [N] i32/i64 -> scalar [] f32 (f64 for f64 logits): mean over
+// rows whose label != ignore_index of -log softmax(logits)[label] (NaN when all are ignored,
+// as in PyTorch). A label outside [0, V) that is not ignored is an error at run.
+// attr "ignore_index".
+ValueId cross_entropy(Graph& g, ValueId logits, ValueId labels, int64_t ignore_index = -100);
+// dloss [] -> dlogits [N, V]
+ValueId cross_entropy_backward(Graph& g, ValueId logits, ValueId labels, ValueId dloss,
+                               int64_t ignore_index);
+
+// Shared helper for op builders: throws "<op>: <message> (shapes ...)" when !ok.
+void check_operands(bool ok, const char* op, const std::string& message,
+                    const std::vector<const TensorType*>& operands);
+std::string types_str(const std::vector<const TensorType*>& operands);
+
+}  // namespace solo::ir

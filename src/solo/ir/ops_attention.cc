@@ -1,0 +1,5 @@
+#include "solo/ir/ops.h"
+
+namespace solo::ir {
+
+}  // namespace solo::ir

@@ -1,0 +1,36 @@
+// Runs a graph on one backend: topological order, intermediates in one arena laid out by
+// the static memory plan, requested outputs in storage of their own.
+#pragma once
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "solo/backend/backend.h"
+#include "solo/ir/graph.h"
+#include "solo/runtime/memory_plan.h"
+
+namespace solo::runtime {
+
+struct RunResult {
+  std::vector<std::shared_ptr<Storage>> outputs;  // one per plan.outputs entry
+  size_t peak_bytes = 0;  // most bytes this run held allocated at once (arena + outputs)
+};
+
+class Executor {
+ public:
+  explicit Executor(Backend& backend) : backend_(backend) {}
+
+  // `inputs` maps the value of each Input node in the plan's schedule to its data on this
+  // backend; a missing one is an error naming the input.
+  RunResult run(const ir::Graph& g, const MemoryPlan& plan,
+                const std::unordered_map<ir::ValueId, const void*>& inputs);
+  RunResult run(const ir::Graph& g, const std::vector<ir::ValueId>& outputs,
+                const std::unordered_map<ir::ValueId, const void*>& inputs);
+
+  Backend& backend() const { return backend_; }
+
+ private:
+  Backend& backend_;
+};
+
+}  // namespace solo::runtime

@@ -1,0 +1,158 @@
+#include "solo/runtime/memory_plan.h"
+
+#include <algorithm>
+
+#include "solo/core/error.h"
+
+namespace solo::runtime {
+
+using ir::NodeId;
+using ir::ValueId;
+
+namespace {
+
+size_t align_up(size_t n) { return (n + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment; }
+
+// Marks the nodes that the requested outputs depend on.
+std::vector<bool> needed_nodes(const ir::Graph& g, const std::vector<ValueId>& outputs) {
+  std::vector<bool> needed(static_cast<size_t>(g.num_nodes()), false);
+  std::vector<NodeId> stack;
+  for (ValueId v : outputs) stack.push_back(g.value(v).producer);
+  while (!stack.empty()) {
+    const NodeId n = stack.back();
+    stack.pop_back();
+    if (needed[static_cast<size_t>(n)]) continue;
+    needed[static_cast<size_t>(n)] = true;
+    for (ValueId in : g.node(n).inputs) stack.push_back(g.value(in).producer);
+  }
+  return needed;
+}
+
+}  // namespace
+
+MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested) {
+  MemoryPlan p;
+  const auto nv = static_cast<size_t>(g.num_values());
+  p.placement.assign(nv, Placement::None);
+  p.offset.assign(nv, -1);
+  p.root.resize(nv);
+  p.first_use.assign(nv, -1);
+  p.last_use.assign(nv, -1);
+  for (size_t v = 0; v < nv; ++v) p.root[v] = static_cast<ValueId>(v);
+
+  for (ValueId v : requested) {
+    SOLO_CHECK(v >= 0 && v < g.num_values(), "requested output v", v, " is not in the graph");
+    if (std::find(p.outputs.begin(), p.outputs.end(), v) == p.outputs.end()) p.outputs.push_back(v);
+  }
+  const std::vector<bool> needed = needed_nodes(g, p.outputs);
+  for (NodeId n = 0; n < g.num_nodes(); ++n)
+    if (needed[static_cast<size_t>(n)]) p.schedule.push_back(n);
+
+  // Placement and liveness over the schedule. A value's bytes stay live while it or any
+  // view of it may still be read.
+  for (int step = 0; step < static_cast<int>(p.schedule.size()); ++step) {
+    const ir::Node& node = g.node(p.schedule[static_cast<size_t>(step)]);
+    for (ValueId in : node.inputs) {
+      const auto r = static_cast<size_t>(p.root[static_cast<size_t>(in)]);
+      p.last_use[r] = std::max(p.last_use[r], step);
+      p.last_use[static_cast<size_t>(in)] = std::max(p.last_use[static_cast<size_t>(in)], step);
+    }
+    for (ValueId out : node.outputs) {
+      const auto o = static_cast<size_t>(out);
+      p.first_use[o] = p.last_use[o] = step;
+      if (node.op == OpKind::Input) {
+        p.placement[o] = Placement::Input;
+      } else if (node.op == OpKind::Reshape) {
+        p.placement[o] = Placement::View;
+        p.root[o] = p.root[static_cast<size_t>(node.inputs[0])];
+      } else {
+        p.placement[o] = Placement::Arena;
+      }
+    }
+  }
+  // Requested outputs own their storage; a requested view or input is copied into one.
+  for (ValueId v : p.outputs) {
+    p.placement[static_cast<size_t>(v)] = Placement::Output;
+    p.root[static_cast<size_t>(v)] = v;
+    p.output_bytes += g.type(v).bytes();
+  }
+  // Views of an output read the output's storage.
+  for (size_t v = 0; v < nv; ++v)
+    if (p.placement[v] == Placement::View) {
+      ValueId r = static_cast<ValueId>(v);
+      while (g.producer(r).op == OpKind::Reshape && p.placement[static_cast<size_t>(r)] != Placement::Output)
+        r = g.producer(r).inputs[0];
+      p.root[v] = r;
+    }
+
+  // Greedy by size: place the largest buffers first at the lowest offset that does not
+  // overlap a placed buffer whose lifetime intersects.
+  std::vector<ValueId> arena;
+  for (size_t v = 0; v < nv; ++v)
+    if (p.placement[v] == Placement::Arena) arena.push_back(static_cast<ValueId>(v));
+  std::stable_sort(arena.begin(), arena.end(), [&](ValueId a, ValueId b) {
+    return g.type(a).bytes() > g.type(b).bytes();
+  });
+  struct Placed {
+    int64_t offset;
+    size_t size;
+    int first, last;
+  };
+  std::vector<Placed> placed;
+  std::vector<std::pair<int64_t, size_t>> conflicts;
+  for (ValueId v : arena) {
+    const auto vi = static_cast<size_t>(v);
+    const size_t size = align_up(g.type(v).bytes());
+    conflicts.clear();
+    for (const Placed& q : placed)
+      if (q.first <= p.last_use[vi] && p.first_use[vi] <= q.last) conflicts.emplace_back(q.offset, q.size);
+    std::sort(conflicts.begin(), conflicts.end());
+    int64_t offset = 0;
+    for (const auto& [o, s] : conflicts) {
+      if (o >= offset + static_cast<int64_t>(size)) break;
+      offset = std::max(offset, o + static_cast<int64_t>(s));
+    }
+    p.offset[vi] = offset;
+    placed.push_back({offset, size, p.first_use[vi], p.last_use[vi]});
+    p.arena_bytes = std::max(p.arena_bytes, static_cast<size_t>(offset) + size);
+  }
+
+  // Lower bound for reporting: the most arena bytes live at one step.
+  std::vector<int64_t> delta(p.schedule.size() + 1, 0);
+  for (ValueId v : arena) {
+    const auto vi = static_cast<size_t>(v);
+    const auto size = static_cast<int64_t>(align_up(g.type(v).bytes()));
+    delta[static_cast<size_t>(p.first_use[vi])] += size;
+    delta[static_cast<size_t>(p.last_use[vi]) + 1] -= size;
+  }
+  int64_t live = 0;
+  for (int64_t d : delta) {
+    live += d;
+    p.live_peak_bytes = std::max(p.live_peak_bytes, static_cast<size_t>(live));
+  }
+  return p;
+}
+
+void check_memory_plan(const ir::Graph& g, const MemoryPlan& p) {
+  std::vector<ValueId> arena;
+  for (int v = 0; v < g.num_values(); ++v)
+    if (p.placement[static_cast<size_t>(v)] == Placement::Arena) arena.push_back(v);
+  for (size_t i = 0; i < arena.size(); ++i) {
+    const auto a = static_cast<size_t>(arena[i]);
+    SOLO_CHECK(p.offset[a] >= 0 && p.offset[a] + static_cast<int64_t>(g.type(arena[i]).bytes()) <=
+                                       static_cast<int64_t>(p.arena_bytes),
+               "memory plan: v", a, " lies outside the arena");
+    for (size_t j = i + 1; j < arena.size(); ++j) {
+      const auto b = static_cast<size_t>(arena[j]);
+      const bool live_together = p.first_use[a] <= p.last_use[b] && p.first_use[b] <= p.last_use[a];
+      const bool overlap =
+          p.offset[a] < p.offset[b] + static_cast<int64_t>(g.type(arena[j]).bytes()) &&
+          p.offset[b] < p.offset[a] + static_cast<int64_t>(g.type(arena[i]).bytes());
+      const bool empty = g.type(arena[i]).bytes() == 0 || g.type(arena[j]).bytes() == 0;
+      SOLO_CHECK(!(live_together && overlap && !empty), "memory plan: v", a, " and v", b,
+                 " are live together but overlap");
+    }
+  }
+}
+
+}  // namespace solo::runtime

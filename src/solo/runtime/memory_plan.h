@@ -1,0 +1,43 @@
+// Static memory plan of one graph run: which nodes run, and where every intermediate value
+// lives in one arena. Buffers are reused once their value is dead (liveness over the
+// schedule, greedy-by-size placement). The executor allocates exactly this plan, so the
+// planner's memory prediction is the executor's allocation.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "solo/ir/graph.h"
+
+namespace solo::runtime {
+
+enum class Placement : uint8_t {
+  None,    // not computed in this run
+  Input,   // bound by the caller (an Input node)
+  Arena,   // intermediate: lives at offset[v] in the arena
+  Output,  // requested output: its own storage, returned to the caller
+  View,    // a reshape: shares the bytes of root[v]
+};
+
+struct MemoryPlan {
+  std::vector<ir::NodeId> schedule;   // nodes to run, in topological order
+  std::vector<Placement> placement;   // per value
+  std::vector<int64_t> offset;        // per value, for Arena values
+  std::vector<ir::ValueId> root;      // per value: whose bytes it uses (itself unless a View)
+  std::vector<int> first_use, last_use;  // per value: schedule steps of definition and last read
+  std::vector<ir::ValueId> outputs;   // requested outputs, deduplicated, in request order
+  size_t arena_bytes = 0;
+  size_t output_bytes = 0;
+  size_t live_peak_bytes = 0;  // lower bound: most bytes simultaneously live in the arena
+
+  // Bytes the executor allocates for one run: the arena plus the outputs.
+  size_t peak_bytes() const { return arena_bytes + output_bytes; }
+};
+
+constexpr size_t kArenaAlignment = 64;
+
+MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ir::ValueId>& outputs);
+
+// Throws if two arena values that are live at the same step overlap (used by tests).
+void check_memory_plan(const ir::Graph& g, const MemoryPlan& plan);
+
+}  // namespace solo::runtime

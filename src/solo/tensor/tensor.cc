@@ -1,0 +1,1 @@
+#include "solo/runtime/executor.h"
