@@ -1,1 +1,224 @@
-#include "solo/runtime/executor.h"
+#include "solo/tensor/tensor.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "solo/autograd/autograd.h"
+#include "solo/core/error.h"
+#include "solo/core/half.h"
+#include "solo/ir/ops.h"
+#include "solo/tensor/tensor_impl.h"
+
+namespace solo {
+
+namespace {
+
+TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl) {
+  SOLO_CHECK(impl != nullptr, "use of an undefined tensor");
+  return *impl;
+}
+
+// Host bytes of `n` elements of `dtype` from doubles.
+std::vector<unsigned char> encode(const std::vector<double>& v, DType dtype) {
+  std::vector<unsigned char> bytes(v.size() * dtype_size(dtype));
+  for (size_t i = 0; i < v.size(); ++i) {
+    void* p = bytes.data() + i * dtype_size(dtype);
+    switch (dtype) {
+      case DType::F32: *static_cast<float*>(p) = static_cast<float>(v[i]); break;
+      case DType::F64: *static_cast<double*>(p) = v[i]; break;
+      case DType::BF16: *static_cast<bf16*>(p) = f32_to_bf16(static_cast<float>(v[i])); break;
+      case DType::F16: *static_cast<f16*>(p) = f32_to_f16(static_cast<float>(v[i])); break;
+      case DType::I32: *static_cast<int32_t*>(p) = static_cast<int32_t>(v[i]); break;
+      case DType::I64: *static_cast<int64_t*>(p) = static_cast<int64_t>(v[i]); break;
+      case DType::Bool: *static_cast<uint8_t*>(p) = v[i] != 0.0; break;
+    }
+  }
+  return bytes;
+}
+
+double decode(const unsigned char* p, DType dtype) {
+  switch (dtype) {
+    case DType::F32: return *reinterpret_cast<const float*>(p);
+    case DType::F64: return *reinterpret_cast<const double*>(p);
+    case DType::BF16: return bf16_to_f32(*reinterpret_cast<const bf16*>(p));
+    case DType::F16: return f16_to_f32(*reinterpret_cast<const f16*>(p));
+    case DType::I32: return *reinterpret_cast<const int32_t*>(p);
+    case DType::I64: return static_cast<double>(*reinterpret_cast<const int64_t*>(p));
+    case DType::Bool: return *p;
+  }
+  return 0;
+}
+
+// splitmix64: a counter-based generator, so values depend only on (seed, index).
+uint64_t splitmix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+// ---- factories ----
+Tensor Tensor::from_data(const void* data, const Shape& shape, DType dtype, Device d) {
+  DeviceContext& ctx = device_context(d);
+  const ir::TensorType type{shape, dtype};
+  auto storage = std::make_shared<Storage>(ctx.backend(), type.bytes());
+  ctx.backend().copy_from_host(storage->data(), data, type.bytes());
+  return ctx.realized(std::move(storage), type);
+}
+
+Tensor Tensor::from_vector(const std::vector<float>& v, const Shape& shape, Device d) {
+  SOLO_CHECK(static_cast<int64_t>(v.size()) == shape.numel(), "from_vector: ", v.size(),
+             " values do not fill shape ", shape.str());
+  return from_data(v.data(), shape, DType::F32, d);
+}
+
+Tensor Tensor::from_vector(const std::vector<int64_t>& v, const Shape& shape, Device d) {
+  SOLO_CHECK(static_cast<int64_t>(v.size()) == shape.numel(), "from_vector: ", v.size(),
+             " values do not fill shape ", shape.str());
+  return from_data(v.data(), shape, DType::I64, d);
+}
+
+Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device d) {
+  if (d.type == "meta") return empty(shape, dtype, d);
+  const auto bytes = encode(std::vector<double>(static_cast<size_t>(shape.numel()), value), dtype);
+  return from_data(bytes.data(), shape, dtype, d);
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device d) { return full(shape, 0.0, dtype, d); }
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device d) {
+  DeviceContext& ctx = device_context(d);
+  const ir::TensorType type{shape, dtype};
+  return ctx.realized(std::make_shared<Storage>(ctx.backend(), type.bytes()), type);
+}
+
+Tensor Tensor::randn(const Shape& shape, double std, uint64_t seed, Device d) {
+  if (d.type == "meta") return empty(shape, DType::F32, d);
+  std::vector<double> v(static_cast<size_t>(shape.numel()));
+  const uint64_t base = splitmix(seed);
+  for (size_t i = 0; i < v.size(); ++i) {  // Box-Muller on two independent uniforms
+    const double u1 = (static_cast<double>(splitmix(base + 2 * i) >> 11) + 0.5) * 0x1.0p-53;
+    const double u2 = (static_cast<double>(splitmix(base + 2 * i + 1) >> 11) + 0.5) * 0x1.0p-53;
+    v[i] = std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+  }
+  const auto bytes = encode(v, DType::F32);
+  return from_data(bytes.data(), shape, DType::F32, d);
+}
+
+// ---- accessors ----
+const Shape& Tensor::shape() const { return checked(impl_).type.shape; }
+DType Tensor::dtype() const { return checked(impl_).type.dtype; }
+const Device& Tensor::device() const { return checked(impl_).device; }
+const std::string& Tensor::name() const { return checked(impl_).name; }
+Tensor& Tensor::set_name(const std::string& name) {
+  checked(impl_).name = name;
+  return *this;
+}
+bool Tensor::is_realized() const { return checked(impl_).storage && !impl_->trace; }
+
+// ---- autograd ----
+Tensor& Tensor::requires_grad_(bool on) {
+  SOLO_CHECK(!on || is_floating(dtype()), "requires_grad_: only float tensors can require grad, ",
+             "this one is ", dtype_name(dtype()));
+  checked(impl_).requires_grad = on;
+  return *this;
+}
+bool Tensor::requires_grad() const { return checked(impl_).requires_grad; }
+Tensor Tensor::grad() const { return checked(impl_).grad; }
+void Tensor::set_grad(const Tensor& g) { checked(impl_).grad = g; }
+void Tensor::zero_grad() { checked(impl_).grad = Tensor(); }
+
+void Tensor::backward() const {
+  TensorImpl& self = checked(impl_);
+  SOLO_CHECK(self.requires_grad, "backward: this tensor does not require grad (no input of it ",
+             "requires grad, or it was computed under a no-grad scope)");
+  SOLO_CHECK(self.trace != nullptr, "backward: the tensor was already computed (item(), sync() ",
+             "or a step flushed its graph); call backward() before reading its value");
+  SOLO_CHECK(self.type.shape.numel() == 1, "backward: the loss must have one element, its shape is ",
+             self.type.shape.str());
+  DeviceContext& ctx = device_context(self.device);
+  Trace& trace = ctx.trace();
+  std::vector<ir::ValueId> wrt;
+  std::vector<std::shared_ptr<TensorImpl>> leaves;
+  for (const auto& [v, leaf] : trace.leaves)
+    if (leaf.tensor->requires_grad) {
+      wrt.push_back(v);
+      leaves.push_back(leaf.tensor);
+    }
+  const std::vector<ir::ValueId> grads = autograd::gradients(trace.graph, self.value, wrt);
+  ir::NoGradGuard no_grad;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (grads[i] == ir::kNoValue) continue;
+    Tensor g = ctx.wrap(grads[i], false);
+    leaves[i]->grad = leaves[i]->grad.defined() ? leaves[i]->grad + g : g;
+  }
+}
+
+Tensor Tensor::detach() const {
+  TensorImpl& self = checked(impl_);
+  auto impl = std::make_shared<TensorImpl>(self);
+  impl->requires_grad = false;
+  impl->grad = Tensor();
+  if (impl->trace) {  // a pending value: cut it with a no-grad reshape-free identity
+    ir::NoGradGuard no_grad;
+    DeviceContext& ctx = device_context(self.device);
+    return ctx.wrap(ir::mul_scalar(ctx.trace().graph, ctx.value_of(*this), 1.0), false);
+  }
+  return Tensor(impl);
+}
+
+void Tensor::assign_(const Tensor& value) {
+  TensorImpl& self = checked(impl_);
+  TensorImpl& v = checked(value.impl_shared());
+  SOLO_CHECK(self.type.shape == v.type.shape && self.type.dtype == v.type.dtype,
+             "assign_: the new value ", dtype_name(v.type.dtype), v.type.shape.str(),
+             " differs from the tensor ", dtype_name(self.type.dtype), self.type.shape.str());
+  SOLO_CHECK(self.device == v.device, "assign_: the new value is on another device");
+  self.storage = v.storage;
+  self.trace = v.trace;
+  self.value = v.value;
+  if (self.trace) self.trace->pending.push_back(impl_);
+}
+
+// ---- data ----
+void Tensor::copy_to_host(void* dst) const {
+  TensorImpl& self = checked(impl_);
+  SOLO_CHECK(self.device.type != "meta", "a tensor on the meta device has no data to read");
+  if (self.trace) device_context(self.device).flush();
+  SOLO_CHECK(self.storage != nullptr, "tensor has no data");
+  self.storage->backend().copy_to_host(dst, self.storage->data(), self.type.bytes());
+}
+
+std::vector<float> Tensor::to_vector() const {
+  std::vector<unsigned char> bytes(checked(impl_).type.bytes());
+  copy_to_host(bytes.data());
+  std::vector<float> out(static_cast<size_t>(numel()));
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<float>(decode(bytes.data() + i * dtype_size(dtype()), dtype()));
+  return out;
+}
+
+std::vector<int64_t> Tensor::to_int_vector() const {
+  std::vector<unsigned char> bytes(checked(impl_).type.bytes());
+  copy_to_host(bytes.data());
+  std::vector<int64_t> out(static_cast<size_t>(numel()));
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<int64_t>(decode(bytes.data() + i * dtype_size(dtype()), dtype()));
+  return out;
+}
+
+double Tensor::item() const {
+  SOLO_CHECK(numel() == 1, "item: the tensor has ", numel(), " elements, not one (shape ",
+             shape().str(), ")");
+  std::vector<unsigned char> bytes(dtype_size(dtype()));
+  copy_to_host(bytes.data());
+  return decode(bytes.data(), dtype());
+}
+
+void sync(const Device& d) { device_context(d).flush(); }
+size_t last_flush_peak_bytes(const Device& d) { return device_context(d).last_peak_bytes(); }
+const ir::Graph& pending_graph(const Device& d) { return device_context(d).trace().graph; }
+
+}  // namespace solo

@@ -1,0 +1,90 @@
+#include <algorithm>
+#include <map>
+#include <mutex>
+
+#include "solo/core/error.h"
+#include "solo/tensor/tensor_impl.h"
+
+namespace solo {
+
+DeviceContext::DeviceContext(const Device& d)
+    : device_(d), backend_(make_backend(d.type)), trace_(std::make_shared<Trace>()) {}
+
+DeviceContext& device_context(const Device& d) {
+  // Devices are process-wide, like CUDA devices; contexts live until exit.
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<DeviceContext>> contexts;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& slot = contexts[d.type];
+  if (!slot) slot = std::make_unique<DeviceContext>(d);
+  return *slot;
+}
+
+ir::ValueId DeviceContext::value_of(const Tensor& t) {
+  TensorImpl* impl = t.impl();
+  SOLO_CHECK(impl != nullptr, "an operand is an undefined tensor");
+  SOLO_CHECK(impl->device == device_, "operands are on different devices (", impl->device.type,
+             " and ", device_.type, "); move one with .to() first");
+  if (impl->trace) {
+    SOLO_CHECK(impl->trace == trace_,
+               "this tensor belongs to a graph that failed to run; recompute it");
+    return impl->value;
+  }
+  SOLO_CHECK(impl->storage != nullptr, "tensor has neither data nor a pending value");
+  auto it = trace_->leaf_value.find(impl);
+  if (it != trace_->leaf_value.end()) return it->second;
+  const ir::ValueId v = trace_->graph.input(impl->type, impl->name);
+  trace_->leaf_value[impl] = v;
+  // Hold the tensor (for autograd) and its storage (the data read at the flush).
+  std::shared_ptr<TensorImpl> owner(t.impl_shared());
+  trace_->leaves[v] = Trace::Leaf{owner, impl->storage};
+  return v;
+}
+
+Tensor DeviceContext::wrap(ir::ValueId v, bool requires_grad) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->type = trace_->graph.type(v);
+  impl->device = device_;
+  impl->trace = trace_;
+  impl->value = v;
+  impl->requires_grad = requires_grad;
+  trace_->pending.push_back(impl);
+  return Tensor(impl);
+}
+
+Tensor DeviceContext::realized(std::shared_ptr<Storage> storage, const ir::TensorType& type) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->type = type;
+  impl->device = device_;
+  impl->storage = std::move(storage);
+  return Tensor(impl);
+}
+
+void DeviceContext::flush() {
+  std::shared_ptr<Trace> trace = trace_;
+  trace_ = std::make_shared<Trace>();  // new ops go to a fresh graph, even if this run fails
+  std::vector<std::shared_ptr<TensorImpl>> targets;
+  std::vector<ir::ValueId> outputs;
+  for (const auto& weak : trace->pending) {
+    std::shared_ptr<TensorImpl> impl = weak.lock();
+    if (!impl || impl->trace != trace) continue;
+    targets.push_back(impl);
+    outputs.push_back(impl->value);
+  }
+  if (outputs.empty()) return;
+  std::unordered_map<ir::ValueId, const void*> inputs;
+  for (const auto& [v, leaf] : trace->leaves) inputs[v] = leaf.storage->data();
+  const runtime::MemoryPlan plan = runtime::plan_memory(trace->graph, outputs);
+  runtime::Executor executor(*backend_);
+  runtime::RunResult result = executor.run(trace->graph, plan, inputs);
+  last_peak_bytes_ = result.peak_bytes;
+  for (const auto& impl : targets) {
+    const auto k = static_cast<size_t>(
+        std::find(plan.outputs.begin(), plan.outputs.end(), impl->value) - plan.outputs.begin());
+    impl->storage = result.outputs[k];
+    impl->trace.reset();
+    impl->value = ir::kNoValue;
+  }
+}
+
+}  // namespace solo

@@ -1,0 +1,132 @@
+// The user-facing lazy tensor. Ops on tensors append nodes to the pending graph of their
+// device; nothing runs until a flush (item(), to_vector(), sync(), or an optimizer step).
+// A flush computes every pending tensor the program still holds, gives each its storage,
+// and starts a new graph. Tensors are immutable values; assign_() rebinds a tensor (this is
+// how optimizers update parameters) without mutating storage others may hold.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "solo/core/dtype.h"
+#include "solo/core/shape.h"
+#include "solo/ir/graph.h"
+
+namespace solo {
+
+class Storage;
+class DeviceContext;
+struct TensorImpl;
+
+// "cpu", "meta" (shapes only), "reference" (naive kernels, for tests).
+struct Device {
+  std::string type = "cpu";
+  bool operator==(const Device& o) const { return type == o.type; }
+};
+inline Device cpu_device() { return Device{"cpu"}; }
+inline Device meta_device() { return Device{"meta"}; }
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  // ---- factories (realized tensors) ----
+  static Tensor from_data(const void* data, const Shape& shape, DType dtype, Device d = {});
+  static Tensor from_vector(const std::vector<float>& v, const Shape& shape, Device d = {});
+  static Tensor from_vector(const std::vector<int64_t>& v, const Shape& shape, Device d = {});
+  static Tensor zeros(const Shape& shape, DType dtype = DType::F32, Device d = {});
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::F32, Device d = {});
+  // Normal(0, std) values from a counter-based generator: the same seed gives the same
+  // values on every machine and device.
+  static Tensor randn(const Shape& shape, double std, uint64_t seed, Device d = {});
+  // A tensor with no data on any device (for tracing shapes); equals zeros on meta.
+  static Tensor empty(const Shape& shape, DType dtype, Device d);
+
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const;
+  DType dtype() const;
+  int64_t numel() const { return shape().numel(); }
+  const Device& device() const;
+  const std::string& name() const;
+  Tensor& set_name(const std::string& name);
+
+  // ---- autograd ----
+  Tensor& requires_grad_(bool on = true);
+  bool requires_grad() const;
+  // The accumulated gradient (undefined until backward reaches this tensor).
+  Tensor grad() const;
+  void set_grad(const Tensor& g);
+  void zero_grad();
+  // Appends the backward graph of this scalar and accumulates into .grad() of every leaf
+  // that requires grad. Must be called before the tensor is flushed.
+  void backward() const;
+  // The same value, cut from the autograd graph.
+  Tensor detach() const;
+
+  // ---- data (these flush) ----
+  double item() const;
+  std::vector<float> to_vector() const;        // any float dtype, converted to f32
+  std::vector<int64_t> to_int_vector() const;  // integer dtypes
+  void copy_to_host(void* dst) const;          // raw bytes in this tensor's dtype
+  bool is_realized() const;
+
+  // Rebinds this handle's value to `value` (same shape and dtype); every copy of this
+  // Tensor sees the new value. Used for parameter and optimizer-state updates.
+  void assign_(const Tensor& value);
+
+  TensorImpl* impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_shared() const { return impl_; }
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+// Computes every pending tensor of the device.
+void sync(const Device& d = {});
+
+// Bytes of device memory that the last flush allocated at its peak (arena + outputs).
+size_t last_flush_peak_bytes(const Device& d = {});
+// The pending graph of a device (for inspection: hashes, dumps, tracing tests).
+const ir::Graph& pending_graph(const Device& d = {});
+
+using NoGradGuard = ir::NoGradGuard;
+using ScopeGuard = ir::ScopeGuard;
+
+// ---- ops (see ir/ops.h for semantics) ----
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator+(const Tensor& a, double s);
+Tensor operator*(const Tensor& a, double s);
+Tensor operator-(const Tensor& a);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+Tensor pow(const Tensor& x, double p);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor silu(const Tensor& x);
+Tensor gelu(const Tensor& x, bool tanh = false);
+Tensor cast(const Tensor& x, DType to);
+Tensor sum(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);
+Tensor reshape(const Tensor& x, const Shape& shape);
+Tensor permute(const Tensor& x, std::vector<int64_t> perm);
+Tensor transpose(const Tensor& x, int d0, int d1);
+Tensor slice(const Tensor& x, int axis, int64_t start, int64_t end);
+Tensor concat(const std::vector<Tensor>& xs, int axis);
+Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = {});
+Tensor embedding(const Tensor& weight, const Tensor& ids);
+Tensor softmax(const Tensor& x, int axis = -1);
+Tensor rms_norm(const Tensor& x, const Tensor& w, double eps);
+Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps);
+Tensor rope(const Tensor& x, double theta);
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& key_mask = {}, bool causal = true);
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index = -100);
+
+}  // namespace solo

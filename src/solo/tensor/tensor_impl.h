@@ -1,0 +1,65 @@
+// Internals of the lazy tensor: the per-device trace (pending graph) and its context.
+#pragma once
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "solo/backend/backend.h"
+#include "solo/runtime/executor.h"
+#include "solo/tensor/tensor.h"
+
+namespace solo {
+
+struct Trace;
+
+struct TensorImpl {
+  ir::TensorType type;
+  Device device;
+  std::string name;
+  std::shared_ptr<Storage> storage;  // set once realized
+  std::shared_ptr<Trace> trace;      // set while pending ...
+  ir::ValueId value = ir::kNoValue;  // ... as this value of trace->graph
+  bool requires_grad = false;
+  Tensor grad;
+};
+
+// The graph being built on one device since its last flush.
+struct Trace {
+  ir::Graph graph;
+  struct Leaf {
+    std::shared_ptr<TensorImpl> tensor;   // the realized tensor bound to the Input node
+    std::shared_ptr<Storage> storage;     // its data at import time
+  };
+  std::unordered_map<const TensorImpl*, ir::ValueId> leaf_value;
+  std::unordered_map<ir::ValueId, Leaf> leaves;
+  std::vector<std::weak_ptr<TensorImpl>> pending;
+};
+
+class DeviceContext {
+ public:
+  explicit DeviceContext(const Device& d);
+  Backend& backend() const { return *backend_; }
+  const Device& device() const { return device_; }
+  Trace& trace() { return *trace_; }
+
+  // The graph value of a tensor on this device: pending tensors give theirs, realized ones
+  // are imported once per trace as Input nodes.
+  ir::ValueId value_of(const Tensor& t);
+  // A new pending tensor for value v of the current trace.
+  Tensor wrap(ir::ValueId v, bool requires_grad);
+  // A new realized tensor holding `storage`.
+  Tensor realized(std::shared_ptr<Storage> storage, const ir::TensorType& type);
+  void flush();
+  size_t last_peak_bytes() const { return last_peak_bytes_; }
+
+ private:
+  Device device_;
+  std::unique_ptr<Backend> backend_;
+  std::shared_ptr<Trace> trace_;
+  size_t last_peak_bytes_ = 0;
+};
+
+// The context of a device, created on first use (one per device per process).
+DeviceContext& device_context(const Device& d);
+
+}  // namespace solo
