@@ -53,8 +53,10 @@ class OpRunner {
 
 void report(benchmark::State& state, double flops, double bytes) {
   const double n = static_cast<double>(state.iterations());
-  if (flops > 0) state.counters["GFLOP/s"] = benchmark::Counter(flops * n / 1e9, benchmark::Counter::kIsRate);
-  if (bytes > 0) state.counters["GB/s"] = benchmark::Counter(bytes * n / 1e9, benchmark::Counter::kIsRate);
+  if (flops > 0)
+    state.counters["GFLOP/s"] = benchmark::Counter(flops * n / 1e9, benchmark::Counter::kIsRate);
+  if (bytes > 0)
+    state.counters["GB/s"] = benchmark::Counter(bytes * n / 1e9, benchmark::Counter::kIsRate);
 }
 
 // [M, K] x [N, K]^T, the shape of a linear layer's forward.
@@ -66,7 +68,12 @@ void BM_Gemm(benchmark::State& state) {
   for (auto _ : state) r.run();
   report(state, 2.0 * m * n * k, 0);
 }
-BENCHMARK(BM_Gemm)->Args({2048, 512, 512})->Args({2048, 512, 1376})->Args({2048, 512, 32000})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Gemm)
+    ->Args({2048, 512, 512})
+    ->Args({2048, 512, 1376})
+    ->Args({2048, 512, 32000})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // Causal attention, B=8, T=256, H=8, D=64 (the 58M Llama's shape).
 void BM_AttentionForward(benchmark::State& state) {

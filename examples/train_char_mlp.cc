@@ -20,7 +20,8 @@ namespace {
 // Concatenated text of every plain file in dir (fortune files; .dat/.u8 indexes skipped).
 std::string read_corpus(const fs::path& dir) {
   SOLO_CHECK(fs::is_directory(dir), "corpus directory ", dir.string(),
-             " does not exist; install Debian's 'fortunes' package (scripts/setup.sh) or pass a directory");
+             " does not exist; install Debian's 'fortunes' package (scripts/setup.sh) or pass a "
+             "directory");
   std::string text;
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir))
@@ -33,7 +34,8 @@ std::string read_corpus(const fs::path& dir) {
     ss << in.rdbuf();
     text += ss.str();
   }
-  SOLO_CHECK(text.size() > 10000, "corpus in ", dir.string(), " is too small (", text.size(), " bytes)");
+  SOLO_CHECK(text.size() > 10000, "corpus in ", dir.string(), " is too small (", text.size(),
+             " bytes)");
   return text;
 }
 
@@ -50,7 +52,8 @@ int main(int argc, char** argv) try {
 
   // Parameters.
   Tensor emb = Tensor::randn({vocab, embed_dim}, 0.5, 1).set_name("emb");
-  Tensor w1 = Tensor::randn({hidden, context * embed_dim}, 1.0 / std::sqrt(context * embed_dim), 2).set_name("w1");
+  Tensor w1 = Tensor::randn({hidden, context * embed_dim}, 1.0 / std::sqrt(context * embed_dim), 2)
+                  .set_name("w1");
   Tensor b1 = Tensor::zeros({hidden}).set_name("b1");
   Tensor w2 = Tensor::randn({vocab, hidden}, 1.0 / std::sqrt(hidden), 3).set_name("w2");
   Tensor b2 = Tensor::zeros({vocab}).set_name("b2");
@@ -62,14 +65,17 @@ int main(int argc, char** argv) try {
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
     return rng >> 33;
   };
-  std::vector<int64_t> ids(static_cast<size_t>(batch * context)), targets(static_cast<size_t>(batch));
+  std::vector<int64_t> ids(static_cast<size_t>(batch * context)),
+      targets(static_cast<size_t>(batch));
   double first = 0, last = 0;
   for (int step = 1; step <= steps; ++step) {
     for (int64_t b = 0; b < batch; ++b) {  // random windows of the corpus
       const size_t start = next() % (text.size() - static_cast<size_t>(context) - 1);
       for (int64_t t = 0; t < context; ++t)
-        ids[static_cast<size_t>(b * context + t)] = static_cast<unsigned char>(text[start + static_cast<size_t>(t)]) % vocab;
-      targets[static_cast<size_t>(b)] = static_cast<unsigned char>(text[start + static_cast<size_t>(context)]) % vocab;
+        ids[static_cast<size_t>(b * context + t)] =
+            static_cast<unsigned char>(text[start + static_cast<size_t>(t)]) % vocab;
+      targets[static_cast<size_t>(b)] =
+          static_cast<unsigned char>(text[start + static_cast<size_t>(context)]) % vocab;
     }
     const Tensor x = Tensor::from_vector(ids, {batch, context});
     const Tensor y = Tensor::from_vector(targets, {batch});

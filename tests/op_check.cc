@@ -50,13 +50,27 @@ std::vector<unsigned char> to_bytes(const HostTensor& t) {
     const double v = t.values[i];
     void* p = bytes.data() + i * dtype_size(t.type.dtype);
     switch (t.type.dtype) {
-      case DType::F32: *static_cast<float*>(p) = static_cast<float>(v); break;
-      case DType::F64: *static_cast<double*>(p) = v; break;
-      case DType::BF16: *static_cast<bf16*>(p) = f32_to_bf16(static_cast<float>(v)); break;
-      case DType::F16: *static_cast<f16*>(p) = f32_to_f16(static_cast<float>(v)); break;
-      case DType::I32: *static_cast<int32_t*>(p) = static_cast<int32_t>(v); break;
-      case DType::I64: *static_cast<int64_t*>(p) = static_cast<int64_t>(v); break;
-      case DType::Bool: *static_cast<uint8_t*>(p) = v != 0.0; break;
+      case DType::F32:
+        *static_cast<float*>(p) = static_cast<float>(v);
+        break;
+      case DType::F64:
+        *static_cast<double*>(p) = v;
+        break;
+      case DType::BF16:
+        *static_cast<bf16*>(p) = f32_to_bf16(static_cast<float>(v));
+        break;
+      case DType::F16:
+        *static_cast<f16*>(p) = f32_to_f16(static_cast<float>(v));
+        break;
+      case DType::I32:
+        *static_cast<int32_t*>(p) = static_cast<int32_t>(v);
+        break;
+      case DType::I64:
+        *static_cast<int64_t*>(p) = static_cast<int64_t>(v);
+        break;
+      case DType::Bool:
+        *static_cast<uint8_t*>(p) = v != 0.0;
+        break;
     }
   }
   return bytes;
@@ -67,13 +81,27 @@ HostTensor from_bytes(const ir::TensorType& type, const void* data) {
   for (size_t i = 0; i < t.values.size(); ++i) {
     const void* p = static_cast<const char*>(data) + i * dtype_size(type.dtype);
     switch (type.dtype) {
-      case DType::F32: t.values[i] = *static_cast<const float*>(p); break;
-      case DType::F64: t.values[i] = *static_cast<const double*>(p); break;
-      case DType::BF16: t.values[i] = bf16_to_f32(*static_cast<const bf16*>(p)); break;
-      case DType::F16: t.values[i] = f16_to_f32(*static_cast<const f16*>(p)); break;
-      case DType::I32: t.values[i] = *static_cast<const int32_t*>(p); break;
-      case DType::I64: t.values[i] = static_cast<double>(*static_cast<const int64_t*>(p)); break;
-      case DType::Bool: t.values[i] = *static_cast<const uint8_t*>(p); break;
+      case DType::F32:
+        t.values[i] = *static_cast<const float*>(p);
+        break;
+      case DType::F64:
+        t.values[i] = *static_cast<const double*>(p);
+        break;
+      case DType::BF16:
+        t.values[i] = bf16_to_f32(*static_cast<const bf16*>(p));
+        break;
+      case DType::F16:
+        t.values[i] = f16_to_f32(*static_cast<const f16*>(p));
+        break;
+      case DType::I32:
+        t.values[i] = *static_cast<const int32_t*>(p);
+        break;
+      case DType::I64:
+        t.values[i] = static_cast<double>(*static_cast<const int64_t*>(p));
+        break;
+      case DType::Bool:
+        t.values[i] = *static_cast<const uint8_t*>(p);
+        break;
     }
   }
   return t;
@@ -111,8 +139,8 @@ std::vector<HostTensor> run_built(const std::string& backend_name,
   runtime::RunResult r = exec.run(g, plan, bound);
   std::vector<HostTensor> result;
   for (ValueId v : outs) {
-    const auto k = static_cast<size_t>(
-        std::find(plan.outputs.begin(), plan.outputs.end(), v) - plan.outputs.begin());
+    const auto k = static_cast<size_t>(std::find(plan.outputs.begin(), plan.outputs.end(), v) -
+                                       plan.outputs.begin());
     std::vector<unsigned char> bytes(g.type(v).bytes());
     backend->copy_to_host(bytes.data(), r.outputs[k]->data(), bytes.size());
     result.push_back(from_bytes(g.type(v), bytes.data()));

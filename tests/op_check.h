@@ -38,8 +38,8 @@ void expect_matches_reference(const std::string& backend, const std::vector<Host
 
 // Outputs equal `expected` element-wise within atol + rtol * |expected| (hand-computed
 // values, independent of any backend).
-void expect_values(const std::vector<HostTensor>& actual, const std::vector<std::vector<double>>& expected,
-                   double rtol, double atol);
+void expect_values(const std::vector<HostTensor>& actual,
+                   const std::vector<std::vector<double>>& expected, double rtol, double atol);
 
 // Gradient check on the reference backend in f64: loss = sum_k sum(out_k * r_k) with fixed
 // random r_k over the float outputs; for each input index in `wrt`, the autograd gradient

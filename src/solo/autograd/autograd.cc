@@ -51,8 +51,8 @@ std::vector<ValueId> gradients(ir::Graph& g, ValueId loss, const std::vector<Val
     slot = slot == kNoValue ? d : ir::add(g, slot, d);
   };
   if (seed == kNoValue) seed = ir::full(g, g.shape(loss), g.dtype(loss), 1.0);
-  SOLO_CHECK(g.shape(seed) == g.shape(loss), "backward: gradient seed shape ",
-             g.shape(seed).str(), " differs from the loss shape ", g.shape(loss).str());
+  SOLO_CHECK(g.shape(seed) == g.shape(loss), "backward: gradient seed shape ", g.shape(seed).str(),
+             " differs from the loss shape ", g.shape(loss).str());
   grad[static_cast<size_t>(loss)] = seed;
 
   for (NodeId n = last; n >= 0; --n) {

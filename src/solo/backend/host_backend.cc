@@ -22,6 +22,8 @@ void* HostBackend::raw_allocate(size_t bytes) {
   if (!p) throw std::bad_alloc();
   return p;
 }
-void HostBackend::raw_deallocate(void* p, size_t) { std::free(p); }
+void HostBackend::raw_deallocate(void* p, size_t) {
+  std::free(p);
+}
 
 }  // namespace solo

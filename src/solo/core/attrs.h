@@ -22,7 +22,9 @@ class Attrs {
   int64_t i(const std::string& key) const;  // throws if missing or of another type
   double f(const std::string& key) const;
   const std::vector<int64_t>& ints(const std::string& key) const;
-  int64_t i_or(const std::string& key, int64_t fallback) const { return has(key) ? i(key) : fallback; }
+  int64_t i_or(const std::string& key, int64_t fallback) const {
+    return has(key) ? i(key) : fallback;
+  }
 
   const std::vector<std::pair<std::string, AttrValue>>& items() const { return items_; }
   uint64_t hash(uint64_t seed) const;

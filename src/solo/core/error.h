@@ -24,8 +24,8 @@ std::string concat(const Args&... args) {
 }  // namespace solo
 
 // SOLO_CHECK(cond, "message parts", value, ...) throws solo::Error when cond is false.
-#define SOLO_CHECK(cond, ...)                                         \
-  do {                                                                \
+#define SOLO_CHECK(cond, ...)                                              \
+  do {                                                                     \
     if (!(cond)) throw ::solo::Error(::solo::detail::concat(__VA_ARGS__)); \
   } while (0)
 

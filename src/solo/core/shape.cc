@@ -6,7 +6,9 @@
 
 namespace solo {
 
-int64_t Shape::dim(int i) const { return (*this)[normalize_axis(i, rank(), "Shape::dim")]; }
+int64_t Shape::dim(int i) const {
+  return (*this)[normalize_axis(i, rank(), "Shape::dim")];
+}
 
 int64_t Shape::numel() const {
   int64_t n = 1;

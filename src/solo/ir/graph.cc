@@ -16,14 +16,26 @@ ScopeGuard::ScopeGuard(const std::string& name) : previous_length_(t_scope.size(
   if (!t_scope.empty()) t_scope += '.';
   t_scope += name;
 }
-ScopeGuard::~ScopeGuard() { t_scope.resize(previous_length_); }
-const std::string& current_scope() { return t_scope; }
+ScopeGuard::~ScopeGuard() {
+  t_scope.resize(previous_length_);
+}
+const std::string& current_scope() {
+  return t_scope;
+}
 
-NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false; }
-NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
-bool grad_enabled() { return t_grad_enabled; }
+NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) {
+  t_grad_enabled = false;
+}
+NoGradGuard::~NoGradGuard() {
+  t_grad_enabled = previous_;
+}
+bool grad_enabled() {
+  return t_grad_enabled;
+}
 
-Graph::Graph() { scopes_.emplace_back(); }
+Graph::Graph() {
+  scopes_.emplace_back();
+}
 
 int Graph::intern_scope(const std::string& scope) {
   // Nodes arrive scope by scope, so the last scope is almost always the one asked for.
@@ -92,7 +104,8 @@ std::string Graph::describe(NodeId id) const {
   os << " ->";
   for (ValueId v : n.outputs)
     os << " v" << v << ':' << dtype_name(type(v).dtype) << type(v).shape.str();
-  if (!scopes_[static_cast<size_t>(n.scope)].empty()) os << "  @" << scopes_[static_cast<size_t>(n.scope)];
+  if (!scopes_[static_cast<size_t>(n.scope)].empty())
+    os << "  @" << scopes_[static_cast<size_t>(n.scope)];
   return os.str();
 }
 

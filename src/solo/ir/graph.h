@@ -35,9 +35,9 @@ struct Node {
   std::vector<ValueId> inputs;
   std::vector<ValueId> outputs;
   Attrs attrs;
-  int scope = 0;           // index into Graph::scopes()
-  bool no_grad = false;    // built under a no-grad scope: autograd does not pass through it
-  std::string name;        // Input nodes: what is bound to them (e.g. a parameter name)
+  int scope = 0;         // index into Graph::scopes()
+  bool no_grad = false;  // built under a no-grad scope: autograd does not pass through it
+  std::string name;      // Input nodes: what is bound to them (e.g. a parameter name)
 };
 
 class Graph {
@@ -63,7 +63,9 @@ class Graph {
   int num_values() const { return static_cast<int>(values_.size()); }
   const std::vector<Node>& nodes() const { return nodes_; }
   const std::vector<std::string>& scopes() const { return scopes_; }
-  const std::string& scope_of(NodeId id) const { return scopes_[static_cast<size_t>(node(id).scope)]; }
+  const std::string& scope_of(NodeId id) const {
+    return scopes_[static_cast<size_t>(node(id).scope)];
+  }
 
   // Hash of the structure: ops, attributes, wiring, shapes and dtypes (not names, scopes or
   // data). Equal programs give equal hashes; it keys the plan cache.

@@ -40,9 +40,9 @@ ValueId rsqrt(Graph& g, ValueId x);
 ValueId silu(Graph& g, ValueId x);  // x * sigmoid(x)
 // gelu(x); tanh = true uses GPT-2's tanh approximation (attr "tanh").
 ValueId gelu(Graph& g, ValueId x, bool tanh = false);
-ValueId silu_backward(Graph& g, ValueId x, ValueId dy);              // dy * silu'(x)
-ValueId gelu_backward(Graph& g, ValueId x, ValueId dy, bool tanh);   // dy * gelu'(x)
-ValueId cast(Graph& g, ValueId x, DType to);  // attr "dtype"
+ValueId silu_backward(Graph& g, ValueId x, ValueId dy);             // dy * silu'(x)
+ValueId gelu_backward(Graph& g, ValueId x, ValueId dy, bool tanh);  // dy * gelu'(x)
+ValueId cast(Graph& g, ValueId x, DType to);                        // attr "dtype"
 // Sum / mean over `axes` (negative allowed; empty = all axes). attrs "axes", "keepdim".
 ValueId sum(Graph& g, ValueId x, std::vector<int64_t> axes = {}, bool keepdim = false);
 ValueId mean(Graph& g, ValueId x, std::vector<int64_t> axes = {}, bool keepdim = false);
@@ -73,7 +73,7 @@ ValueId embedding(Graph& g, ValueId weight, ValueId ids);
 ValueId embedding_backward(Graph& g, ValueId ids, ValueId dy, int64_t num_embeddings);
 
 // ---- fused nn ops ----------------------------------------------------------------------------
-ValueId softmax(Graph& g, ValueId x, int axis = -1);               // attr "axis"
+ValueId softmax(Graph& g, ValueId x, int axis = -1);                  // attr "axis"
 ValueId softmax_backward(Graph& g, ValueId y, ValueId dy, int axis);  // from the output y
 // x [..., D], w [D]: x / sqrt(mean(x^2) + eps) * w. attr "eps".
 ValueId rms_norm(Graph& g, ValueId x, ValueId w, double eps);
@@ -97,9 +97,9 @@ ValueId rope(Graph& g, ValueId x, double theta, bool inverse = false);
 std::vector<ValueId> attention(Graph& g, ValueId q, ValueId k, ValueId v, ValueId key_mask,
                                double scale, bool causal);
 // -> {dq, dk, dv}. Node inputs: (q, k, v, out, lse, dout[, key_mask]).
-std::vector<ValueId> attention_backward(Graph& g, ValueId q, ValueId k, ValueId v,
-                                        ValueId key_mask, ValueId out, ValueId lse,
-                                        ValueId dout, double scale, bool causal);
+std::vector<ValueId> attention_backward(Graph& g, ValueId q, ValueId k, ValueId v, ValueId key_mask,
+                                        ValueId out, ValueId lse, ValueId dout, double scale,
+                                        bool causal);
 // Convenience: attention(...)[0] with scale 1/sqrt(D).
 ValueId scaled_dot_product_attention(Graph& g, ValueId q, ValueId k, ValueId v,
                                      ValueId key_mask = kNoValue, bool causal = true);

@@ -11,7 +11,9 @@ using ir::ValueId;
 
 namespace {
 
-size_t align_up(size_t n) { return (n + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment; }
+size_t align_up(size_t n) {
+  return (n + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
+}
 
 // Marks the nodes that the requested outputs depend on.
 std::vector<bool> needed_nodes(const ir::Graph& g, const std::vector<ValueId>& outputs) {
@@ -80,7 +82,8 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested
   for (size_t v = 0; v < nv; ++v)
     if (p.placement[v] == Placement::View) {
       ValueId r = static_cast<ValueId>(v);
-      while (g.producer(r).op == OpKind::Reshape && p.placement[static_cast<size_t>(r)] != Placement::Output)
+      while (g.producer(r).op == OpKind::Reshape &&
+             p.placement[static_cast<size_t>(r)] != Placement::Output)
         r = g.producer(r).inputs[0];
       p.root[v] = r;
     }
@@ -90,9 +93,8 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested
   std::vector<ValueId> arena;
   for (size_t v = 0; v < nv; ++v)
     if (p.placement[v] == Placement::Arena) arena.push_back(static_cast<ValueId>(v));
-  std::stable_sort(arena.begin(), arena.end(), [&](ValueId a, ValueId b) {
-    return g.type(a).bytes() > g.type(b).bytes();
-  });
+  std::stable_sort(arena.begin(), arena.end(),
+                   [&](ValueId a, ValueId b) { return g.type(a).bytes() > g.type(b).bytes(); });
   struct Placed {
     int64_t offset;
     size_t size;
@@ -105,7 +107,8 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested
     const size_t size = align_up(g.type(v).bytes());
     conflicts.clear();
     for (const Placed& q : placed)
-      if (q.first <= p.last_use[vi] && p.first_use[vi] <= q.last) conflicts.emplace_back(q.offset, q.size);
+      if (q.first <= p.last_use[vi] && p.first_use[vi] <= q.last)
+        conflicts.emplace_back(q.offset, q.size);
     std::sort(conflicts.begin(), conflicts.end());
     int64_t offset = 0;
     for (const auto& [o, s] : conflicts) {

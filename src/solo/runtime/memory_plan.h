@@ -19,12 +19,12 @@ enum class Placement : uint8_t {
 };
 
 struct MemoryPlan {
-  std::vector<ir::NodeId> schedule;   // nodes to run, in topological order
-  std::vector<Placement> placement;   // per value
-  std::vector<int64_t> offset;        // per value, for Arena values
-  std::vector<ir::ValueId> root;      // per value: whose bytes it uses (itself unless a View)
+  std::vector<ir::NodeId> schedule;      // nodes to run, in topological order
+  std::vector<Placement> placement;      // per value
+  std::vector<int64_t> offset;           // per value, for Arena values
+  std::vector<ir::ValueId> root;         // per value: whose bytes it uses (itself unless a View)
   std::vector<int> first_use, last_use;  // per value: schedule steps of definition and last read
-  std::vector<ir::ValueId> outputs;   // requested outputs, deduplicated, in request order
+  std::vector<ir::ValueId> outputs;      // requested outputs, deduplicated, in request order
   size_t arena_bytes = 0;
   size_t output_bytes = 0;
   size_t live_peak_bytes = 0;  // lower bound: most bytes simultaneously live in the arena

@@ -1,7 +1,7 @@
 // Tensor ops: each resolves its operands to values of the device's pending graph and calls
 // the graph builder of the same name (ir/ops.h).
-#include "solo/core/error.h"
 #include "solo/ir/ops.h"
+#include "solo/core/error.h"
 #include "solo/tensor/tensor_impl.h"
 
 namespace solo {
@@ -32,8 +32,8 @@ Tensor lazy(std::initializer_list<const Tensor*> operands, F&& build) {
 
 }  // namespace
 
-#define SOLO_BINARY(fn, irfn) \
-  Tensor fn(const Tensor& a, const Tensor& b) { \
+#define SOLO_BINARY(fn, irfn)                                                                   \
+  Tensor fn(const Tensor& a, const Tensor& b) {                                                 \
     return lazy({&a, &b}, [](ir::Graph& g, const auto& v) { return ir::irfn(g, v[0], v[1]); }); \
   }
 SOLO_BINARY(operator+, add)
@@ -42,8 +42,8 @@ SOLO_BINARY(operator*, mul)
 SOLO_BINARY(operator/, div)
 #undef SOLO_BINARY
 
-#define SOLO_UNARY(fn) \
-  Tensor fn(const Tensor& x) { \
+#define SOLO_UNARY(fn)                                                              \
+  Tensor fn(const Tensor& x) {                                                      \
     return lazy({&x}, [](ir::Graph& g, const auto& v) { return ir::fn(g, v[0]); }); \
   }
 SOLO_UNARY(exp)
@@ -67,8 +67,9 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
               [](ir::Graph& g, const auto& v) { return ir::where(g, v[0], v[1], v[2]); });
 }
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
-  return lazy({&x, &mask},
-              [value](ir::Graph& g, const auto& v) { return ir::masked_fill(g, v[0], v[1], value); });
+  return lazy({&x, &mask}, [value](ir::Graph& g, const auto& v) {
+    return ir::masked_fill(g, v[0], v[1], value);
+  });
 }
 Tensor pow(const Tensor& x, double p) {
   return lazy({&x}, [p](ir::Graph& g, const auto& v) { return ir::pow_scalar(g, v[0], p); });
@@ -95,7 +96,8 @@ Tensor transpose(const Tensor& x, int d0, int d1) {
   return lazy({&x}, [&](ir::Graph& g, const auto& v) { return ir::transpose(g, v[0], d0, d1); });
 }
 Tensor slice(const Tensor& x, int axis, int64_t start, int64_t end) {
-  return lazy({&x}, [&](ir::Graph& g, const auto& v) { return ir::slice(g, v[0], axis, start, end); });
+  return lazy({&x},
+              [&](ir::Graph& g, const auto& v) { return ir::slice(g, v[0], axis, start, end); });
 }
 Tensor concat(const std::vector<Tensor>& xs, int axis) {
   SOLO_CHECK(!xs.empty(), "concat: no tensors given");

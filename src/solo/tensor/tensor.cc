@@ -24,13 +24,27 @@ std::vector<unsigned char> encode(const std::vector<double>& v, DType dtype) {
   for (size_t i = 0; i < v.size(); ++i) {
     void* p = bytes.data() + i * dtype_size(dtype);
     switch (dtype) {
-      case DType::F32: *static_cast<float*>(p) = static_cast<float>(v[i]); break;
-      case DType::F64: *static_cast<double*>(p) = v[i]; break;
-      case DType::BF16: *static_cast<bf16*>(p) = f32_to_bf16(static_cast<float>(v[i])); break;
-      case DType::F16: *static_cast<f16*>(p) = f32_to_f16(static_cast<float>(v[i])); break;
-      case DType::I32: *static_cast<int32_t*>(p) = static_cast<int32_t>(v[i]); break;
-      case DType::I64: *static_cast<int64_t*>(p) = static_cast<int64_t>(v[i]); break;
-      case DType::Bool: *static_cast<uint8_t*>(p) = v[i] != 0.0; break;
+      case DType::F32:
+        *static_cast<float*>(p) = static_cast<float>(v[i]);
+        break;
+      case DType::F64:
+        *static_cast<double*>(p) = v[i];
+        break;
+      case DType::BF16:
+        *static_cast<bf16*>(p) = f32_to_bf16(static_cast<float>(v[i]));
+        break;
+      case DType::F16:
+        *static_cast<f16*>(p) = f32_to_f16(static_cast<float>(v[i]));
+        break;
+      case DType::I32:
+        *static_cast<int32_t*>(p) = static_cast<int32_t>(v[i]);
+        break;
+      case DType::I64:
+        *static_cast<int64_t*>(p) = static_cast<int64_t>(v[i]);
+        break;
+      case DType::Bool:
+        *static_cast<uint8_t*>(p) = v[i] != 0.0;
+        break;
     }
   }
   return bytes;
@@ -38,13 +52,20 @@ std::vector<unsigned char> encode(const std::vector<double>& v, DType dtype) {
 
 double decode(const unsigned char* p, DType dtype) {
   switch (dtype) {
-    case DType::F32: return *reinterpret_cast<const float*>(p);
-    case DType::F64: return *reinterpret_cast<const double*>(p);
-    case DType::BF16: return bf16_to_f32(*reinterpret_cast<const bf16*>(p));
-    case DType::F16: return f16_to_f32(*reinterpret_cast<const f16*>(p));
-    case DType::I32: return *reinterpret_cast<const int32_t*>(p);
-    case DType::I64: return static_cast<double>(*reinterpret_cast<const int64_t*>(p));
-    case DType::Bool: return *p;
+    case DType::F32:
+      return *reinterpret_cast<const float*>(p);
+    case DType::F64:
+      return *reinterpret_cast<const double*>(p);
+    case DType::BF16:
+      return bf16_to_f32(*reinterpret_cast<const bf16*>(p));
+    case DType::F16:
+      return f16_to_f32(*reinterpret_cast<const f16*>(p));
+    case DType::I32:
+      return *reinterpret_cast<const int32_t*>(p);
+    case DType::I64:
+      return static_cast<double>(*reinterpret_cast<const int64_t*>(p));
+    case DType::Bool:
+      return *p;
   }
   return 0;
 }
@@ -86,7 +107,9 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device d) {
   return from_data(bytes.data(), shape, dtype, d);
 }
 
-Tensor Tensor::zeros(const Shape& shape, DType dtype, Device d) { return full(shape, 0.0, dtype, d); }
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device d) {
+  return full(shape, 0.0, dtype, d);
+}
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device d) {
   DeviceContext& ctx = device_context(d);
@@ -108,15 +131,25 @@ Tensor Tensor::randn(const Shape& shape, double std, uint64_t seed, Device d) {
 }
 
 // ---- accessors ----
-const Shape& Tensor::shape() const { return checked(impl_).type.shape; }
-DType Tensor::dtype() const { return checked(impl_).type.dtype; }
-const Device& Tensor::device() const { return checked(impl_).device; }
-const std::string& Tensor::name() const { return checked(impl_).name; }
+const Shape& Tensor::shape() const {
+  return checked(impl_).type.shape;
+}
+DType Tensor::dtype() const {
+  return checked(impl_).type.dtype;
+}
+const Device& Tensor::device() const {
+  return checked(impl_).device;
+}
+const std::string& Tensor::name() const {
+  return checked(impl_).name;
+}
 Tensor& Tensor::set_name(const std::string& name) {
   checked(impl_).name = name;
   return *this;
 }
-bool Tensor::is_realized() const { return checked(impl_).storage && !impl_->trace; }
+bool Tensor::is_realized() const {
+  return checked(impl_).storage && !impl_->trace;
+}
 
 // ---- autograd ----
 Tensor& Tensor::requires_grad_(bool on) {
@@ -125,10 +158,18 @@ Tensor& Tensor::requires_grad_(bool on) {
   checked(impl_).requires_grad = on;
   return *this;
 }
-bool Tensor::requires_grad() const { return checked(impl_).requires_grad; }
-Tensor Tensor::grad() const { return checked(impl_).grad; }
-void Tensor::set_grad(const Tensor& g) { checked(impl_).grad = g; }
-void Tensor::zero_grad() { checked(impl_).grad = Tensor(); }
+bool Tensor::requires_grad() const {
+  return checked(impl_).requires_grad;
+}
+Tensor Tensor::grad() const {
+  return checked(impl_).grad;
+}
+void Tensor::set_grad(const Tensor& g) {
+  checked(impl_).grad = g;
+}
+void Tensor::zero_grad() {
+  checked(impl_).grad = Tensor();
+}
 
 void Tensor::backward() const {
   TensorImpl& self = checked(impl_);
@@ -136,8 +177,8 @@ void Tensor::backward() const {
              "requires grad, or it was computed under a no-grad scope)");
   SOLO_CHECK(self.trace != nullptr, "backward: the tensor was already computed (item(), sync() ",
              "or a step flushed its graph); call backward() before reading its value");
-  SOLO_CHECK(self.type.shape.numel() == 1, "backward: the loss must have one element, its shape is ",
-             self.type.shape.str());
+  SOLO_CHECK(self.type.shape.numel() == 1,
+             "backward: the loss must have one element, its shape is ", self.type.shape.str());
   DeviceContext& ctx = device_context(self.device);
   Trace& trace = ctx.trace();
   std::vector<ir::ValueId> wrt;
@@ -217,8 +258,14 @@ double Tensor::item() const {
   return decode(bytes.data(), dtype());
 }
 
-void sync(const Device& d) { device_context(d).flush(); }
-size_t last_flush_peak_bytes(const Device& d) { return device_context(d).last_peak_bytes(); }
-const ir::Graph& pending_graph(const Device& d) { return device_context(d).trace().graph; }
+void sync(const Device& d) {
+  device_context(d).flush();
+}
+size_t last_flush_peak_bytes(const Device& d) {
+  return device_context(d).last_peak_bytes();
+}
+const ir::Graph& pending_graph(const Device& d) {
+  return device_context(d).trace().graph;
+}
 
 }  // namespace solo

@@ -23,8 +23,12 @@ struct Device {
   std::string type = "cpu";
   bool operator==(const Device& o) const { return type == o.type; }
 };
-inline Device cpu_device() { return Device{"cpu"}; }
-inline Device meta_device() { return Device{"meta"}; }
+inline Device cpu_device() {
+  return Device{"cpu"};
+}
+inline Device meta_device() {
+  return Device{"meta"};
+}
 
 class Tensor {
  public:

@@ -27,8 +27,8 @@ struct TensorImpl {
 struct Trace {
   ir::Graph graph;
   struct Leaf {
-    std::shared_ptr<TensorImpl> tensor;   // the realized tensor bound to the Input node
-    std::shared_ptr<Storage> storage;     // its data at import time
+    std::shared_ptr<TensorImpl> tensor;  // the realized tensor bound to the Input node
+    std::shared_ptr<Storage> storage;    // its data at import time
   };
   std::unordered_map<const TensorImpl*, ir::ValueId> leaf_value;
   std::unordered_map<ir::ValueId, Leaf> leaves;
