@@ -223,6 +223,23 @@ void Tensor::assign_(const Tensor& value) {
   if (self.trace) self.trace->pending.push_back(impl_);
 }
 
+Tensor Tensor::to(const Device& d) const {
+  if (d == device()) return *this;
+  Tensor out;
+  SOLO_CHECK(device().type != "meta", "to(", d.type, "): a meta tensor has no data to move; ",
+             "create it on a real device instead");
+  if (d.type == "meta") {
+    out = empty(shape(), dtype(), d);
+  } else {
+    std::vector<unsigned char> bytes(checked(impl_).type.bytes());
+    copy_to_host(bytes.data());
+    out = from_data(bytes.data(), shape(), dtype(), d);
+  }
+  out.set_name(name());
+  if (requires_grad()) out.requires_grad_();
+  return out;
+}
+
 // ---- data ----
 void Tensor::copy_to_host(void* dst) const {
   TensorImpl& self = checked(impl_);

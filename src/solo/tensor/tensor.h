@@ -75,6 +75,9 @@ class Tensor {
   void copy_to_host(void* dst) const;          // raw bytes in this tensor's dtype
   bool is_realized() const;
 
+  // A copy on another device (flushes if pending). To meta: shape and dtype only.
+  Tensor to(const Device& d) const;
+
   // Rebinds this handle's value to `value` (same shape and dtype); every copy of this
   // Tensor sees the new value. Used for parameter and optimizer-state updates.
   void assign_(const Tensor& value);
