@@ -3,6 +3,7 @@
 // memory beyond the outputs is a few tiles per thread. The backward recomputes the
 // probabilities tile by tile from q, k and the saved lse (FlashAttention-2, Dao 2023).
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -54,6 +55,29 @@ bool any_kept(const std::vector<uint8_t>& keep, int64_t from, int64_t n) {
   return false;
 }
 
+// e^x for float x <= 88, vectorisable: std::exp is a libm call per element, which made it the
+// largest cost of the forward. Cephes' expf: x = n ln2 + r with |r| <= ln2 / 2, a degree-7
+// polynomial for e^r, 2^n from the exponent bits; about 2 ulp. x < -87 (including -inf, the
+// masked scores) gives exactly 0; NaN stays NaN.
+inline float exp_fast(float x) {
+  const float xc = x > -87.0f ? x : -87.0f;
+  // n = nearest integer to x / ln2, by the 1.5 * 2^23 trick (std::floor blocks vectorising).
+  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const float e = p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  return x != x ? x : (x < -87.0f ? 0.0f : e);
+}
+inline double exp_fast(double x) {
+  return std::exp(x);
+}  // f64 is for checks, not speed
+
 // Number of keys of the tile [j0, j0 + nc) that query t may see under the causal limit.
 int64_t causal_end(bool causal, int64_t t, int64_t j0, int64_t nc) {
   return causal ? std::clamp<int64_t>(t - j0 + 1, 0, nc) : nc;
@@ -69,21 +93,59 @@ void load_transposed(const T* x, int64_t ld, int64_t j0, int64_t nc, int64_t D, 
   }
 }
 
-// s [nr, kBc] (+)= alpha * a[nr rows of D at stride lda] @ kt [D, kBc] over the first nc keys.
+// c [M, N] (row stride ldc) += alpha * a [M, K] (lda) @ b [K, N] (ldb), all row-major.
+// Register-blocked: a kR x kW block of c stays in vector registers while K streams by, so
+// each loaded row of b feeds kR FMAs (a plain row-at-a-time loop is load/store bound).
+template <class T>
+void gemm_acc(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t lda, const T* b,
+              int64_t ldb, T* c, int64_t ldc) {
+  constexpr int64_t kR = 4, kW = 128 / sizeof(T);
+  for (int64_t i0 = 0; i0 < M; i0 += kR) {
+    const int64_t rows = std::min(kR, M - i0);
+    for (int64_t j0 = 0; j0 < N; j0 += kW) {
+      const int64_t cols = std::min(kW, N - j0);
+      T acc[kR][kW] = {};
+      if (rows == kR && cols == kW) {  // full block: constant bounds the compiler unrolls
+        for (int64_t k = 0; k < K; ++k) {
+          const T* bk = b + k * ldb + j0;
+          for (int64_t r = 0; r < kR; ++r) {
+            const T ar = a[(i0 + r) * lda + k];
+#pragma omp simd
+            for (int64_t j = 0; j < kW; ++j) acc[r][j] += ar * bk[j];
+          }
+        }
+      } else {
+        for (int64_t k = 0; k < K; ++k) {
+          const T* bk = b + k * ldb + j0;
+          for (int64_t r = 0; r < rows; ++r) {
+            const T ar = a[(i0 + r) * lda + k];
+#pragma omp simd
+            for (int64_t j = 0; j < cols; ++j) acc[r][j] += ar * bk[j];
+          }
+        }
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        T* crow = c + (i0 + r) * ldc + j0;
+#pragma omp simd
+        for (int64_t j = 0; j < cols; ++j) crow[j] += alpha * acc[r][j];
+      }
+    }
+  }
+}
+
+// s [nr, kBc] = alpha * a [nr rows of D at stride lda] @ kt [D, kBc], first nc keys only.
 template <class T>
 void scores(const T* a, int64_t lda, int64_t nr, const T* kt, int64_t nc, int64_t D, T alpha,
             T* s) {
-  for (int64_t i = 0; i < nr; ++i) {
-    T* srow = s + i * kBc;
-    const T* arow = a + i * lda;
-    std::fill(srow, srow + nc, T(0));
-    for (int64_t e = 0; e < D; ++e) {
-      const T ae = arow[e] * alpha;
-      const T* kte = kt + e * kBc;
-#pragma omp simd
-      for (int64_t j = 0; j < nc; ++j) srow[j] += ae * kte[j];
-    }
-  }
+  for (int64_t i = 0; i < nr; ++i) std::fill(s + i * kBc, s + i * kBc + nc, T(0));
+  gemm_acc(nr, nc, D, alpha, a, lda, kt, kBc, s, kBc);
+}
+
+// xt [nc, kBr] = x [nr, kBc] transposed (first nr rows, nc columns).
+template <class T>
+void transpose_tile(const T* x, int64_t nr, int64_t nc, T* xt) {
+  for (int64_t i = 0; i < nr; ++i)
+    for (int64_t j = 0; j < nc; ++j) xt[j * kBr + i] = x[i * kBc + j];
 }
 
 // q [B, T, Hq, D], k [B, S, Hkv, D], v [B, S, Hkv, D] (, key_mask [B, S])
@@ -135,24 +197,25 @@ void attention_forward(const KernelCall& c) {
           T mx = m[i];
 #pragma omp simd reduction(max : mx)
           for (int64_t j = 0; j < nc; ++j) mx = std::max(mx, srow[j]);
-          if (mx == kNegInf) continue;  // no visible key yet: the row stays empty
+          if (mx == kNegInf) {  // no visible key yet: the row stays empty
+            std::fill(srow, srow + nc, T(0));
+            continue;
+          }
           // Online softmax: rescale what was accumulated under the old max.
           const T corr = std::exp(m[i] - mx);
           T sum = 0;
-          for (int64_t j = 0; j < nc; ++j) sum += srow[j] = std::exp(srow[j] - mx);
+#pragma omp simd
+          for (int64_t j = 0; j < nc; ++j) srow[j] = exp_fast(srow[j] - mx);
+#pragma omp simd reduction(+ : sum)
+          for (int64_t j = 0; j < nc; ++j) sum += srow[j];
           l[i] = l[i] * corr + sum;
           m[i] = mx;
           T* arow = acc.data() + i * d.D;
 #pragma omp simd
           for (int64_t e = 0; e < d.D; ++e) arow[e] *= corr;
-          // acc [nr, D] += p [nr, nc] @ v [nc, D], streaming along D.
-          for (int64_t j = 0; j < nc; ++j) {
-            const T p = srow[j];
-            const T* vrow = vb + (j0 + j) * d.ldk();
-#pragma omp simd
-            for (int64_t e = 0; e < d.D; ++e) arow[e] += p * vrow[e];
-          }
         }
+        // acc [nr, D] += p [nr, nc] @ v [nc, D]
+        gemm_acc(nr, d.D, nc, T(1), s.data(), kBc, vb + j0 * d.ldk(), d.ldk(), acc.data(), d.D);
       }
       for (int64_t i = 0; i < nr; ++i) {
         const bool any = l[i] > T(0);
@@ -191,7 +254,7 @@ void attention_backward(const KernelCall& c) {
 #pragma omp parallel
   {
     std::vector<T> kt(static_cast<size_t>(d.D * kBc)), vt(kt.size());
-    std::vector<T> p(static_cast<size_t>(kBr * kBc)), ds(p.size());
+    std::vector<T> p(static_cast<size_t>(kBr * kBc)), ds(p.size()), pt(p.size()), dst(p.size());
     std::vector<T> dk_acc(static_cast<size_t>(kBc * d.D)), dv_acc(dk_acc.size());
     std::vector<T> delta(static_cast<size_t>(d.group * d.T));
 #pragma omp for schedule(dynamic)
@@ -231,40 +294,23 @@ void attention_backward(const KernelCall& c) {
                 const T dlt = delta[static_cast<size_t>(g * d.T + t0 + i)];
                 // lse = -inf: the query sees no key anywhere, so its gradients are zero.
                 const int64_t jend = L == kNegInf ? 0 : causal_end(causal, t0 + i, j0, nc);
+                const uint8_t* kp = keep.empty() ? nullptr : keep.data() + b * d.S + j0;
+#pragma omp simd
                 for (int64_t j = 0; j < nc; ++j) {
-                  const bool vis =
-                      j < jend && (keep.empty() || keep[static_cast<size_t>(b * d.S + j0 + j)]);
-                  const T pij = vis ? std::exp(prow[j] - L) : T(0);
+                  const bool vis = j < jend && (kp == nullptr || kp[j] != 0);
+                  const T pij = exp_fast(vis ? prow[j] - L : kNegInf);
                   prow[j] = pij;
                   dsrow[j] = pij * (dsrow[j] - dlt);
                 }
               }
-              // dv_acc [nc, D] += p^T dO, dk_acc [nc, D] += dS^T q scale (streaming along D).
-              for (int64_t i = 0; i < nr; ++i) {
-                const T* qrow = qt + i * d.ldq();
-                const T* dorow = dot + i * d.ldq();
-                for (int64_t j = 0; j < nc; ++j) {
-                  const T pij = p[static_cast<size_t>(i * kBc + j)];
-                  const T dsij = ds[static_cast<size_t>(i * kBc + j)] * scale;
-                  T* dvrow = dv_acc.data() + j * d.D;
-                  T* dkrow = dk_acc.data() + j * d.D;
-#pragma omp simd
-                  for (int64_t e = 0; e < d.D; ++e) {
-                    dvrow[e] += pij * dorow[e];
-                    dkrow[e] += dsij * qrow[e];
-                  }
-                }
-              }
-              // dq [nr, D] += dS k scale.
-              for (int64_t i = 0; i < nr; ++i) {
-                T* dqrow = dq + d.qi(b, t0 + i, h);
-                for (int64_t j = 0; j < nc; ++j) {
-                  const T dsij = ds[static_cast<size_t>(i * kBc + j)] * scale;
-                  const T* krow = kb + (j0 + j) * d.ldk();
-#pragma omp simd
-                  for (int64_t e = 0; e < d.D; ++e) dqrow[e] += dsij * krow[e];
-                }
-              }
+              // dv_acc [nc, D] += p^T [nc, nr] @ dO [nr, D]; dk_acc += dS^T @ q * scale.
+              transpose_tile(p.data(), nr, nc, pt.data());
+              transpose_tile(ds.data(), nr, nc, dst.data());
+              gemm_acc(nc, d.D, nr, T(1), pt.data(), kBr, dot, d.ldq(), dv_acc.data(), d.D);
+              gemm_acc(nc, d.D, nr, scale, dst.data(), kBr, qt, d.ldq(), dk_acc.data(), d.D);
+              // dq [nr, D] += dS [nr, nc] @ k [nc, D] * scale
+              gemm_acc(nr, d.D, nc, scale, ds.data(), kBc, kb + j0 * d.ldk(), d.ldk(),
+                       dq + d.qi(b, t0, h), d.ldq());
             }
           }
         }
