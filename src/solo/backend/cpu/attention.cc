@@ -93,13 +93,21 @@ void load_transposed(const T* x, int64_t ld, int64_t j0, int64_t nc, int64_t D, 
   }
 }
 
+// Register block of gemm_acc: kGemmRows rows x two vectors, 16 accumulators with AVX-512's 32
+// vector registers, 8 with AVX2's 16 (leaving room for the loads, no spills).
+#ifdef __AVX512F__
+constexpr int64_t kVectorBytes = 64, kGemmRows = 8;
+#else
+constexpr int64_t kVectorBytes = 32, kGemmRows = 4;
+#endif
+
 // c [M, N] (row stride ldc) += alpha * a [M, K] (lda) @ b [K, N] (ldb), all row-major.
 // Register-blocked: a kR x kW block of c stays in vector registers while K streams by, so
 // each loaded row of b feeds kR FMAs (a plain row-at-a-time loop is load/store bound).
 template <class T>
 void gemm_acc(int64_t M, int64_t N, int64_t K, T alpha, const T* a, int64_t lda, const T* b,
               int64_t ldb, T* c, int64_t ldc) {
-  constexpr int64_t kR = 4, kW = 128 / sizeof(T);
+  constexpr int64_t kR = kGemmRows, kW = 2 * kVectorBytes / sizeof(T);
   for (int64_t i0 = 0; i0 < M; i0 += kR) {
     const int64_t rows = std::min(kR, M - i0);
     for (int64_t j0 = 0; j0 < N; j0 += kW) {
