@@ -74,9 +74,10 @@ inline float exp_fast(float x) {
   const float e = p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
   return x != x ? x : (x < -87.0f ? 0.0f : e);
 }
+// f64 runs gradient checks, not training: plain std::exp.
 inline double exp_fast(double x) {
   return std::exp(x);
-}  // f64 is for checks, not speed
+}
 
 // Number of keys of the tile [j0, j0 + nc) that query t may see under the causal limit.
 int64_t causal_end(bool causal, int64_t t, int64_t j0, int64_t nc) {
@@ -239,7 +240,8 @@ void attention_forward(const KernelCall& c) {
 
 // Inputs (q, k, v, out, lse, dout[, key_mask]) -> dq [B, T, Hq, D], dk, dv [B, S, Hkv, D].
 // One task per (batch, kv head): it owns dk/dv of that head and dq of the query heads that
-// read it, so nothing is shared between threads. Per key tile, for each query tile:
+// read it, so nothing is shared between threads (parallelism is B * Hkv tasks). Per key tile, for
+// each query tile:
 //   P = exp(q k^T scale - lse), dP = dO v^T, dS = P (dP - Delta), Delta = rowsum(dO * O),
 //   dV += P^T dO, dK += dS^T q scale, dQ += dS k scale.
 template <class T>
