@@ -57,7 +57,7 @@ std::vector<ValueId> gradients(ir::Graph& g, ValueId loss, const std::vector<Val
 
   for (NodeId n = last; n >= 0; --n) {
     if (!from_wrt[static_cast<size_t>(n)]) continue;
-    const ir::Node node = g.node(n);  // a copy: rules append nodes, which may reallocate
+    const ir::Node& node = g.node(n);  // stable: the graph never moves its nodes
     if (node.no_grad || node.op == OpKind::Input) continue;
     std::vector<ValueId> dout;
     bool any = false;

@@ -15,7 +15,7 @@ std::vector<ir::ValueId> gradients(ir::Graph& g, ir::ValueId loss,
                                    const std::vector<ir::ValueId>& wrt,
                                    ir::ValueId seed = ir::kNoValue);
 
-// A VJP rule: given a copy of the node and the gradient of each of its outputs (kNoValue
+// A VJP rule: given the node and the gradient of each of its outputs (kNoValue
 // for an output with no gradient), returns the gradient of each input (kNoValue for none).
 using VjpRule = std::vector<ir::ValueId> (*)(ir::Graph& g, const ir::Node& node,
                                              const std::vector<ir::ValueId>& dout);

@@ -4,6 +4,7 @@
 // planner uses to split pipeline stages and the profiler to attribute time.
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -61,7 +62,6 @@ class Graph {
 
   int num_nodes() const { return static_cast<int>(nodes_.size()); }
   int num_values() const { return static_cast<int>(values_.size()); }
-  const std::vector<Node>& nodes() const { return nodes_; }
   const std::vector<std::string>& scopes() const { return scopes_; }
   const std::string& scope_of(NodeId id) const {
     return scopes_[static_cast<size_t>(node(id).scope)];
@@ -76,8 +76,10 @@ class Graph {
 
  private:
   int intern_scope(const std::string& scope);
-  std::vector<Node> nodes_;
-  std::vector<Value> values_;
+  // Deques: appending never moves existing nodes or values, so a `const Shape&` taken from
+  // the graph stays valid while a builder or VJP rule appends more nodes.
+  std::deque<Node> nodes_;
+  std::deque<Value> values_;
   std::vector<std::string> scopes_;
 };
 
