@@ -1,0 +1,96 @@
+#include "solo/models/causal_lm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+#include "solo/core/error.h"
+#include "solo/core/half.h"
+#include "solo/io/checkpoint.h"
+
+namespace solo::models {
+
+Tensor causal_lm_loss(const Tensor& logits, const Tensor& labels) {
+  const int64_t b = logits.shape()[0], t = logits.shape()[1], v = logits.shape()[2];
+  SOLO_CHECK(labels.shape() == Shape({b, t}), "labels have shape ", labels.shape().str(),
+             " but the logits are ", logits.shape().str(), "; labels must be [batch, seq]");
+  const Tensor pad = Tensor::full({b, 1}, -100.0, labels.dtype(), labels.device());
+  const Tensor shifted = concat({slice(labels, 1, 1, t), pad}, 1);
+  return cross_entropy(reshape(logits, {b * t, v}), reshape(shifted, {b * t}));
+}
+
+namespace {
+
+// Host f32 copy of a stored tensor in any float dtype.
+std::vector<float> to_f32(const io::RawTensor& raw) {
+  const auto n = static_cast<size_t>(raw.shape.numel());
+  std::vector<float> out(n);
+  const std::byte* p = raw.bytes.data();
+  for (size_t i = 0; i < n; ++i) {
+    switch (raw.dtype) {
+      case DType::F32: std::memcpy(&out[i], p + 4 * i, 4); break;
+      case DType::F64: {
+        double d;
+        std::memcpy(&d, p + 8 * i, 8);
+        out[i] = static_cast<float>(d);
+        break;
+      }
+      case DType::BF16: {
+        bf16 h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = bf16_to_f32(h);
+        break;
+      }
+      case DType::F16: {
+        f16 h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = f16_to_f32(h);
+        break;
+      }
+      default: SOLO_FAIL("stored dtype ", dtype_name(raw.dtype), " is not a float type");
+    }
+  }
+  return out;
+}
+
+bool skipped(const std::vector<std::string>& skip, const std::string& name) {
+  return std::find(skip.begin(), skip.end(), name) != skip.end();
+}
+
+}  // namespace
+
+void load_checkpoint(nn::Module& model, const std::string& dir,
+                     const std::vector<std::string>& skip) {
+  const io::SafetensorsCheckpoint ckpt = io::SafetensorsCheckpoint::open(dir);
+  for (auto& [name, param] : model.named_parameters()) {
+    if (skipped(skip, name)) continue;
+    SOLO_CHECK(ckpt.contains(name), "checkpoint ", ckpt.source(), " has no tensor '", name,
+               "' that the model needs; is it a checkpoint of this architecture?");
+    const io::RawTensor& raw = ckpt.tensor(name);
+    SOLO_CHECK(raw.shape == param->shape(), "checkpoint ", ckpt.source(), ": tensor '", name,
+               "' has shape ", raw.shape.str(), " but the config gives ", param->shape().str());
+    const std::vector<float> values = to_f32(raw);
+    Tensor loaded = Tensor::from_data(values.data(), raw.shape, DType::F32, param->device());
+    if (param->dtype() != DType::F32) loaded = cast(loaded, param->dtype());
+    param->assign_(loaded);
+  }
+}
+
+void save_checkpoint(nn::Module& model, const std::string& dir,
+                     const std::vector<std::string>& skip, uint64_t max_shard_bytes) {
+  std::vector<std::vector<unsigned char>> host;  // keeps the bytes alive until written
+  std::vector<std::pair<std::string, io::RawTensor>> tensors;
+  const auto named = model.named_parameters();
+  host.reserve(named.size());
+  for (const auto& [name, param] : named) {
+    if (skipped(skip, name)) continue;
+    host.emplace_back(static_cast<size_t>(param->numel()) * dtype_size(param->dtype()));
+    param->copy_to_host(host.back().data());
+    tensors.emplace_back(name, io::RawTensor{param->dtype(), param->shape(),
+                                             std::as_bytes(std::span(host.back()))});
+  }
+  std::filesystem::create_directories(dir);
+  io::write_sharded(dir, tensors, max_shard_bytes);
+}
+
+}  // namespace solo::models

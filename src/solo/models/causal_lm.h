@@ -1,0 +1,31 @@
+// What every causal language model in Solo shares: the forward output, the Hugging Face
+// label convention, and loading/saving in the Hugging Face layout.
+#pragma once
+#include <string>
+
+#include "solo/nn/module.h"
+
+namespace solo::models {
+
+struct CausalLMOutput {
+  Tensor loss;    // defined when labels were given: mean over non-ignored shifted labels
+  Tensor logits;  // [B, T, V]
+};
+
+// Hugging Face semantics: labels == input_ids (with -100 where no loss is wanted); the
+// model predicts token t+1 at position t, so labels are shifted left by one and the last
+// position gets -100. logits [B, T, V], labels [B, T] -> scalar loss.
+Tensor causal_lm_loss(const Tensor& logits, const Tensor& labels);
+
+// Loads every parameter of `model` by name from the safetensors checkpoint in `dir`
+// (single file or sharded); stored f32, bf16 and f16 are converted to the parameter dtype.
+// A missing or mis-shaped tensor is an error naming the checkpoint and the tensor.
+void load_checkpoint(nn::Module& model, const std::string& dir,
+                     const std::vector<std::string>& skip = {});
+// Writes the parameters (except the names in `skip`, e.g. a tied lm_head) as
+// model.safetensors (sharded above max_shard_bytes) in `dir`.
+void save_checkpoint(nn::Module& model, const std::string& dir,
+                     const std::vector<std::string>& skip = {},
+                     uint64_t max_shard_bytes = uint64_t{5} << 30);
+
+}  // namespace solo::models
