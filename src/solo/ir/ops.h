@@ -29,6 +29,7 @@ ValueId div(Graph& g, ValueId a, ValueId b);
 ValueId where(Graph& g, ValueId cond, ValueId a, ValueId b);
 // masked_fill(x, mask, v) = where(mask, v, x)
 ValueId masked_fill(Graph& g, ValueId x, ValueId mask, double value);
+// Scalar ops keep the scalar in attr "value".
 ValueId add_scalar(Graph& g, ValueId x, double s);  // x + s
 ValueId mul_scalar(Graph& g, ValueId x, double s);  // x * s
 ValueId pow_scalar(Graph& g, ValueId x, double p);  // x ^ p
