@@ -31,6 +31,22 @@ Grads sub_vjp(Graph& g, const Node& n, const Grads& dout) {
           ir::sum_to(g, ir::neg(g, dy), shape_of(g, n.inputs[1]))};
 }
 
+// d min(a, b): dy flows to a where a <= b, else to b (ties go to a). max mirrors it.
+Grads select_vjp(Graph& g, const Node& n, const Grads& dout, bool is_min) {
+  const ValueId a = n.inputs[0], b = n.inputs[1], dy = dout[0];
+  const Shape sa = shape_of(g, a), sb = shape_of(g, b);
+  const ValueId to_b = is_min ? ir::less(g, b, a) : ir::less(g, a, b);
+  const ValueId zero = ir::full(g, {}, g.dtype(dy), 0.0);
+  return {ir::sum_to(g, ir::where(g, to_b, zero, dy), sa),
+          ir::sum_to(g, ir::where(g, to_b, dy, zero), sb)};
+}
+Grads minimum_vjp(Graph& g, const Node& n, const Grads& dout) {
+  return select_vjp(g, n, dout, true);
+}
+Grads maximum_vjp(Graph& g, const Node& n, const Grads& dout) {
+  return select_vjp(g, n, dout, false);
+}
+
 // d(a * b) = (dy * b, dy * a), summed back to each operand's shape.
 Grads mul_vjp(Graph& g, const Node& n, const Grads& dout) {
   const ValueId a = n.inputs[0], b = n.inputs[1], dy = dout[0];
@@ -190,6 +206,8 @@ Grads broadcast_to_vjp(Graph& g, const Node& n, const Grads& dout) {
 void register_elementwise_vjps(VjpTable& t) {
   t.set(OpKind::Add, add_vjp);
   t.set(OpKind::Sub, sub_vjp);
+  t.set(OpKind::Minimum, minimum_vjp);
+  t.set(OpKind::Maximum, maximum_vjp);
   t.set(OpKind::Mul, mul_vjp);
   t.set(OpKind::Div, div_vjp);
   t.set(OpKind::Where, where_vjp);

@@ -24,6 +24,10 @@ ValueId add(Graph& g, ValueId a, ValueId b);
 ValueId sub(Graph& g, ValueId a, ValueId b);
 ValueId mul(Graph& g, ValueId a, ValueId b);
 ValueId div(Graph& g, ValueId a, ValueId b);
+ValueId maximum(Graph& g, ValueId a, ValueId b);
+ValueId minimum(Graph& g, ValueId a, ValueId b);
+// a < b, broadcast, as Bool (not differentiable).
+ValueId less(Graph& g, ValueId a, ValueId b);
 // where(cond, a, b): cond (Bool, or any integer/float dtype: nonzero = true) picks a else b;
 // the three broadcast together; a and b share a dtype, which the result has.
 ValueId where(Graph& g, ValueId cond, ValueId a, ValueId b);

@@ -54,6 +54,20 @@ ValueId mul(Graph& g, ValueId a, ValueId b) {
 ValueId div(Graph& g, ValueId a, ValueId b) {
   return binary(g, OpKind::Div, a, b);
 }
+ValueId maximum(Graph& g, ValueId a, ValueId b) {
+  return binary(g, OpKind::Maximum, a, b);
+}
+ValueId minimum(Graph& g, ValueId a, ValueId b) {
+  return binary(g, OpKind::Minimum, a, b);
+}
+ValueId less(Graph& g, ValueId a, ValueId b) {
+  const TensorType &ta = g.type(a), &tb = g.type(b);
+  check_operands(ta.dtype == tb.dtype, "Less", "dtypes differ", {&ta, &tb});
+  Shape out;
+  check_operands(broadcast_shapes(ta.shape, tb.shape, &out), "Less", "shapes do not broadcast",
+                 {&ta, &tb});
+  return g.add(OpKind::Less, {a, b}, {out, DType::Bool});
+}
 
 ValueId where(Graph& g, ValueId cond, ValueId a, ValueId b) {
   const TensorType &tc = g.type(cond), &ta = g.type(a), &tb = g.type(b);

@@ -40,6 +40,8 @@ SOLO_BINARY(operator+, add)
 SOLO_BINARY(operator-, sub)
 SOLO_BINARY(operator*, mul)
 SOLO_BINARY(operator/, div)
+SOLO_BINARY(maximum, maximum)
+SOLO_BINARY(minimum, minimum)
 #undef SOLO_BINARY
 
 #define SOLO_UNARY(fn)                                                              \

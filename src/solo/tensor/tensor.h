@@ -108,6 +108,8 @@ Tensor operator/(const Tensor& a, const Tensor& b);
 Tensor operator+(const Tensor& a, double s);
 Tensor operator*(const Tensor& a, double s);
 Tensor operator-(const Tensor& a);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 Tensor pow(const Tensor& x, double p);

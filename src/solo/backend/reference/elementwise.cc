@@ -82,6 +82,31 @@ void sub(const KernelCall& c) {
 void mul(const KernelCall& c) {
   binary(c, [](auto a, auto b) { return a * b; });
 }
+// y[i] = a[bcast(i)] < b[bcast(i)] as Bool.
+void less(const KernelCall& c) {
+  const TensorRef &a = c.in[0], &b = c.in[1], &y = c.out[0];
+  const auto sa = kernels::broadcast_strides(a.shape, y.shape);
+  const auto sb = kernels::broadcast_strides(b.shape, y.shape);
+  auto* out = y.as<uint8_t>();
+  auto compare = [&](auto zero) {
+    using T = decltype(zero);
+    for (int64_t i = 0; i < y.numel(); ++i)
+      out[i] = a.as<T>()[kernels::broadcast_offset(i, y.shape, sa)] <
+               b.as<T>()[kernels::broadcast_offset(i, y.shape, sb)];
+  };
+  switch (a.dtype) {
+    case DType::I32: compare(int32_t{}); break;
+    case DType::I64: compare(int64_t{}); break;
+    default: kernels::dispatch_float(c.op, a.dtype, compare);
+  }
+}
+
+void maximum(const KernelCall& c) {
+  binary(c, [](auto a, auto b) { return a < b ? b : a; });
+}
+void minimum(const KernelCall& c) {
+  binary(c, [](auto a, auto b) { return b < a ? b : a; });
+}
 void div(const KernelCall& c) {
   dispatch_float(c.op, c.out[0].dtype, [](auto) {});  // integer division is not defined here
   binary(c, [](auto a, auto b) { return a / b; });
@@ -319,6 +344,9 @@ void register_reference_elementwise_kernels(KernelTable& t) {
   t.set(OpKind::Full, full);
   t.set(OpKind::Add, add);
   t.set(OpKind::Sub, sub);
+  t.set(OpKind::Maximum, maximum);
+  t.set(OpKind::Minimum, minimum);
+  t.set(OpKind::Less, less);
   t.set(OpKind::Mul, mul);
   t.set(OpKind::Div, div);
   t.set(OpKind::Where, where);
