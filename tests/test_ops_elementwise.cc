@@ -230,6 +230,37 @@ TEST(Binary, UnsupportedDtypeIsARunTimeError) {
 
 // ---- where, masked_fill ------------------------------------------------------------------
 
+TEST(MinMax, HandValues) {
+  const auto a = float_tensor({2, 2}, DType::F32, {1, 5, -2, 3});
+  const auto b = float_tensor({2}, DType::F32, {2, 4});
+  Builder build = [](Graph& g, const std::vector<ValueId>& in) {
+    return std::vector<ValueId>{ir::minimum(g, in[0], in[1]), ir::maximum(g, in[0], in[1]),
+                                ir::less(g, in[0], in[1])};
+  };
+  for (const char* backend : {"reference", "cpu"}) {
+    SCOPED_TRACE(backend);
+    expect_values(run_graph(backend, {a, b}, build),
+                  {{1, 4, -2, 3}, {2, 5, 2, 4}, {1, 0, 1, 1}}, 0, 0);
+  }
+}
+
+TEST(MinMax, MatchesReferenceAndGradients) {
+  // Values apart by construction (a in [-1, 1), b in [2, 3) or shifted), so no ties.
+  const auto a = random_tensor({3, 4}, DType::F32, 11);
+  auto b = random_tensor({4}, DType::F32, 12);
+  for (size_t i = 0; i < b.values.size(); ++i) b.values[i] = (i % 2 ? 2.0 : -2.0) + 0.5 * b.values[i];
+  Builder build = [](Graph& g, const std::vector<ValueId>& in) {
+    return std::vector<ValueId>{ir::minimum(g, in[0], in[1]), ir::maximum(g, in[0], in[1])};
+  };
+  expect_matches_reference("cpu", {a, b}, build, 0, 0);
+  expect_gradients_match_finite_differences({a, b}, build, {0, 1});
+  expect_gradients_match_reference("cpu", {a, b}, build, {0, 1}, 1e-6, 1e-7);
+  Graph g;
+  const ValueId x = g.input({{3, 4}, DType::F32}, "x"), y = g.input({{5}, DType::F32}, "y");
+  EXPECT_THROW(ir::minimum(g, x, y), Error);
+  EXPECT_THROW(ir::less(g, x, y), Error);
+}
+
 Builder where_builder() {
   return [](Graph& g, const std::vector<ValueId>& in) {
     return std::vector<ValueId>{ir::where(g, in[0], in[1], in[2])};
