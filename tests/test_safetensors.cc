@@ -313,6 +313,35 @@ TEST(Safetensors, CorruptFilesGiveErrorsNamingTheFile) {
   expect_open_error(dir.file("missing.safetensors"), "cannot open");
 }
 
+// Every single-byte corruption of a small file either still parses or gives solo::Error:
+// never a crash or another exception type.
+TEST(Safetensors, ByteCorruptionNeverCrashes) {
+  TempDir dir;
+  const auto a = pattern(DType::F16, {3}, 1);
+  const auto b = pattern(DType::I32, {2}, 2);
+  const std::string good = dir.file("good.safetensors");
+  write_safetensors(good, {{"a", {DType::F16, {3}, a}}, {"b", {DType::I32, {2}, b}}}, {{"k", "v"}});
+  const std::string raw = read_all(good);
+  const std::string path = dir.file("mutant.safetensors");
+  int errors = 0;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    for (char c : {'\0', '\xff', '"', '9', '-', '}'}) {
+      std::string m = raw;
+      if (m[i] == c) continue;
+      m[i] = c;
+      write_all(path, m);
+      try {
+        SafetensorsFile::open(path);
+      } catch (const Error&) {
+        ++errors;
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "byte " << i << " = " << int(c) << ": non-solo exception " << e.what();
+      }
+    }
+  }
+  EXPECT_GT(errors, 0);
+}
+
 TEST(Safetensors, WriterRejectsBadInputAndLeavesNoFile) {
   TempDir dir;
   const auto a = pattern(DType::F32, {2}, 1);
