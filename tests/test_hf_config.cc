@@ -1,0 +1,354 @@
+// Hugging Face config.json for Llama and GPT-2: real configs parse, defaults apply, bad configs
+// give one-line errors naming the file and field, and written configs parse back the same.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "solo/core/error.h"
+#include "solo/io/hf_config.h"
+
+namespace solo::io {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// meta-llama/Llama-2-7b-hf config.json.
+constexpr const char* kLlama2_7B = R"({
+  "architectures": [
+    "LlamaForCausalLM"
+  ],
+  "bos_token_id": 1,
+  "eos_token_id": 2,
+  "hidden_act": "silu",
+  "hidden_size": 4096,
+  "initializer_range": 0.02,
+  "intermediate_size": 11008,
+  "max_position_embeddings": 4096,
+  "model_type": "llama",
+  "num_attention_heads": 32,
+  "num_hidden_layers": 32,
+  "num_key_value_heads": 32,
+  "pretraining_tp": 1,
+  "rms_norm_eps": 1e-05,
+  "rope_scaling": null,
+  "tie_word_embeddings": false,
+  "torch_dtype": "float16",
+  "transformers_version": "4.31.0.dev0",
+  "use_cache": true,
+  "vocab_size": 32000
+}
+)";
+
+// openai-community/gpt2 config.json.
+constexpr const char* kGpt2 = R"({
+  "activation_function": "gelu_new",
+  "architectures": [
+    "GPT2LMHeadModel"
+  ],
+  "attn_pdrop": 0.1,
+  "bos_token_id": 50256,
+  "embd_pdrop": 0.1,
+  "eos_token_id": 50256,
+  "initializer_range": 0.02,
+  "layer_norm_epsilon": 1e-05,
+  "model_type": "gpt2",
+  "n_ctx": 1024,
+  "n_embd": 768,
+  "n_head": 12,
+  "n_layer": 12,
+  "n_positions": 1024,
+  "resid_pdrop": 0.1,
+  "summary_activation": null,
+  "summary_first_dropout": 0.1,
+  "summary_proj_to_labels": true,
+  "summary_type": "cls_index",
+  "summary_use_proj": true,
+  "task_specific_params": {
+    "text-generation": {
+      "do_sample": true,
+      "max_length": 50
+    }
+  },
+  "vocab_size": 50257
+}
+)";
+
+constexpr const char* kSource = "/x/config.json";
+
+json edited(const char* text, const std::function<void(json&)>& edit) {
+  json j = json::parse(text);
+  edit(j);
+  return j;
+}
+
+// Expects parsing to fail with a one-line solo::Error containing `what` and naming the file.
+void expect_parse_error(const json& j, const std::string& what) {
+  try {
+    parse_hf_config(j.dump(2), kSource);
+    ADD_FAILURE() << "no error (expected '" << what << "')";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.rfind("config.json at /x/config.json: ", 0), 0u) << msg;
+    EXPECT_NE(msg.find(what), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = fs::temp_directory_path() / ("solo_hfcfg_" + std::to_string(::getpid()) + "_" +
+                                         info->test_suite_name() + "_" + info->name());
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+TEST(HfConfig, ParsesLlama2_7B) {
+  const ModelConfig mc = parse_hf_config(kLlama2_7B, kSource);
+  ASSERT_TRUE(std::holds_alternative<LlamaConfig>(mc));
+  const auto& c = std::get<LlamaConfig>(mc);
+  EXPECT_EQ(c.hidden_size, 4096);
+  EXPECT_EQ(c.intermediate_size, 11008);
+  EXPECT_EQ(c.num_hidden_layers, 32);
+  EXPECT_EQ(c.num_attention_heads, 32);
+  EXPECT_EQ(c.num_key_value_heads, 32);
+  EXPECT_EQ(c.vocab_size, 32000);
+  EXPECT_EQ(c.max_position_embeddings, 4096);
+  EXPECT_DOUBLE_EQ(c.rms_norm_eps, 1e-5);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 10000.0);  // absent: default
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_EQ(c.torch_dtype, "float16");
+  EXPECT_EQ(c.bos_token_id, 1);
+  EXPECT_EQ(c.eos_token_ids, std::vector<int64_t>{2});
+  EXPECT_FALSE(c.pad_token_id.has_value());
+  EXPECT_EQ(c.head_dim(), 128);
+}
+
+TEST(HfConfig, LlamaDefaults) {
+  const json j = edited(kLlama2_7B, [](json& j) {
+    for (const char* k : {"num_key_value_heads", "tie_word_embeddings", "torch_dtype",
+                          "bos_token_id", "eos_token_id", "hidden_act"})
+      j.erase(k);
+    j["pad_token_id"] = nullptr;
+  });
+  const auto c = std::get<LlamaConfig>(parse_hf_config(j.dump(), kSource));
+  EXPECT_EQ(c.num_key_value_heads, 32);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 10000.0);
+  EXPECT_FALSE(c.tie_word_embeddings);
+  EXPECT_FALSE(c.torch_dtype.has_value());
+  EXPECT_FALSE(c.bos_token_id.has_value());
+  EXPECT_TRUE(c.eos_token_ids.empty());
+  EXPECT_FALSE(c.pad_token_id.has_value());
+}
+
+TEST(HfConfig, Llama3GroupedQueryAndEosList) {
+  const json j = edited(kLlama2_7B, [](json& j) {
+    j["num_key_value_heads"] = 8;
+    j["rope_theta"] = 500000.0;
+    j["vocab_size"] = 128256;
+    j["eos_token_id"] = {128001, 128008, 128009};
+    j["torch_dtype"] = "bfloat16";
+  });
+  const auto c = std::get<LlamaConfig>(parse_hf_config(j.dump(), kSource));
+  EXPECT_EQ(c.num_key_value_heads, 8);
+  EXPECT_DOUBLE_EQ(c.rope_theta, 500000.0);
+  EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{128001, 128008, 128009}));
+  // An integer is accepted where a float is expected.
+  const json k = edited(kLlama2_7B, [](json& j) { j["rope_theta"] = 10000; });
+  EXPECT_DOUBLE_EQ(std::get<LlamaConfig>(parse_hf_config(k.dump(), kSource)).rope_theta, 1e4);
+}
+
+TEST(HfConfig, ParsesGpt2WithDefaults) {
+  const auto c = std::get<Gpt2Config>(parse_hf_config(kGpt2, kSource));
+  EXPECT_EQ(c.n_embd, 768);
+  EXPECT_EQ(c.n_layer, 12);
+  EXPECT_EQ(c.n_head, 12);
+  EXPECT_EQ(c.n_positions, 1024);
+  EXPECT_EQ(c.vocab_size, 50257);
+  EXPECT_DOUBLE_EQ(c.layer_norm_epsilon, 1e-5);
+  EXPECT_EQ(c.activation_function, "gelu_new");
+  EXPECT_TRUE(c.tie_word_embeddings);  // absent: GPT-2 ties by default
+  EXPECT_FALSE(c.n_inner.has_value());
+  EXPECT_EQ(c.mlp_width(), 3072);
+  EXPECT_EQ(c.head_dim(), 64);
+  EXPECT_EQ(c.bos_token_id, 50256);
+  EXPECT_EQ(c.eos_token_id, 50256);
+
+  const json j = edited(kGpt2, [](json& j) {
+    j.erase("activation_function");
+    j.erase("layer_norm_epsilon");
+    j["n_inner"] = 1000;
+    j["tie_word_embeddings"] = false;
+  });
+  const auto d = std::get<Gpt2Config>(parse_hf_config(j.dump(), kSource));
+  EXPECT_EQ(d.activation_function, "gelu_new");
+  EXPECT_DOUBLE_EQ(d.layer_norm_epsilon, 1e-5);
+  EXPECT_EQ(d.mlp_width(), 1000);
+  EXPECT_FALSE(d.tie_word_embeddings);
+}
+
+TEST(HfConfig, MissingFieldErrors) {
+  try {
+    parse_hf_config(edited(kLlama2_7B, [](json& j) { j.erase("hidden_size"); }).dump(), kSource);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "config.json at /x/config.json: field 'hidden_size' is missing (required for a "
+                 "llama model)");
+  }
+  for (const char* k : {"intermediate_size", "num_hidden_layers", "num_attention_heads",
+                        "vocab_size", "max_position_embeddings", "rms_norm_eps"}) {
+    SCOPED_TRACE(k);
+    expect_parse_error(edited(kLlama2_7B, [&](json& j) { j.erase(k); }),
+                       std::string("field '") + k + "' is missing (required for a llama model)");
+  }
+  for (const char* k : {"n_embd", "n_layer", "n_head", "n_positions", "vocab_size"}) {
+    SCOPED_TRACE(k);
+    expect_parse_error(edited(kGpt2, [&](json& j) { j.erase(k); }),
+                       std::string("field '") + k + "' is missing (required for a gpt2 model)");
+  }
+  expect_parse_error(edited(kGpt2, [](json& j) { j["n_embd"] = nullptr; }),
+                     "field 'n_embd' is missing");
+}
+
+TEST(HfConfig, WrongTypeErrors) {
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["hidden_size"] = "4096"; }),
+                     "field 'hidden_size' must be an integer, got string \"4096\"");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["num_hidden_layers"] = 32.0; }),
+                     "field 'num_hidden_layers' must be an integer, got number");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["rms_norm_eps"] = "1e-5"; }),
+                     "field 'rms_norm_eps' must be a number");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["tie_word_embeddings"] = "false"; }),
+                     "field 'tie_word_embeddings' must be a boolean");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["torch_dtype"] = 16; }),
+                     "field 'torch_dtype' must be a string");
+  expect_parse_error(edited(kLlama2_7B,
+                            [](json& j) {
+                              j["eos_token_id"] = {2, "x"};
+                            }),
+                     "field 'eos_token_id' must be an integer or a list of integers");
+  expect_parse_error(edited(kGpt2, [](json& j) { j["activation_function"] = 1; }),
+                     "field 'activation_function' must be a string");
+  expect_parse_error(edited(kGpt2, [](json& j) { j["n_head"] = json::array({12}); }),
+                     "field 'n_head' must be an integer, got array");
+  expect_parse_error(edited(kGpt2, [](json& j) { j["model_type"] = 2; }),
+                     "field 'model_type' must be a string");
+}
+
+TEST(HfConfig, UnsupportedAndInvalidConfigs) {
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["model_type"] = "mistral"; }),
+                     "model_type 'mistral' is not supported (supported: llama, gpt2)");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j.erase("model_type"); }),
+                     "field 'model_type' is missing (supported: llama, gpt2)");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["num_attention_heads"] = 30; }),
+                     "hidden_size 4096 is not divisible by num_attention_heads 30");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["num_key_value_heads"] = 5; }),
+                     "num_attention_heads 32 is not divisible by num_key_value_heads 5");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["num_key_value_heads"] = 0; }),
+                     "field 'num_key_value_heads' must be positive, got 0");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["vocab_size"] = -1; }),
+                     "field 'vocab_size' must be positive, got -1");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["hidden_act"] = "gelu"; }),
+                     "field 'hidden_act' is 'gelu' but only 'silu' is supported");
+  expect_parse_error(edited(kGpt2, [](json& j) { j["n_head"] = 10; }),
+                     "n_embd 768 is not divisible by n_head 10");
+  expect_parse_error(json::array({1, 2}), "not a JSON object");
+  try {
+    parse_hf_config("{\"model_type\": \"llama\",", kSource);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("config.json at /x/config.json: not valid JSON"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(HfConfig, WriteThenParseRoundTrip) {
+  TempDir dir;
+  LlamaConfig l = std::get<LlamaConfig>(parse_hf_config(kLlama2_7B, kSource));
+  l.num_key_value_heads = 8;
+  l.rope_theta = 500000.0;
+  l.rms_norm_eps = 1e-6;
+  l.tie_word_embeddings = true;
+  l.eos_token_ids = {128001, 128009};
+  l.pad_token_id = 0;
+  write_hf_config(dir.path().string(), l);  // a directory: writes config.json in it
+  const fs::path file = dir.path() / "config.json";
+  ASSERT_TRUE(fs::exists(file));
+  EXPECT_FALSE(fs::exists(file.string() + ".tmp"));
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  const json j = json::parse(text.str());
+  EXPECT_EQ(j["architectures"], json::array({"LlamaForCausalLM"}));
+  EXPECT_EQ(j["model_type"], "llama");
+  EXPECT_EQ(j["hidden_size"], 4096);
+  EXPECT_EQ(j["rope_theta"], 500000.0);
+
+  const auto l2 = std::get<LlamaConfig>(load_hf_config(dir.path().string()));
+  EXPECT_EQ(l2.hidden_size, l.hidden_size);
+  EXPECT_EQ(l2.intermediate_size, l.intermediate_size);
+  EXPECT_EQ(l2.num_hidden_layers, l.num_hidden_layers);
+  EXPECT_EQ(l2.num_attention_heads, l.num_attention_heads);
+  EXPECT_EQ(l2.num_key_value_heads, 8);
+  EXPECT_EQ(l2.vocab_size, l.vocab_size);
+  EXPECT_EQ(l2.max_position_embeddings, l.max_position_embeddings);
+  EXPECT_EQ(l2.rms_norm_eps, 1e-6);  // exact: the writer prints doubles round-trippably
+  EXPECT_EQ(l2.rope_theta, 500000.0);
+  EXPECT_TRUE(l2.tie_word_embeddings);
+  EXPECT_EQ(l2.torch_dtype, "float16");
+  EXPECT_EQ(l2.bos_token_id, 1);
+  EXPECT_EQ(l2.eos_token_ids, l.eos_token_ids);
+  EXPECT_EQ(l2.pad_token_id, 0);
+
+  Gpt2Config g = std::get<Gpt2Config>(parse_hf_config(kGpt2, kSource));
+  g.n_inner = 2048;
+  g.layer_norm_epsilon = 1e-6;
+  const std::string gfile = (dir.path() / "gpt2.json").string();
+  write_hf_config(gfile, g);
+  const auto g2 = std::get<Gpt2Config>(load_hf_config(gfile));
+  EXPECT_EQ(json::parse(hf_config_json(g))["architectures"], json::array({"GPT2LMHeadModel"}));
+  EXPECT_EQ(g2.n_embd, g.n_embd);
+  EXPECT_EQ(g2.n_layer, g.n_layer);
+  EXPECT_EQ(g2.n_head, g.n_head);
+  EXPECT_EQ(g2.n_positions, g.n_positions);
+  EXPECT_EQ(g2.vocab_size, g.vocab_size);
+  EXPECT_EQ(g2.layer_norm_epsilon, 1e-6);
+  EXPECT_EQ(g2.activation_function, "gelu_new");
+  EXPECT_EQ(g2.n_inner, 2048);
+  EXPECT_TRUE(g2.tie_word_embeddings);
+  EXPECT_EQ(g2.bos_token_id, 50256);
+  EXPECT_EQ(g2.eos_token_id, 50256);
+
+  // Invalid configs are refused before anything is written.
+  g.n_head = 7;
+  EXPECT_THROW(write_hf_config((dir.path() / "bad.json").string(), g), Error);
+  EXPECT_FALSE(fs::exists(dir.path() / "bad.json"));
+}
+
+TEST(HfConfig, LoadMissingFileNamesIt) {
+  try {
+    load_hf_config("/nonexistent/solo/config.json");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("config.json at /nonexistent/solo/config.json"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace solo::io
