@@ -54,10 +54,12 @@ int main(int argc, char** argv) try {
 
   // Parameters.
   Tensor emb = Tensor::randn({vocab, embed_dim}, 0.5, 1).set_name("emb");
-  Tensor w1 = Tensor::randn({hidden, context * embed_dim}, 1.0 / std::sqrt(static_cast<double>(context * embed_dim)), 2)
+  Tensor w1 = Tensor::randn({hidden, context * embed_dim},
+                            1.0 / std::sqrt(static_cast<double>(context * embed_dim)), 2)
                   .set_name("w1");
   Tensor b1 = Tensor::zeros({hidden}).set_name("b1");
-  Tensor w2 = Tensor::randn({vocab, hidden}, 1.0 / std::sqrt(static_cast<double>(hidden)), 3).set_name("w2");
+  Tensor w2 = Tensor::randn({vocab, hidden}, 1.0 / std::sqrt(static_cast<double>(hidden)), 3)
+                  .set_name("w2");
   Tensor b2 = Tensor::zeros({vocab}).set_name("b2");
   std::vector<Tensor*> params = {&emb, &w1, &b1, &w2, &b2};
   for (Tensor* p : params) p->requires_grad_();

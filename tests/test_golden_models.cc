@@ -66,7 +66,8 @@ class GoldenModel : public ::testing::Test {
     return std::is_same_v<Model, models::LlamaForCausalLM> ? "llama_tiny" : "gpt2_tiny";
   }
   void SetUp() override {
-    golden_ = std::make_unique<io::SafetensorsFile>(io::SafetensorsFile::open(kGolden + name() + ".safetensors"));
+    golden_ = std::make_unique<io::SafetensorsFile>(
+        io::SafetensorsFile::open(kGolden + name() + ".safetensors"));
     ASSERT_EQ(golden_->metadata().at("format_version"), "1");
     ids_ = tensor(golden_->tensor("input_ids"));
     mask_ = tensor(golden_->tensor("attention_mask"));
@@ -108,8 +109,8 @@ TYPED_TEST(GoldenModel, EveryGradientMatchesTransformers) {
 
 TYPED_TEST(GoldenModel, TenAdamWStepsMatchTransformers) {
   auto model = this->load();
-  optim::AdamW opt(model->parameters(), {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                                         .weight_decay = 0.01});
+  optim::AdamW opt(model->parameters(),
+                   {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01});
   std::vector<float> losses;
   for (int step = 0; step < 10; ++step) {
     opt.zero_grad();

@@ -239,8 +239,8 @@ TEST(MinMax, HandValues) {
   };
   for (const char* backend : {"reference", "cpu"}) {
     SCOPED_TRACE(backend);
-    expect_values(run_graph(backend, {a, b}, build),
-                  {{1, 4, -2, 3}, {2, 5, 2, 4}, {1, 0, 1, 1}}, 0, 0);
+    expect_values(run_graph(backend, {a, b}, build), {{1, 4, -2, 3}, {2, 5, 2, 4}, {1, 0, 1, 1}}, 0,
+                  0);
   }
 }
 
@@ -248,7 +248,8 @@ TEST(MinMax, MatchesReferenceAndGradients) {
   // Values apart by construction (a in [-1, 1), b in [2, 3) or shifted), so no ties.
   const auto a = random_tensor({3, 4}, DType::F32, 11);
   auto b = random_tensor({4}, DType::F32, 12);
-  for (size_t i = 0; i < b.values.size(); ++i) b.values[i] = (i % 2 ? 2.0 : -2.0) + 0.5 * b.values[i];
+  for (size_t i = 0; i < b.values.size(); ++i)
+    b.values[i] = (i % 2 ? 2.0 : -2.0) + 0.5 * b.values[i];
   Builder build = [](Graph& g, const std::vector<ValueId>& in) {
     return std::vector<ValueId>{ir::minimum(g, in[0], in[1]), ir::maximum(g, in[0], in[1])};
   };

@@ -97,8 +97,8 @@ ValueId rope(Graph& g, ValueId x, double theta, bool inverse = false);
 // q [B, T, Hq, D], k and v [B, S, Hkv, D] with Hq % Hkv == 0 (query head h reads kv head
 // h / (Hq/Hkv)); key_mask [B, S] (nonzero = attend; kNoValue = none); causal: query t sees
 // keys s <= t (requires T == S). A query that sees no key outputs zeros.
-// -> {out [B, T, Hq, D], lse [B, Hq, T] f32, f64 for f64 inputs (log-sum-exp of the scaled scores, -inf if none)}
-// attrs "scale", "causal". Node inputs: (q, k, v[, key_mask]).
+// -> {out [B, T, Hq, D], lse [B, Hq, T] f32, f64 for f64 inputs (log-sum-exp of the scaled scores,
+// -inf if none)} attrs "scale", "causal". Node inputs: (q, k, v[, key_mask]).
 std::vector<ValueId> attention(Graph& g, ValueId q, ValueId k, ValueId v, ValueId key_mask,
                                double scale, bool causal);
 // -> {dq, dk, dv}. Node inputs: (q, k, v, out, lse, dout[, key_mask]).

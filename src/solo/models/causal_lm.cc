@@ -28,7 +28,9 @@ std::vector<float> to_f32(const io::RawTensor& raw) {
   const std::byte* p = raw.bytes.data();
   for (size_t i = 0; i < n; ++i) {
     switch (raw.dtype) {
-      case DType::F32: std::memcpy(&out[i], p + 4 * i, 4); break;
+      case DType::F32:
+        std::memcpy(&out[i], p + 4 * i, 4);
+        break;
       case DType::F64: {
         double d;
         std::memcpy(&d, p + 8 * i, 8);
@@ -47,7 +49,8 @@ std::vector<float> to_f32(const io::RawTensor& raw) {
         out[i] = f16_to_f32(h);
         break;
       }
-      default: SOLO_FAIL("stored dtype ", dtype_name(raw.dtype), " is not a float type");
+      default:
+        SOLO_FAIL("stored dtype ", dtype_name(raw.dtype), " is not a float type");
     }
   }
   return out;
@@ -86,8 +89,8 @@ void save_checkpoint(nn::Module& model, const std::string& dir,
     if (skipped(skip, name)) continue;
     host.emplace_back(static_cast<size_t>(param->numel()) * dtype_size(param->dtype()));
     param->copy_to_host(host.back().data());
-    tensors.emplace_back(name, io::RawTensor{param->dtype(), param->shape(),
-                                             std::as_bytes(std::span(host.back()))});
+    tensors.emplace_back(
+        name, io::RawTensor{param->dtype(), param->shape(), std::as_bytes(std::span(host.back()))});
   }
   std::filesystem::create_directories(dir);
   io::write_sharded(dir, tensors, max_shard_bytes);

@@ -7,7 +7,9 @@
 namespace solo::models {
 
 namespace {
-uint64_t sub_seed(uint64_t seed, uint64_t index) { return seed * 1000003ull + index; }
+uint64_t sub_seed(uint64_t seed, uint64_t index) {
+  return seed * 1000003ull + index;
+}
 
 // A module holding submodules under dotted names ("attn.c_attn") needs intermediate
 // modules for the scopes and parameter names to nest as Hugging Face's do.
@@ -52,7 +54,9 @@ Tensor Gpt2Block::forward(const Tensor& x, const Tensor& key_mask) {
   {
     ScopeGuard attn("attn");
     const Tensor qkv = c_attn_->forward(ln_1_->forward(x));  // [B, T, 3E]
-    auto head = [&](int i) { return reshape(slice(qkv, 2, i * e, (i + 1) * e), {b, t, c_.n_head, hd}); };
+    auto head = [&](int i) {
+      return reshape(slice(qkv, 2, i * e, (i + 1) * e), {b, t, c_.n_head, hd});
+    };
     const Tensor a = scaled_dot_product_attention(head(0), head(1), head(2), key_mask, true);
     h = x + attn_proj_->forward(reshape(a, {b, t, e}));
   }
@@ -70,9 +74,11 @@ Gpt2LMHeadModel::Gpt2LMHeadModel(const Gpt2Config& c, uint64_t seed, Device d) :
   transformer->param("wte.weight", wte_);
   transformer->param("wpe.weight", wpe_);
   for (int64_t i = 0; i < c.n_layer; ++i)
-    blocks_.push_back(transformer->add("h." + std::to_string(i),
-                                       std::make_shared<Gpt2Block>(c, sub_seed(seed, 100 + static_cast<uint64_t>(i)), d)));
-  ln_f_ = transformer->add("ln_f", std::make_shared<nn::LayerNorm>(c.n_embd, c.layer_norm_epsilon, d));
+    blocks_.push_back(transformer->add(
+        "h." + std::to_string(i),
+        std::make_shared<Gpt2Block>(c, sub_seed(seed, 100 + static_cast<uint64_t>(i)), d)));
+  ln_f_ =
+      transformer->add("ln_f", std::make_shared<nn::LayerNorm>(c.n_embd, c.layer_norm_epsilon, d));
 }
 
 CausalLMOutput Gpt2LMHeadModel::forward(const Tensor& input_ids, const Tensor& attention_mask,
@@ -98,11 +104,12 @@ CausalLMOutput Gpt2LMHeadModel::forward(const Tensor& input_ids, const Tensor& a
   return out;
 }
 
-std::shared_ptr<Gpt2LMHeadModel> Gpt2LMHeadModel::from_pretrained(const std::string& dir, Device d) {
+std::shared_ptr<Gpt2LMHeadModel> Gpt2LMHeadModel::from_pretrained(const std::string& dir,
+                                                                  Device d) {
   const io::ModelConfig any = io::load_hf_config(dir);
   const auto* c = std::get_if<Gpt2Config>(&any);
-  SOLO_CHECK(c != nullptr, "from_pretrained: ", dir, "/config.json describes a llama model, not gpt2; ",
-             "load it with LlamaForCausalLM");
+  SOLO_CHECK(c != nullptr, "from_pretrained: ", dir,
+             "/config.json describes a llama model, not gpt2; ", "load it with LlamaForCausalLM");
   auto model = std::make_shared<Gpt2LMHeadModel>(*c, 0, d);
   load_checkpoint(*model, dir);
   return model;

@@ -7,7 +7,9 @@ namespace solo::models {
 namespace {
 
 // Each submodule gets its own seed, so initial weights do not depend on creation order.
-uint64_t sub_seed(uint64_t seed, uint64_t index) { return seed * 1000003ull + index; }
+uint64_t sub_seed(uint64_t seed, uint64_t index) {
+  return seed * 1000003ull + index;
+}
 
 std::shared_ptr<nn::Linear> hf_linear(int64_t in, int64_t out, uint64_t seed, Device d) {
   auto l = std::make_shared<nn::Linear>(in, out, false, seed, d);
@@ -20,27 +22,34 @@ std::shared_ptr<nn::Linear> hf_linear(int64_t in, int64_t out, uint64_t seed, De
 
 LlamaAttention::LlamaAttention(const LlamaConfig& c, uint64_t seed, Device d) : c_(c) {
   const int64_t hd = c.head_dim(), kv = c.num_key_value_heads * hd;
-  q_proj_ = register_module("q_proj", hf_linear(c.hidden_size, c.hidden_size, sub_seed(seed, 1), d));
+  q_proj_ =
+      register_module("q_proj", hf_linear(c.hidden_size, c.hidden_size, sub_seed(seed, 1), d));
   k_proj_ = register_module("k_proj", hf_linear(c.hidden_size, kv, sub_seed(seed, 2), d));
   v_proj_ = register_module("v_proj", hf_linear(c.hidden_size, kv, sub_seed(seed, 3), d));
-  o_proj_ = register_module("o_proj", hf_linear(c.hidden_size, c.hidden_size, sub_seed(seed, 4), d));
+  o_proj_ =
+      register_module("o_proj", hf_linear(c.hidden_size, c.hidden_size, sub_seed(seed, 4), d));
 }
 
 Tensor LlamaAttention::forward(const Tensor& x, const Tensor& key_mask) {
   ScopeGuard scope(scope_name());
   const int64_t b = x.shape()[0], t = x.shape()[1], hd = c_.head_dim();
   // [B, T, H*D] -> [B, T, H, D] is a free view; attention works in this layout directly.
-  const Tensor q = rope(reshape(q_proj_->forward(x), {b, t, c_.num_attention_heads, hd}), c_.rope_theta);
-  const Tensor k = rope(reshape(k_proj_->forward(x), {b, t, c_.num_key_value_heads, hd}), c_.rope_theta);
+  const Tensor q =
+      rope(reshape(q_proj_->forward(x), {b, t, c_.num_attention_heads, hd}), c_.rope_theta);
+  const Tensor k =
+      rope(reshape(k_proj_->forward(x), {b, t, c_.num_key_value_heads, hd}), c_.rope_theta);
   const Tensor v = reshape(v_proj_->forward(x), {b, t, c_.num_key_value_heads, hd});
   const Tensor a = scaled_dot_product_attention(q, k, v, key_mask, true);
   return o_proj_->forward(reshape(a, {b, t, c_.hidden_size}));
 }
 
 LlamaMLP::LlamaMLP(const LlamaConfig& c, uint64_t seed, Device d) {
-  gate_proj_ = register_module("gate_proj", hf_linear(c.hidden_size, c.intermediate_size, sub_seed(seed, 1), d));
-  up_proj_ = register_module("up_proj", hf_linear(c.hidden_size, c.intermediate_size, sub_seed(seed, 2), d));
-  down_proj_ = register_module("down_proj", hf_linear(c.intermediate_size, c.hidden_size, sub_seed(seed, 3), d));
+  gate_proj_ = register_module("gate_proj",
+                               hf_linear(c.hidden_size, c.intermediate_size, sub_seed(seed, 1), d));
+  up_proj_ = register_module("up_proj",
+                             hf_linear(c.hidden_size, c.intermediate_size, sub_seed(seed, 2), d));
+  down_proj_ = register_module("down_proj",
+                               hf_linear(c.intermediate_size, c.hidden_size, sub_seed(seed, 3), d));
 }
 
 Tensor LlamaMLP::forward(const Tensor& x) {
@@ -49,9 +58,12 @@ Tensor LlamaMLP::forward(const Tensor& x) {
 }
 
 LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& c, uint64_t seed, Device d) {
-  input_layernorm_ = register_module("input_layernorm", std::make_shared<nn::RMSNorm>(c.hidden_size, c.rms_norm_eps, d));
-  self_attn_ = register_module("self_attn", std::make_shared<LlamaAttention>(c, sub_seed(seed, 1), d));
-  post_attention_layernorm_ = register_module("post_attention_layernorm", std::make_shared<nn::RMSNorm>(c.hidden_size, c.rms_norm_eps, d));
+  input_layernorm_ = register_module(
+      "input_layernorm", std::make_shared<nn::RMSNorm>(c.hidden_size, c.rms_norm_eps, d));
+  self_attn_ =
+      register_module("self_attn", std::make_shared<LlamaAttention>(c, sub_seed(seed, 1), d));
+  post_attention_layernorm_ = register_module(
+      "post_attention_layernorm", std::make_shared<nn::RMSNorm>(c.hidden_size, c.rms_norm_eps, d));
   mlp_ = register_module("mlp", std::make_shared<LlamaMLP>(c, sub_seed(seed, 2), d));
 }
 
@@ -62,12 +74,15 @@ Tensor LlamaDecoderLayer::forward(const Tensor& x, const Tensor& key_mask) {
 }
 
 LlamaModel::LlamaModel(const LlamaConfig& c, uint64_t seed, Device d) {
-  embed_tokens_ = register_module("embed_tokens", std::make_shared<nn::Embedding>(c.vocab_size, c.hidden_size, sub_seed(seed, 0), d));
+  embed_tokens_ = register_module(
+      "embed_tokens",
+      std::make_shared<nn::Embedding>(c.vocab_size, c.hidden_size, sub_seed(seed, 0), d));
   embed_tokens_->weight = Tensor::randn({c.vocab_size, c.hidden_size}, 0.02, sub_seed(seed, 0), d);
   embed_tokens_->weight.requires_grad_();
   for (int64_t i = 0; i < c.num_hidden_layers; ++i)
-    layers_.push_back(register_module("layers." + std::to_string(i),
-                                      std::make_shared<LlamaDecoderLayer>(c, sub_seed(seed, 100 + static_cast<uint64_t>(i)), d)));
+    layers_.push_back(register_module(
+        "layers." + std::to_string(i),
+        std::make_shared<LlamaDecoderLayer>(c, sub_seed(seed, 100 + static_cast<uint64_t>(i)), d)));
   norm_ = register_module("norm", std::make_shared<nn::RMSNorm>(c.hidden_size, c.rms_norm_eps, d));
 }
 
@@ -81,15 +96,17 @@ Tensor LlamaModel::forward(const Tensor& input_ids, const Tensor& key_mask) {
 LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c, uint64_t seed, Device d) : c_(c) {
   model_ = register_module("model", std::make_shared<LlamaModel>(c, seed, d));
   if (!c.tie_word_embeddings)
-    lm_head_ = register_module("lm_head", hf_linear(c.hidden_size, c.vocab_size, sub_seed(seed, 7), d));
+    lm_head_ =
+        register_module("lm_head", hf_linear(c.hidden_size, c.vocab_size, sub_seed(seed, 7), d));
 }
 
 CausalLMOutput LlamaForCausalLM::forward(const Tensor& input_ids, const Tensor& attention_mask,
                                          const Tensor& labels) {
-  SOLO_CHECK(input_ids.shape().rank() == 2, "LlamaForCausalLM: input_ids must be [batch, seq], got ",
-             input_ids.shape().str());
-  SOLO_CHECK(input_ids.shape()[1] <= c_.max_position_embeddings, "LlamaForCausalLM: sequence length ",
-             input_ids.shape()[1], " exceeds max_position_embeddings ", c_.max_position_embeddings,
+  SOLO_CHECK(input_ids.shape().rank() == 2,
+             "LlamaForCausalLM: input_ids must be [batch, seq], got ", input_ids.shape().str());
+  SOLO_CHECK(input_ids.shape()[1] <= c_.max_position_embeddings,
+             "LlamaForCausalLM: sequence length ", input_ids.shape()[1],
+             " exceeds max_position_embeddings ", c_.max_position_embeddings,
              "; lower --block-size");
   const Tensor h = model_->forward(input_ids, attention_mask);
   CausalLMOutput out;
@@ -101,13 +118,16 @@ CausalLMOutput LlamaForCausalLM::forward(const Tensor& input_ids, const Tensor& 
   return out;
 }
 
-std::shared_ptr<LlamaForCausalLM> LlamaForCausalLM::from_pretrained(const std::string& dir, Device d) {
+std::shared_ptr<LlamaForCausalLM> LlamaForCausalLM::from_pretrained(const std::string& dir,
+                                                                    Device d) {
   const io::ModelConfig any = io::load_hf_config(dir);
   const auto* c = std::get_if<LlamaConfig>(&any);
-  SOLO_CHECK(c != nullptr, "from_pretrained: ", dir, "/config.json describes a gpt2 model, not llama; ",
-             "load it with Gpt2LMHeadModel");
+  SOLO_CHECK(c != nullptr, "from_pretrained: ", dir,
+             "/config.json describes a gpt2 model, not llama; ", "load it with Gpt2LMHeadModel");
   auto model = std::make_shared<LlamaForCausalLM>(*c, 0, d);
-  load_checkpoint(*model, dir, c->tie_word_embeddings ? std::vector<std::string>{"lm_head.weight"} : std::vector<std::string>{});
+  load_checkpoint(*model, dir,
+                  c->tie_word_embeddings ? std::vector<std::string>{"lm_head.weight"}
+                                         : std::vector<std::string>{});
   return model;
 }
 

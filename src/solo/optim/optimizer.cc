@@ -7,7 +7,9 @@
 namespace solo::optim {
 
 namespace {
-Tensor scalar(double v, const Device& d) { return Tensor::full({}, v, DType::F32, d); }
+Tensor scalar(double v, const Device& d) {
+  return Tensor::full({}, v, DType::F32, d);
+}
 }  // namespace
 
 Optimizer::Optimizer(std::vector<Tensor*> params) : params_(std::move(params)) {
@@ -106,7 +108,8 @@ Tensor clip_grad_norm(const std::vector<Tensor*>& params, double max_norm) {
   if (!total.defined()) return Tensor::zeros({});
   const Tensor norm = sqrt(total);
   // coef = min(max_norm / (norm + 1e-6), 1)
-  const Tensor coef = minimum(pow(norm + 1e-6, -1.0) * max_norm, Tensor::full({}, 1.0, DType::F32, norm.device()));
+  const Tensor coef =
+      minimum(pow(norm + 1e-6, -1.0) * max_norm, Tensor::full({}, 1.0, DType::F32, norm.device()));
   for (Tensor* p : params)
     if (p->grad().defined()) p->set_grad(p->grad() * coef);
   return norm;
@@ -118,8 +121,8 @@ double LRSchedule::factor(int64_t step) const {
   const int64_t decay_steps = std::max<int64_t>(1, total_steps - warmup_steps);
   const double progress =
       std::min(1.0, static_cast<double>(step - warmup_steps) / static_cast<double>(decay_steps));
-  const double shape = kind == Kind::WarmupCosine ? 0.5 * (1.0 + std::cos(M_PI * progress))
-                                                  : 1.0 - progress;
+  const double shape =
+      kind == Kind::WarmupCosine ? 0.5 * (1.0 + std::cos(M_PI * progress)) : 1.0 - progress;
   return min_ratio + (1.0 - min_ratio) * shape;
 }
 

@@ -95,9 +95,14 @@ void less(const KernelCall& c) {
                b.as<T>()[kernels::broadcast_offset(i, y.shape, sb)];
   };
   switch (a.dtype) {
-    case DType::I32: compare(int32_t{}); break;
-    case DType::I64: compare(int64_t{}); break;
-    default: kernels::dispatch_float(c.op, a.dtype, compare);
+    case DType::I32:
+      compare(int32_t{});
+      break;
+    case DType::I64:
+      compare(int64_t{});
+      break;
+    default:
+      kernels::dispatch_float(c.op, a.dtype, compare);
   }
 }
 
