@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libopenblas-dev            # CPU GEMM (OpenMP build)
+  libopenblas-openmp-dev     # CPU GEMM (the OpenMP build)
   libopenmpi-dev openmpi-bin # process launch and CPU collectives
   libsentencepiece-dev sentencepiece
   nlohmann-json3-dev libcli11-dev

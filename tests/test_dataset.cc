@@ -204,7 +204,7 @@ TEST(DataLoader, BatchesHaveShiftedLabels) {
       size_t k = static_cast<size_t>(r * 4 + t);
       int64_t start = (3 + r) * 4;  // unshuffled: batch 1 holds blocks 3, 4, 5
       EXPECT_EQ(b.input_ids[k], start + t);
-      EXPECT_EQ(b.labels[k], start + t + 1);
+      EXPECT_EQ(b.labels[k], start + t);  // == input_ids: the model shifts
       EXPECT_EQ(b.attention_mask[k], 1);
     }
   }

@@ -126,7 +126,7 @@ Batch DataLoader::batch(int64_t b) const {
     data_.block(blocks[r], block_size_, window);
     size_t row = r * static_cast<size_t>(block_size_);
     std::copy(window.begin(), window.end() - 1, out.input_ids.begin() + row);
-    std::copy(window.begin() + 1, window.end(), out.labels.begin() + row);
+    std::copy(window.begin(), window.end() - 1, out.labels.begin() + row);
     std::fill_n(out.attention_mask.begin() + row, block_size_, 1);
   }
   return out;

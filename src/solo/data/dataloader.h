@@ -1,9 +1,9 @@
 // Batching token files for training.
 //
-// DataLoader: fixed-length blocks (TokenDataset::block) for pretraining. Labels are already
-// shifted: labels[t] is the token after input_ids[t].
-// DocumentBatcher: one document per row, right-padded. Labels follow Hugging Face semantics:
-// labels == input_ids with -100 on padding, and the model's loss shifts them internally.
+// Both follow Hugging Face semantics: labels == input_ids (-100 on padding), and the model's
+// loss shifts them internally (position t predicts token t+1).
+// DataLoader: fixed-length blocks of block_size tokens for pretraining.
+// DocumentBatcher: one document per row, right-padded.
 //
 // Both shuffle with a portable PRNG (splitmix64), so a seed gives the same order on every
 // machine and standard library, and both shard each global batch across data-parallel ranks:

@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 
 #include "solo/core/error.h"
@@ -17,10 +16,19 @@ using nlohmann::json;
 
 namespace {
 
+// "model-DDDDD-of-DDDDD.safetensors"
+bool is_shard_name(const std::string& name) {
+  const std::string pattern = "model-#####-of-#####.safetensors";
+  if (name.size() != pattern.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const bool ok = pattern[i] == '#' ? (name[i] >= '0' && name[i] <= '9') : name[i] == pattern[i];
+    if (!ok) return false;
+  }
+  return true;
+}
+
 bool is_checkpoint_file(const std::string& name) {
-  static const std::regex shard_re(R"(model-\d{5}-of-\d{5}\.safetensors)");
-  return name == kSafetensorsSingleFile || name == kSafetensorsIndexFile ||
-         std::regex_match(name, shard_re);
+  return name == kSafetensorsSingleFile || name == kSafetensorsIndexFile || is_shard_name(name);
 }
 
 }  // namespace

@@ -1,0 +1,108 @@
+// Fine-tunes (or pre-trains) a Llama checkpoint in Hugging Face layout on a token file, with
+// the reference tutorial's command line:
+//   ./build/examples/train_llama --model-name-or-path DIR --dataset data/train.tok
+//       --num-train-epochs 1 --batch-size 8 --block-size 256 --lr 1e-4 --log-interval 10
+//       --save-model-dir out/
+// DIR holds config.json, model.safetensors (or shards) and optionally tokenizer.model, which
+// is copied next to the saved model.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "solo/core/error.h"
+#include "solo/data/dataloader.h"
+#include "solo/models/llama.h"
+#include "solo/optim/optimizer.h"
+
+namespace fs = std::filesystem;
+using namespace solo;
+
+int main(int argc, char** argv) {
+  CLI::App app{"Train a Llama model (Hugging Face layout) on a token file"};
+  std::string model_dir, dataset, save_dir;
+  int epochs = 1, log_interval = 10;
+  int64_t batch_size = 8, block_size = 256, max_steps = -1, warmup_steps = 0;
+  double lr = 1e-4, weight_decay = 0.0, grad_clip = 1.0;
+  uint64_t seed = 0;
+  app.add_option("--model-name-or-path", model_dir, "directory with config.json + model.safetensors")->required();
+  app.add_option("--dataset", dataset, "token file written by solo_prepare_data")->required();
+  app.add_option("--num-train-epochs", epochs, "passes over the dataset")->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", batch_size, "global batch size (sequences per step)")->check(CLI::PositiveNumber);
+  app.add_option("--block-size", block_size, "tokens per sequence")->check(CLI::PositiveNumber);
+  app.add_option("--lr", lr, "peak learning rate")->check(CLI::NonNegativeNumber);
+  app.add_option("--log-interval", log_interval, "steps between log lines")->check(CLI::PositiveNumber);
+  app.add_option("--save-model-dir", save_dir, "where to save the trained model (HF layout)");
+  app.add_option("--max-steps", max_steps, "stop after this many steps (default: the epochs)");
+  app.add_option("--warmup-steps", warmup_steps, "linear warmup, then cosine decay to 10%");
+  app.add_option("--weight-decay", weight_decay, "AdamW weight decay");
+  app.add_option("--max-grad-norm", grad_clip, "clip the global gradient norm (0: off)");
+  app.add_option("--seed", seed, "shuffle seed");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    auto model = models::LlamaForCausalLM::from_pretrained(model_dir);
+    model->train();
+    const data::TokenDataset data(dataset);
+    data::BatchingOptions batching;
+    batching.batch_size = batch_size;
+    batching.shuffle = true;
+    batching.seed = seed;
+    data::DataLoader loader(data, block_size, batching);
+    SOLO_CHECK(loader.num_batches() > 0, "dataset ", dataset, " has ", data.num_tokens(),
+               " tokens, fewer than one batch of ", batch_size, " x ", block_size,
+               "; lower --batch-size or --block-size");
+    int64_t total = loader.num_batches() * epochs;
+    if (max_steps > 0) total = std::min(total, max_steps);
+    std::printf("[info] model: %lld parameters, %lld layers; dataset: %lld tokens, %lld batches/epoch\n",
+                static_cast<long long>(model->num_parameters()),
+                static_cast<long long>(model->config().num_hidden_layers),
+                static_cast<long long>(data.num_tokens()), static_cast<long long>(loader.num_batches()));
+
+    optim::AdamW opt(model->parameters(), {.lr = lr, .weight_decay = weight_decay});
+    optim::LRSchedule schedule{warmup_steps > 0 ? optim::LRSchedule::Kind::WarmupCosine
+                                                : optim::LRSchedule::Kind::Constant,
+                               warmup_steps, total, 0.1};
+    data::Batch batch;
+    double window_loss = 0, window_time = 0;
+    int64_t window_steps = 0;
+    for (int64_t step = 1; step <= total; ++step) {
+      if (!loader.next(batch)) loader.next(batch);  // next epoch
+      const auto start = std::chrono::steady_clock::now();
+      const Tensor ids = Tensor::from_vector(batch.input_ids, batch.shape());
+      const Tensor labels = Tensor::from_vector(batch.labels, batch.shape());
+      const Tensor mask = Tensor::from_vector(batch.attention_mask, batch.shape());
+      const Tensor loss = model->forward(ids, mask, labels).loss;
+      loss.backward();
+      if (grad_clip > 0) optim::clip_grad_norm(model->parameters(), grad_clip);
+      opt.set_lr(lr * schedule.factor(step - 1));
+      opt.step();  // runs forward, backward and update as one graph
+      opt.zero_grad();
+      const double l = loss.item();
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      window_loss += l;
+      window_time += seconds;
+      ++window_steps;
+      if (step % log_interval == 0 || step == total || step == 1) {
+        const double tokens = static_cast<double>(batch.rows * batch.seq_len) * window_steps;
+        std::printf("| INFO | [Step %lld/%lld] | Loss: %.4f | Duration: %.3f | Throughput: %.1f tokens/sec\n",
+                    static_cast<long long>(step), static_cast<long long>(total), window_loss / window_steps,
+                    window_time / window_steps, tokens / window_time);
+        std::fflush(stdout);
+        window_loss = window_time = 0;
+        window_steps = 0;
+      }
+    }
+    if (!save_dir.empty()) {
+      model->save_pretrained(save_dir);
+      const fs::path tok = fs::path(model_dir) / "tokenizer.model";
+      if (fs::exists(tok)) fs::copy_file(tok, fs::path(save_dir) / "tokenizer.model", fs::copy_options::overwrite_existing);
+      std::printf("[info] saved the model to %s\n", save_dir.c_str());
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
