@@ -34,6 +34,9 @@ struct KernelCall {
   const Attrs& attrs;
   std::span<const TensorRef> in;  // absent optional operands are omitted (they come last)
   std::span<const TensorRef> out;
+  // Backend state a kernel needs (the CUDA backend passes its stream and BLAS handle);
+  // null on host backends.
+  void* context = nullptr;
 };
 
 using Kernel = void (*)(const KernelCall&);

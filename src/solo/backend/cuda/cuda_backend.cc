@@ -1,0 +1,114 @@
+#include "solo/backend/cuda/cuda_backend.h"
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include "solo/core/error.h"
+
+#define SOLO_CUDA_CHECK(expr)                                                               \
+  do {                                                                                      \
+    cudaError_t err_ = (expr);                                                              \
+    if (err_ != cudaSuccess)                                                                \
+      SOLO_FAIL("CUDA error at ", __FILE__, ":", __LINE__, ": ", cudaGetErrorString(err_)); \
+  } while (0)
+
+namespace solo {
+
+namespace {
+constexpr size_t kGranule = 2 << 20;  // blocks are cached in 2 MiB steps
+size_t rounded(size_t bytes) {
+  return (bytes + kGranule - 1) / kGranule * kGranule;
+}
+}  // namespace
+
+bool cuda_device_available() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+CudaBackend::CudaBackend() {
+  SOLO_CHECK(cuda_device_available(), "no CUDA device is available; use the cpu backend or a ",
+             "flavor without GPUs");
+  SOLO_CUDA_CHECK(cudaSetDevice(0));
+  cudaStream_t stream;
+  SOLO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  ctx_.stream = stream;
+  cublasLtHandle_t lt;
+  SOLO_CHECK(cublasLtCreate(&lt) == CUBLAS_STATUS_SUCCESS, "cuBLASLt could not be initialised");
+  ctx_.cublaslt = lt;
+  ctx_.workspace_bytes = 32u << 20;
+  SOLO_CUDA_CHECK(cudaMalloc(&ctx_.workspace, ctx_.workspace_bytes));
+  int sms = 0;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  ctx_.sm_count = sms;
+  register_cuda_elementwise_kernels(kernels_);
+  register_cuda_layout_kernels(kernels_);
+  register_cuda_nn_kernels(kernels_);
+  register_cuda_attention_kernels(kernels_);
+}
+
+CudaBackend::~CudaBackend() {
+  cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.stream));
+  for (auto& [size, p] : free_blocks_) cudaFree(p);
+  cudaFree(ctx_.workspace);
+  cublasLtDestroy(static_cast<cublasLtHandle_t>(ctx_.cublaslt));
+  cudaStreamDestroy(static_cast<cudaStream_t>(ctx_.stream));
+}
+
+void CudaBackend::run(const KernelCall& call) const {
+  KernelCall with_context = call;
+  with_context.context = const_cast<CudaContext*>(&ctx_);
+  Backend::run(with_context);
+}
+
+void* CudaBackend::raw_allocate(size_t bytes) {
+  const size_t size = rounded(bytes ? bytes : 1);
+  auto it = free_blocks_.find(size);
+  if (it != free_blocks_.end()) {
+    void* p = it->second;
+    free_blocks_.erase(it);
+    return p;
+  }
+  void* p = nullptr;
+  cudaError_t err = cudaMalloc(&p, size);
+  if (err != cudaSuccess) {  // release the cache and retry once before giving up
+    cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.stream));
+    for (auto& [s, q] : free_blocks_) cudaFree(q);
+    free_blocks_.clear();
+    err = cudaMalloc(&p, size);
+  }
+  SOLO_CHECK(err == cudaSuccess, "cuda: out of device memory allocating ", bytes, " bytes (",
+             cudaGetErrorString(err), "); lower the batch size or use more devices");
+  return p;
+}
+
+void CudaBackend::raw_deallocate(void* p, size_t bytes) {
+  // Kernels already queued may still read the block; the stream orders later reuse after them.
+  free_blocks_.emplace(rounded(bytes ? bytes : 1), p);
+}
+
+void CudaBackend::copy_from_host(void* dst, const void* src, size_t bytes) const {
+  if (!bytes) return;
+  auto s = static_cast<cudaStream_t>(ctx_.stream);
+  SOLO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
+  SOLO_CUDA_CHECK(cudaStreamSynchronize(s));  // the host buffer may go away after return
+}
+
+void CudaBackend::copy_to_host(void* dst, const void* src, size_t bytes) const {
+  if (!bytes) return;
+  auto s = static_cast<cudaStream_t>(ctx_.stream);
+  SOLO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
+  SOLO_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void CudaBackend::copy(void* dst, const void* src, size_t bytes) const {
+  if (!bytes || dst == src) return;
+  SOLO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
+                                  static_cast<cudaStream_t>(ctx_.stream)));
+}
+
+void CudaBackend::synchronize() const {
+  SOLO_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.stream)));
+}
+
+}  // namespace solo

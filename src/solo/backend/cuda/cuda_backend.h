@@ -1,0 +1,53 @@
+// The CUDA backend: device memory from a caching allocator (the executor's arena has the same
+// size every step, so it is served from the cache after the first), kernels on one stream,
+// GEMMs through cuBLASLt. Built only when CMake finds the CUDA toolkit (SOLO_HAVE_CUDA).
+#pragma once
+#include <cstddef>
+#include <map>
+#include <memory>
+
+#include "solo/backend/backend.h"
+
+namespace solo {
+
+// What kernels receive in KernelCall::context. Opaque handles keep CUDA headers out of
+// this header.
+struct CudaContext {
+  void* stream = nullptr;     // cudaStream_t
+  void* cublaslt = nullptr;   // cublasLtHandle_t
+  void* workspace = nullptr;  // cuBLASLt workspace
+  size_t workspace_bytes = 0;
+  int sm_count = 0;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend();  // throws solo::Error when no CUDA device is usable
+  ~CudaBackend() override;
+  const char* name() const override { return "cuda"; }
+  void run(const KernelCall& call) const override;
+  void copy_from_host(void* dst, const void* src, size_t bytes) const override;
+  void copy_to_host(void* dst, const void* src, size_t bytes) const override;
+  void copy(void* dst, const void* src, size_t bytes) const override;
+  void synchronize() const;
+  const CudaContext& context() const { return ctx_; }
+
+ protected:
+  void* raw_allocate(size_t bytes) override;
+  void raw_deallocate(void* p, size_t bytes) override;
+
+ private:
+  CudaContext ctx_;
+  std::multimap<size_t, void*> free_blocks_;  // cached device blocks by rounded size
+};
+
+// True when the CUDA runtime sees at least one device (used by tests to skip).
+bool cuda_device_available();
+
+// Kernel groups, one file each (see ir/ops.h for the groups).
+void register_cuda_elementwise_kernels(KernelTable& t);
+void register_cuda_layout_kernels(KernelTable& t);
+void register_cuda_nn_kernels(KernelTable& t);
+void register_cuda_attention_kernels(KernelTable& t);
+
+}  // namespace solo
