@@ -78,6 +78,7 @@ void DeviceContext::flush() {
   runtime::Executor executor(*backend_);
   runtime::RunResult result = executor.run(trace->graph, plan, inputs);
   last_peak_bytes_ = result.peak_bytes;
+  last_graph_hash_ = trace->graph.structural_hash();
   for (const auto& impl : targets) {
     const auto k = static_cast<size_t>(
         std::find(plan.outputs.begin(), plan.outputs.end(), impl->value) - plan.outputs.begin());

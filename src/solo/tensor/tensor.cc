@@ -281,6 +281,9 @@ void sync(const Device& d) {
 size_t last_flush_peak_bytes(const Device& d) {
   return device_context(d).last_peak_bytes();
 }
+uint64_t last_flush_graph_hash(const Device& d) {
+  return device_context(d).last_graph_hash();
+}
 const ir::Graph& pending_graph(const Device& d) {
   return device_context(d).trace().graph;
 }

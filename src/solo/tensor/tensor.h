@@ -94,6 +94,8 @@ void sync(const Device& d = {});
 
 // Bytes of device memory that the last flush allocated at its peak (arena + outputs).
 size_t last_flush_peak_bytes(const Device& d = {});
+// Structural hash of the graph the last flush ran (equal for steps of the same program).
+uint64_t last_flush_graph_hash(const Device& d = {});
 // The pending graph of a device (for inspection: hashes, dumps, tracing tests).
 const ir::Graph& pending_graph(const Device& d = {});
 

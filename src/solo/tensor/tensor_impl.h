@@ -51,12 +51,14 @@ class DeviceContext {
   Tensor realized(std::shared_ptr<Storage> storage, const ir::TensorType& type);
   void flush();
   size_t last_peak_bytes() const { return last_peak_bytes_; }
+  uint64_t last_graph_hash() const { return last_graph_hash_; }
 
  private:
   Device device_;
   std::unique_ptr<Backend> backend_;
   std::shared_ptr<Trace> trace_;
   size_t last_peak_bytes_ = 0;
+  uint64_t last_graph_hash_ = 0;
 };
 
 // The context of a device, created on first use (one per device per process).
