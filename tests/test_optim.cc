@@ -37,7 +37,9 @@ void expect_trajectory(const Trajectory& got, const Trajectory& want) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t s = 0; s < got.size(); ++s)
     for (size_t i = 0; i < 3; ++i)
-      EXPECT_NEAR(got[s][i], want[s][i], 2e-6 + 2e-6 * std::abs(want[s][i]))
+      // f32 rounding differs from torch.optim (foreach kernels) by a few ulps per step;
+      // a wrong formula is off by >= 1e-3 (steps are ~0.05).
+      EXPECT_NEAR(got[s][i], want[s][i], 1e-5)
           << "step " << s + 1 << " element " << i;
 }
 

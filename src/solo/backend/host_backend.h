@@ -1,11 +1,17 @@
 // Shared base of the backends whose memory is host memory (cpu, reference).
 #pragma once
+#include <map>
+
 #include "solo/backend/backend.h"
 
 namespace solo {
 
+// Large blocks are cached by size and reused: a training step allocates the same arena and
+// outputs every step, and handing them back to the OS would page-fault (and zero) hundreds
+// of megabytes per step.
 class HostBackend : public Backend {
  public:
+  ~HostBackend() override;
   void copy_from_host(void* dst, const void* src, size_t bytes) const override;
   void copy_to_host(void* dst, const void* src, size_t bytes) const override;
   void copy(void* dst, const void* src, size_t bytes) const override;
@@ -13,6 +19,10 @@ class HostBackend : public Backend {
  protected:
   void* raw_allocate(size_t bytes) override;  // 64-byte aligned, zero-size allowed
   void raw_deallocate(void* p, size_t bytes) override;
+
+ private:
+  std::multimap<size_t, void*> cache_;  // free large blocks by rounded size
+  size_t cached_bytes_ = 0;
 };
 
 }  // namespace solo

@@ -5,20 +5,28 @@
 
 namespace solo {
 
-#define SOLO_OPS(X)                                                                             \
-  /* leaves */                                                                                  \
-  X(Input)                                                                                      \
-  X(Full) /* elementwise, NumPy broadcasting */                                                 \
-  X(Add)                                                                                        \
-  X(Sub) X(Mul) X(Div) X(Maximum) X(Minimum) X(Less) X(Where) X(AddScalar) X(MulScalar)         \
-      X(PowScalar) X(Neg) X(Exp) X(Log) X(Sqrt) X(Rsqrt) X(Silu) X(Gelu) X(SiluBackward)        \
-          X(GeluBackward) X(Cast)                               /* reductions and broadcast */  \
-      X(Sum) X(Mean) X(BroadcastTo)                             /* layout */                    \
-      X(Reshape) X(Permute) X(Slice) X(SliceBackward) X(Concat) /* linear algebra and lookup */ \
-      X(MatMul) X(Embedding) X(EmbeddingBackward)               /* fused neural-network ops */  \
-      X(Softmax) X(SoftmaxBackward) X(RmsNorm) X(RmsNormBackward) X(LayerNorm)                  \
-          X(LayerNormBackward) X(Rope) X(Attention) X(AttentionBackward) X(CrossEntropy)        \
-              X(CrossEntropyBackward)
+// clang-format off
+#define SOLO_OPS(X)                                                              \
+  /* leaves */                                                                   \
+  X(Input) X(Full)                                                               \
+  /* elementwise, NumPy broadcasting */                                          \
+  X(Add) X(Sub) X(Mul) X(Div) X(Maximum) X(Minimum) X(Less) X(Where)             \
+  X(AddScalar) X(MulScalar) X(PowScalar)                                         \
+  X(Neg) X(Exp) X(Log) X(Sqrt) X(Rsqrt) X(Silu) X(Gelu)                          \
+  X(SiluBackward) X(GeluBackward) X(Cast)                                        \
+  /* reductions and broadcast */                                                 \
+  X(Sum) X(Mean) X(BroadcastTo)                                                  \
+  /* layout */                                                                   \
+  X(Reshape) X(Permute) X(Slice) X(SliceBackward) X(Concat)                      \
+  /* linear algebra and lookup */                                                \
+  X(MatMul) X(Embedding) X(EmbeddingBackward)                                    \
+  /* fused neural-network ops */                                                 \
+  X(Softmax) X(SoftmaxBackward) X(RmsNorm) X(RmsNormBackward)                    \
+  X(LayerNorm) X(LayerNormBackward) X(Rope)                                      \
+  X(Attention) X(AttentionBackward) X(CrossEntropy) X(CrossEntropyBackward)      \
+  /* optimizer updates */                                                        \
+  X(AdamWUpdate)
+// clang-format on
 
 enum class OpKind : uint16_t {
 #define SOLO_OP_ENUM(name) name,

@@ -117,6 +117,17 @@ ValueId cross_entropy(Graph& g, ValueId logits, ValueId labels, int64_t ignore_i
 ValueId cross_entropy_backward(Graph& g, ValueId logits, ValueId labels, ValueId dloss,
                                int64_t ignore_index);
 
+// ---- optimizer updates -----------------------------------------------------------------------
+// One fused AdamW step (PyTorch semantics) for a parameter p with gradient g and moments m, v
+// (same shape and float dtype); lr, bias1 = 1/(1-beta1^t), bias2 = 1/(1-beta2^t) are 0-d f32
+// tensors so that every step has the same graph. -> {p', m', v'}:
+//   m' = b1 m + (1-b1) g;  v' = b2 v + (1-b2) g^2;
+//   p' = p (1 - lr wd) - lr bias1 m' / (sqrt(v' bias2) + eps)
+// attrs "beta1", "beta2", "eps", "weight_decay". Not differentiable.
+std::vector<ValueId> adamw_update(Graph& g, ValueId p, ValueId grad, ValueId m, ValueId v,
+                                  ValueId lr, ValueId bias1, ValueId bias2, double beta1,
+                                  double beta2, double eps, double weight_decay);
+
 // Shared helper for op builders: throws "<op>: <message> (shapes ...)" when !ok.
 void check_operands(bool ok, const char* op, const std::string& message,
                     const std::vector<const TensorType*>& operands);

@@ -86,13 +86,13 @@ void AdamW::update(size_t i, Tensor& p, const Tensor& g, const Tensor& lr) {
     m = Tensor::zeros(p.shape(), p.dtype(), p.device());
     v = Tensor::zeros(p.shape(), p.dtype(), p.device());
   }
-  m.assign_(m * o_.beta1 + g * (1.0 - o_.beta1));
-  v.assign_(v * o_.beta2 + g * g * (1.0 - o_.beta2));
   const Tensor bias1 = bias1_.device() == p.device() ? bias1_ : bias1_.to(p.device());
   const Tensor bias2 = bias2_.device() == p.device() ? bias2_ : bias2_.to(p.device());
-  const Tensor denom = sqrt(v * bias2) + o_.eps;
-  Tensor decayed = o_.weight_decay != 0 ? p - p * lr * o_.weight_decay : p;
-  p.assign_(decayed - m * bias1 * lr / denom);
+  const std::vector<Tensor> next =
+      adamw_update(p, g, m, v, lr, bias1, bias2, o_.beta1, o_.beta2, o_.eps, o_.weight_decay);
+  p.assign_(next[0]);
+  m.assign_(next[1]);
+  v.assign_(next[2]);
 }
 
 Tensor clip_grad_norm(const std::vector<Tensor*>& params, double max_norm) {

@@ -1,6 +1,9 @@
 #include "solo/runtime/executor.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <numeric>
 
 #include "solo/core/error.h"
 
@@ -75,13 +78,37 @@ RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
     for (ValueId v : node.outputs)
       out_refs.push_back({data[static_cast<size_t>(v)], g.shape(v), g.dtype(v)});
     try {
+      const auto start = std::chrono::steady_clock::now();
       backend_.run(KernelCall{node.op, node.attrs, in_refs, out_refs});
+      if (profile_) {
+        const auto k = static_cast<size_t>(node.op);
+        profile_->seconds[k] +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        ++profile_->calls[k];
+      }
     } catch (const Error& e) {
       SOLO_FAIL(e.what(), " [at ", g.describe(id), "]");
     }
   }
   result.peak_bytes = backend_.peak_bytes() - in_use_before;
   return result;
+}
+
+std::string OpProfile::report() const {
+  std::vector<size_t> order(kNumOps);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return seconds[a] > seconds[b]; });
+  const double total = std::accumulate(seconds.begin(), seconds.end(), 0.0);
+  std::string out;
+  char line[160];
+  for (size_t k : order) {
+    if (calls[k] == 0) continue;
+    std::snprintf(line, sizeof line, "%-22s %9.3f s %5.1f%% %8lld calls\n",
+                  op_name(static_cast<OpKind>(k)), seconds[k], 100.0 * seconds[k] / total,
+                  static_cast<long long>(calls[k]));
+    out += line;
+  }
+  return out;
 }
 
 }  // namespace solo::runtime

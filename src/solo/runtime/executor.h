@@ -1,7 +1,9 @@
 // Runs a graph on one backend: topological order, intermediates in one arena laid out by
 // the static memory plan, requested outputs in storage of their own.
 #pragma once
+#include <array>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -16,9 +18,17 @@ struct RunResult {
   size_t peak_bytes = 0;  // most bytes this run held allocated at once (arena + outputs)
 };
 
+// Wall time per op kind over runs (host-side: meaningful for synchronous backends).
+struct OpProfile {
+  std::array<double, kNumOps> seconds{};
+  std::array<int64_t, kNumOps> calls{};
+  std::string report() const;  // one line per op kind, slowest first
+};
+
 class Executor {
  public:
-  explicit Executor(Backend& backend) : backend_(backend) {}
+  explicit Executor(Backend& backend, OpProfile* profile = nullptr)
+      : backend_(backend), profile_(profile) {}
 
   // `inputs` maps the value of each Input node in the plan's schedule to its data on this
   // backend; a missing one is an error naming the input.
@@ -31,6 +41,7 @@ class Executor {
 
  private:
   Backend& backend_;
+  OpProfile* profile_;
 };
 
 }  // namespace solo::runtime

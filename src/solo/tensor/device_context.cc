@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 
@@ -8,7 +10,16 @@
 namespace solo {
 
 DeviceContext::DeviceContext(const Device& d)
-    : device_(d), backend_(make_backend(d.type)), trace_(std::make_shared<Trace>()) {}
+    : device_(d), backend_(make_backend(d.type)), trace_(std::make_shared<Trace>()) {
+  const char* env = std::getenv("SOLO_PROFILE");
+  if (env && std::string(env) == "1") profile_ = std::make_unique<runtime::OpProfile>();
+}
+
+DeviceContext::~DeviceContext() {
+  if (profile_)
+    std::fprintf(stderr, "[profile] time per op on %s:\n%s", device_.type.c_str(),
+                 profile_->report().c_str());
+}
 
 DeviceContext& device_context(const Device& d) {
   // Devices are process-wide, like CUDA devices; contexts live until exit.
@@ -75,7 +86,7 @@ void DeviceContext::flush() {
   std::unordered_map<ir::ValueId, const void*> inputs;
   for (const auto& [v, leaf] : trace->leaves) inputs[v] = leaf.storage->data();
   const runtime::MemoryPlan plan = runtime::plan_memory(trace->graph, outputs);
-  runtime::Executor executor(*backend_);
+  runtime::Executor executor(*backend_, profile_.get());
   runtime::RunResult result = executor.run(trace->graph, plan, inputs);
   last_peak_bytes_ = result.peak_bytes;
   last_graph_hash_ = trace->graph.structural_hash();

@@ -152,4 +152,17 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_
   });
 }
 
+std::vector<Tensor> adamw_update(const Tensor& p, const Tensor& grad, const Tensor& m,
+                                 const Tensor& v, const Tensor& lr, const Tensor& bias1,
+                                 const Tensor& bias2, double beta1, double beta2, double eps,
+                                 double weight_decay) {
+  DeviceContext& ctx = device_context(p.device());
+  ir::Graph& g = ctx.trace().graph;
+  const std::vector<ir::ValueId> out =
+      ir::adamw_update(g, ctx.value_of(p), ctx.value_of(grad), ctx.value_of(m), ctx.value_of(v),
+                       ctx.value_of(lr), ctx.value_of(bias1), ctx.value_of(bias2), beta1, beta2,
+                       eps, weight_decay);
+  return {ctx.wrap(out[0], false), ctx.wrap(out[1], false), ctx.wrap(out[2], false)};
+}
+
 }  // namespace solo

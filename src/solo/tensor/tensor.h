@@ -139,5 +139,10 @@ Tensor rope(const Tensor& x, double theta);
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& key_mask = {}, bool causal = true);
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index = -100);
+// Fused AdamW step -> {p', m', v'} (see ir::adamw_update).
+std::vector<Tensor> adamw_update(const Tensor& p, const Tensor& grad, const Tensor& m,
+                                 const Tensor& v, const Tensor& lr, const Tensor& bias1,
+                                 const Tensor& bias2, double beta1, double beta2, double eps,
+                                 double weight_decay);
 
 }  // namespace solo

@@ -38,6 +38,7 @@ struct Trace {
 class DeviceContext {
  public:
   explicit DeviceContext(const Device& d);
+  ~DeviceContext();
   Backend& backend() const { return *backend_; }
   const Device& device() const { return device_; }
   Trace& trace() { return *trace_; }
@@ -59,6 +60,7 @@ class DeviceContext {
   std::shared_ptr<Trace> trace_;
   size_t last_peak_bytes_ = 0;
   uint64_t last_graph_hash_ = 0;
+  std::unique_ptr<runtime::OpProfile> profile_;  // with SOLO_PROFILE=1: printed at exit
 };
 
 // The context of a device, created on first use (one per device per process).

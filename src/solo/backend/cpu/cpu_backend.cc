@@ -7,6 +7,7 @@ CpuBackend::CpuBackend() {
   register_cpu_layout_kernels(kernels_);
   register_cpu_nn_kernels(kernels_);
   register_cpu_attention_kernels(kernels_);
+  register_cpu_optim_kernels(kernels_);
 }
 
 }  // namespace solo

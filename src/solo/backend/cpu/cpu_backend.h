@@ -15,5 +15,6 @@ void register_cpu_elementwise_kernels(KernelTable& t);
 void register_cpu_layout_kernels(KernelTable& t);
 void register_cpu_nn_kernels(KernelTable& t);
 void register_cpu_attention_kernels(KernelTable& t);
+void register_cpu_optim_kernels(KernelTable& t);
 
 }  // namespace solo

@@ -7,6 +7,7 @@ ReferenceBackend::ReferenceBackend() {
   register_reference_layout_kernels(kernels_);
   register_reference_nn_kernels(kernels_);
   register_reference_attention_kernels(kernels_);
+  register_reference_optim_kernels(kernels_);
 }
 
 }  // namespace solo
