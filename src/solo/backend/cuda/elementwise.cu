@@ -195,6 +195,10 @@ bool fits_u32(int64_t n) {
   return n < (int64_t{1} << 31);
 }
 
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
 // ---- full ----------------------------------------------------------------------------------
 
 // y [n] = pattern (the value's bit pattern in y's dtype)
@@ -261,6 +265,61 @@ void full(const KernelCall& c) {
   fill_bits(c, c.out[0], value_bits(c.out[0].dtype, c.attrs.f("value")));
 }
 
+// ---- flat maps ---------------------------------------------------------------------------
+
+// V elements moved as one aligned load/store (16 bytes of T).
+template <class T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+
+// y [n] = f(x0 [n]) (K = 1) or f(x0 [n], x1 [n]) (K = 2), V elements per step: whole packs
+// first, then the tail element by element.
+template <int V, int K, class T, class Y, class F>
+__global__ void map_flat(const T* x0, const T* x1, Y* y, int64_t n, F f) {
+  const int64_t tid = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  const int64_t packs = n / V;
+  for (int64_t i = tid; i < packs; i += stride) {
+    const Pack<T, V> p0 = reinterpret_cast<const Pack<T, V>*>(x0)[i];
+    Pack<Y, V> out;
+    if constexpr (K == 2) {
+      const Pack<T, V> p1 = reinterpret_cast<const Pack<T, V>*>(x1)[i];
+#pragma unroll
+      for (int k = 0; k < V; ++k) out.v[k] = store<Y>(f(load(p0.v[k]), load(p1.v[k])));
+    } else {
+#pragma unroll
+      for (int k = 0; k < V; ++k) out.v[k] = store<Y>(f(load(p0.v[k])));
+    }
+    reinterpret_cast<Pack<Y, V>*>(y)[i] = out;
+  }
+  for (int64_t i = packs * V + tid; i < n; i += stride) {
+    if constexpr (K == 2)
+      y[i] = store<Y>(f(load(x0[i]), load(x1[i])));
+    else
+      y[i] = store<Y>(f(load(x0[i])));
+  }
+}
+
+bool aligned(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
+// Runs map_flat with 16-byte packs when every pointer allows it (x1 is null for K = 1).
+template <int K, class T, class Y, class F>
+void launch_map(const KernelCall& c, const T* x0, const T* x1, Y* y, int64_t n, F f) {
+  if (n == 0) return;
+  constexpr int V = sizeof(T) >= 16 ? 1 : static_cast<int>(16 / sizeof(T));
+  const bool wide = aligned(x0, sizeof(T) * V) && (K == 1 || aligned(x1, sizeof(T) * V)) &&
+                    aligned(y, sizeof(Y) * V);
+  if (wide)
+    map_flat<V, K>
+        <<<blocks_for(ceil_div(n, V), kThreads), kThreads, 0, stream_of(c)>>>(x0, x1, y, n, f);
+  else
+    map_flat<1, K><<<blocks_for(n, kThreads), kThreads, 0, stream_of(c)>>>(x0, x1, y, n, f);
+  check_launch(op_name(c.op));
+}
+
 // ---- binary ------------------------------------------------------------------------------
 
 struct AddOp {
@@ -307,14 +366,6 @@ struct LessOp {
   }
 };
 
-// a [n], b [n] -> y [n] = op(a, b) (no broadcast)
-template <class T, class Y, class Op>
-__global__ void binary_flat(const T* a, const T* b, Y* y, int64_t n, Op op) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    y[i] = store<Y>(op(load(a[i]), load(b[i])));
-}
-
 // y [n] = op(a[bcast], b[bcast])
 template <class I, class T, class Y, class Op>
 __global__ void binary_bcast(const T* a, const T* b, Y* y, I n, Bcast<2> p, Op op) {
@@ -331,19 +382,18 @@ void launch_binary(const KernelCall& c, Op op) {
   const TensorRef &a = c.in[0], &b = c.in[1], &y = c.out[0];
   const int64_t n = y.numel();
   if (n == 0) return;
-  const unsigned blocks = blocks_for(n, kThreads);
-  if (a.numel() == n && b.numel() == n) {
-    binary_flat<<<blocks, kThreads, 0, stream_of(c)>>>(a.as<const T>(), b.as<const T>(), y.as<Y>(),
-                                                       n, op);
-  } else {
-    const auto p = plan_broadcast<2>(c.op, y.shape, {&a.shape, &b.shape});
-    if (fits_u32(n))
-      binary_bcast<uint32_t><<<blocks, kThreads, 0, stream_of(c)>>>(
-          a.as<const T>(), b.as<const T>(), y.as<Y>(), static_cast<uint32_t>(n), p, op);
-    else
-      binary_bcast<int64_t><<<blocks, kThreads, 0, stream_of(c)>>>(a.as<const T>(), b.as<const T>(),
-                                                                   y.as<Y>(), n, p, op);
+  if (a.numel() == n && b.numel() == n) {  // no broadcast
+    launch_map<2>(c, a.as<const T>(), b.as<const T>(), y.as<Y>(), n, op);
+    return;
   }
+  const unsigned blocks = blocks_for(n, kThreads);
+  const auto p = plan_broadcast<2>(c.op, y.shape, {&a.shape, &b.shape});
+  if (fits_u32(n))
+    binary_bcast<uint32_t><<<blocks, kThreads, 0, stream_of(c)>>>(
+        a.as<const T>(), b.as<const T>(), y.as<Y>(), static_cast<uint32_t>(n), p, op);
+  else
+    binary_bcast<int64_t><<<blocks, kThreads, 0, stream_of(c)>>>(a.as<const T>(), b.as<const T>(),
+                                                                 y.as<Y>(), n, p, op);
   check_launch(op_name(c.op));
 }
 
@@ -570,25 +620,14 @@ struct GeluSlope {
   }
 };
 
-// x [n] -> y [n] = op(x)
-template <class T, class Op>
-__global__ void unary_kernel(const T* x, T* y, int64_t n, Op op) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    y[i] = store<T>(op(load(x[i])));
-}
-
 // ints: also i32/i64 (for the ops that are plain arithmetic).
 template <bool ints, class Op>
 void unary(const KernelCall& c, Op op) {
   const TensorRef &x = c.in[0], &y = c.out[0];
   auto run = [&](auto zero) {
     using T = decltype(zero);
-    const int64_t n = y.numel();
-    if (n == 0) return;
-    unary_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream_of(c)>>>(x.as<const T>(), y.as<T>(),
-                                                                         n, op);
-    check_launch(op_name(c.op));
+    // x [n] -> y [n] = op(x)
+    launch_map<1>(c, x.as<const T>(), static_cast<const T*>(nullptr), y.as<T>(), y.numel(), op);
   };
   if constexpr (ints)
     dispatch_arith(c.op, y.dtype, run);
@@ -627,24 +666,24 @@ void gelu(const KernelCall& c) {
   unary<false>(c, GeluOp{c.attrs.i("tanh") != 0});
 }
 
-// x [n], dy [n] -> dx [n] = dy * slope(x)
-template <class T, class Slope>
-__global__ void activation_backward_kernel(const T* x, const T* dy, T* dx, int64_t n, Slope slope) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    dx[i] = store<T>(load(dy[i]) * slope(load(x[i])));
-}
+// f(x, dy) = dy * slope(x)
+template <class Slope>
+struct BackwardOp {
+  Slope slope;
+  template <class C>
+  __device__ C operator()(C x, C dy) const {
+    return dy * slope(x);
+  }
+};
 
 template <class Slope>
 void activation_backward(const KernelCall& c, Slope slope) {
   const TensorRef &x = c.in[0], &dy = c.in[1], &dx = c.out[0];
   dispatch_floating(c.op, dx.dtype, [&](auto zero) {
     using T = decltype(zero);
-    const int64_t n = dx.numel();
-    if (n == 0) return;
-    activation_backward_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream_of(c)>>>(
-        x.as<const T>(), dy.as<const T>(), dx.as<T>(), n, slope);
-    check_launch(op_name(c.op));
+    // x [n], dy [n] -> dx [n] = dy * slope(x)
+    launch_map<2>(c, x.as<const T>(), dy.as<const T>(), dx.as<T>(), dx.numel(),
+                  BackwardOp<Slope>{slope});
   });
 }
 
@@ -877,19 +916,22 @@ __global__ void gather_reduce(const T* x, T* y, int64_t out_n, GatherPlan p, boo
   }
 }
 
-// Scratch for partial sums, on the stream (freed after the second pass is queued).
-template <class A>
-A* scratch(const KernelCall& c, int64_t n) {
+// Scratch for partial sums: the context's cuBLASLt workspace when it is large enough (it is
+// only used by work queued on this same stream, so stream order makes sharing safe), else
+// stream-ordered cudaMallocAsync, freed once the second pass is queued.
+struct Scratch {
   void* p = nullptr;
-  SOLO_CUDA_CHECK(cudaMallocAsync(&p, static_cast<size_t>(n) * sizeof(A), stream_of(c)));
-  return static_cast<A*>(p);
+  bool owned = false;
+};
+Scratch scratch(const KernelCall& c, size_t bytes) {
+  const CudaContext& ctx = cuda::context_of(c);
+  if (bytes <= ctx.workspace_bytes) return {ctx.workspace, false};
+  Scratch s{nullptr, true};
+  SOLO_CUDA_CHECK(cudaMallocAsync(&s.p, bytes, stream_of(c)));
+  return s;
 }
-void release(const KernelCall& c, void* p) {
-  SOLO_CUDA_CHECK(cudaFreeAsync(p, stream_of(c)));
-}
-
-int64_t ceil_div(int64_t a, int64_t b) {
-  return (a + b - 1) / b;
+void release(const KernelCall& c, const Scratch& s) {
+  if (s.owned) SOLO_CUDA_CHECK(cudaFreeAsync(s.p, stream_of(c)));
 }
 
 // x [M, R] -> y [M]
@@ -916,14 +958,15 @@ void row_sums(const KernelCall& c, const T* x, T* y, int64_t M, int64_t R, bool 
     check_launch(op_name(c.op));
     return;
   }
-  A* part = scratch<A>(c, M * C);
+  const Scratch buf = scratch(c, static_cast<size_t>(M * C) * sizeof(A));  // [M, C]
+  A* part = static_cast<A*>(buf.p);
   row_reduce_block<T, A, A>
       <<<static_cast<unsigned>(M * C), kThreads, 0, s>>>(x, part, R, C, chunk, false, count);
   check_launch(op_name(c.op));
   row_reduce_block<A, T, A>
       <<<static_cast<unsigned>(M), kThreads, 0, s>>>(part, y, C, 1, C, mean, count);
   check_launch(op_name(c.op));
-  release(c, part);
+  release(c, buf);
 }
 
 // x [A, R, N] -> y [A, N] (leading or middle axes; bias gradients [N, D] -> [D])
@@ -947,7 +990,8 @@ void column_sums(const KernelCall& c, const T* x, T* y, int64_t A, int64_t R, in
     check_launch(op_name(c.op));
     return;
   }
-  Acc* part = scratch<Acc>(c, A * C * N);  // [A, C, N]
+  const Scratch buf = scratch(c, static_cast<size_t>(A * C * N) * sizeof(Acc));  // [A, C, N]
+  Acc* part = static_cast<Acc*>(buf.p);
   col_reduce<T, Acc, Acc><<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(C),
                                  static_cast<unsigned>(A)),
                             block, 0, s>>>(x, part, R, N, chunk, false, count);
@@ -956,7 +1000,7 @@ void column_sums(const KernelCall& c, const T* x, T* y, int64_t A, int64_t R, in
       <<<dim3(static_cast<unsigned>(col_blocks), 1, static_cast<unsigned>(A)), block, 0, s>>>(
           part, y, C, N, C, mean, count);
   check_launch(op_name(c.op));
-  release(c, part);
+  release(c, buf);
 }
 
 // Sum / mean of x over attrs "axes". Dims are merged into alternating groups of kept and

@@ -7,6 +7,7 @@
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -242,6 +243,13 @@ void copy_rows(const KernelCall& c, void* dst, int64_t dpitch, const void* src, 
         cudaMemcpyAsync(dst, src, static_cast<size_t>(width * rows), cudaMemcpyDeviceToDevice, s));
     return;
   }
+  if (std::max(dpitch, spitch) > INT32_MAX) {  // beyond cudaMemcpy2D's pitch limit: row by row
+    for (int64_t r = 0; r < rows; ++r)
+      SOLO_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + r * dpitch,
+                                      static_cast<const char*>(src) + r * spitch,
+                                      static_cast<size_t>(width), cudaMemcpyDeviceToDevice, s));
+    return;
+  }
   SOLO_CUDA_CHECK(cudaMemcpy2DAsync(dst, static_cast<size_t>(dpitch), src,
                                     static_cast<size_t>(spitch), static_cast<size_t>(width),
                                     static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, s));
@@ -298,9 +306,10 @@ void concat(const KernelCall& c) {
 
 // Everything a cuBLASLt call depends on apart from the pointers: column-major sizes (m, n, k)
 // after the operand swap, the row-major transposes, batch count and strides, the dtype, and
-// the alignment the chosen algorithm may assume.
-using GemmKey = std::tuple<int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int, void*>;
+// the alignment the chosen algorithm may assume. (One device per process: the algorithm is not
+// keyed by device or handle, and descriptors do not depend on the handle.)
+using GemmKey =
+    std::tuple<int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int>;
 
 struct GemmPlan {
   cublasLtMatmulDesc_t desc = nullptr;
@@ -382,8 +391,7 @@ void gemm(const KernelCall& c, DType dt, bool ta, bool tb, int64_t M, int64_t N,
       SOLO_FAIL("MatMul: dtype ", dtype_name(dt), " is not supported on cuda");
   }
   const GemmKey key{
-      static_cast<int>(dt), ta, tb, M, N, K, batch, stride_a, stride_b, stride_y, align,
-      ctx.cublaslt};
+      static_cast<int>(dt), ta, tb, M, N, K, batch, stride_a, stride_b, stride_y, align};
   GemmPlan plan;
   {
     std::lock_guard<std::mutex> lock(gemm_cache_mutex);
