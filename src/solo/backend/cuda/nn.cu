@@ -330,7 +330,7 @@ __global__ void rms_norm_bwd_kernel(const T* __restrict__ x, const T* __restrict
   }
 }
 
-// partial [nb, D] (count sets of D, e.g. dw and db stacked) -> out[i] = sum over nb, fixed order.
+// partial [nb, D] -> out [D], out[i] = sum over the nb blocks in a fixed order.
 template <class T>
 __global__ void sum_partials_kernel(const float* __restrict__ partial, T* __restrict__ out,
                                     int64_t nb, int64_t D) {
