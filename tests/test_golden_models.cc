@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
+#include "solo/backend/backend.h"
+#include "solo/core/error.h"
 #include "solo/io/safetensors.h"
 #include "solo/models/gpt2.h"
 #include "solo/models/llama.h"
@@ -19,7 +22,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kGolden = std::string(SOLO_SOURCE_DIR) + "/tests/golden/";
+// SOLO_SOURCE_DIR in the environment overrides the build-time path (a build run elsewhere).
+const std::string kGolden =
+    std::string(std::getenv("SOLO_SOURCE_DIR") ? std::getenv("SOLO_SOURCE_DIR") : SOLO_SOURCE_DIR) +
+    "/tests/golden/";
 
 std::vector<double> values(const io::RawTensor& raw) {
   std::vector<double> out(static_cast<size_t>(raw.shape.numel()));
@@ -39,10 +45,19 @@ std::vector<double> values(const io::RawTensor& raw) {
   return out;
 }
 
-Tensor tensor(const io::RawTensor& raw) {
+Tensor tensor(const io::RawTensor& raw, const Device& d) {
   std::vector<unsigned char> bytes(raw.bytes.size());
   std::memcpy(bytes.data(), raw.bytes.data(), bytes.size());
-  return Tensor::from_data(bytes.data(), raw.shape, raw.dtype);
+  return Tensor::from_data(bytes.data(), raw.shape, raw.dtype, d);
+}
+
+bool cuda_available() {
+  try {
+    make_backend("cuda");
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 // |got - want| <= atol + rtol * |want| everywhere; reports the worst element.
@@ -61,7 +76,7 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
 
 template <class Model>
 class GoldenModel : public ::testing::Test {
- protected:
+ public:
   static std::string name() {
     return std::is_same_v<Model, models::LlamaForCausalLM> ? "llama_tiny" : "gpt2_tiny";
   }
@@ -69,35 +84,42 @@ class GoldenModel : public ::testing::Test {
     golden_ = std::make_unique<io::SafetensorsFile>(
         io::SafetensorsFile::open(kGolden + name() + ".safetensors"));
     ASSERT_EQ(golden_->metadata().at("format_version"), "1");
-    ids_ = tensor(golden_->tensor("input_ids"));
-    mask_ = tensor(golden_->tensor("attention_mask"));
-    labels_ = tensor(golden_->tensor("labels"));
   }
-  // The model as transformers saved it (config.json + model.safetensors).
-  std::shared_ptr<Model> load() { return Model::from_pretrained(kGolden + name() + "_hf"); }
+  // The model as transformers saved it (config.json + model.safetensors), and the batch, on d.
+  std::shared_ptr<Model> load(const Device& d = {}) {
+    ids_ = tensor(golden_->tensor("input_ids"), d);
+    mask_ = tensor(golden_->tensor("attention_mask"), d);
+    labels_ = tensor(golden_->tensor("labels"), d);
+    return Model::from_pretrained(kGolden + name() + "_hf", d);
+  }
   std::vector<double> ref(const std::string& t) { return values(golden_->tensor(t)); }
 
   std::unique_ptr<io::SafetensorsFile> golden_;
+
+ public:
   Tensor ids_, mask_, labels_;
 };
 
 using Models = ::testing::Types<models::LlamaForCausalLM, models::Gpt2LMHeadModel>;
 TYPED_TEST_SUITE(GoldenModel, Models);
 
-TYPED_TEST(GoldenModel, LogitsAndLossMatchTransformers) {
-  auto model = this->load();
-  const auto out = model->forward(this->ids_, this->mask_, this->labels_);
-  expect_close(out.logits.to_vector(), this->ref("logits"), 1e-4, 1e-5, "logits");
-  expect_close(out.loss.to_vector(), this->ref("loss"), 1e-5, 0, "loss");
+// The bodies take the device so the same checks run on cpu and, when present, cuda.
+template <class Fixture>
+void check_logits(Fixture& f, const Device& d) {
+  auto model = f.load(d);
+  const auto out = model->forward(f.ids_, f.mask_, f.labels_);
+  expect_close(out.logits.to_vector(), f.ref("logits"), 1e-4, 1e-5, "logits");
+  expect_close(out.loss.to_vector(), f.ref("loss"), 1e-5, 0, "loss");
 }
 
-TYPED_TEST(GoldenModel, EveryGradientMatchesTransformers) {
-  auto model = this->load();
-  model->forward(this->ids_, this->mask_, this->labels_).loss.backward();
+template <class Fixture>
+void check_gradients(Fixture& f, const Device& d) {
+  auto model = f.load(d);
+  model->forward(f.ids_, f.mask_, f.labels_).loss.backward();
   int checked = 0;
   for (auto& [name, p] : model->named_parameters()) {
     ASSERT_TRUE(p->grad().defined()) << name;
-    const std::vector<double> want = this->ref("grad." + name);
+    const std::vector<double> want = f.ref("grad." + name);
     double scale = 0;
     for (double w : want) scale = std::max(scale, std::abs(w));
     // Relative to the tensor's largest gradient: fp32 sums over the batch cancel.
@@ -107,19 +129,31 @@ TYPED_TEST(GoldenModel, EveryGradientMatchesTransformers) {
   EXPECT_GT(checked, 10);
 }
 
-TYPED_TEST(GoldenModel, TenAdamWStepsMatchTransformers) {
-  auto model = this->load();
-  optim::AdamW opt(model->parameters(),
-                   {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01});
+template <class Fixture>
+void check_adamw(Fixture& f, const Device& d) {
+  auto model = f.load(d);
+  optim::AdamW opt(model->parameters(), {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                                         .weight_decay = 0.01});
   std::vector<float> losses;
   for (int step = 0; step < 10; ++step) {
     opt.zero_grad();
-    const Tensor loss = model->forward(this->ids_, this->mask_, this->labels_).loss;
+    const Tensor loss = model->forward(f.ids_, f.mask_, f.labels_).loss;
     loss.backward();
     opt.step();  // flushes: the loss is computed with the step
     losses.push_back(static_cast<float>(loss.item()));
   }
-  expect_close(losses, this->ref("adamw_losses"), 1e-4, 0, "AdamW losses");
+  expect_close(losses, f.ref("adamw_losses"), 1e-4, 0, "AdamW losses");
+}
+
+TYPED_TEST(GoldenModel, LogitsAndLossMatchTransformers) { check_logits(*this, cpu_device()); }
+TYPED_TEST(GoldenModel, EveryGradientMatchesTransformers) { check_gradients(*this, cpu_device()); }
+TYPED_TEST(GoldenModel, TenAdamWStepsMatchTransformers) { check_adamw(*this, cpu_device()); }
+
+TYPED_TEST(GoldenModel, CudaMatchesTransformers) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  check_logits(*this, Device{"cuda"});
+  check_gradients(*this, Device{"cuda"});
+  check_adamw(*this, Device{"cuda"});
 }
 
 TYPED_TEST(GoldenModel, SavePretrainedRoundTripIsBitIdentical) {

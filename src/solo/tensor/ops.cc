@@ -30,7 +30,26 @@ Tensor lazy(std::initializer_list<const Tensor*> operands, F&& build) {
   return ctx.wrap(out, requires_grad && ir::grad_enabled());
 }
 
+thread_local DType t_autocast = DType::F32;
+
+// Under autocast, an f32 operand of a matmul-like op is computed in the autocast dtype.
+ir::ValueId autocast_in(ir::Graph& g, ir::ValueId v) {
+  if (t_autocast == DType::F32 || g.dtype(v) != DType::F32) return v;
+  return ir::cast(g, v, t_autocast);
+}
+ir::ValueId autocast_out(ir::Graph& g, ir::ValueId v) {
+  return g.dtype(v) == DType::F32 ? v : ir::cast(g, v, DType::F32);
+}
+
 }  // namespace
+
+AutocastGuard::AutocastGuard(DType compute) : previous_(t_autocast) {
+  SOLO_CHECK(compute == DType::F32 || compute == DType::BF16 || compute == DType::F16,
+             "autocast: compute dtype must be f32, bf16 or f16, got ", dtype_name(compute));
+  t_autocast = compute;
+}
+AutocastGuard::~AutocastGuard() { t_autocast = previous_; }
+DType autocast_dtype() { return t_autocast; }
 
 #define SOLO_BINARY(fn, irfn)                                                                   \
   Tensor fn(const Tensor& a, const Tensor& b) {                                                 \
@@ -114,12 +133,16 @@ Tensor concat(const std::vector<Tensor>& xs, int axis) {
 }
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   return lazy({&a, &b}, [&](ir::Graph& g, const auto& v) {
-    return ir::matmul(g, v[0], v[1], trans_a, trans_b);
+    if (t_autocast == DType::F32) return ir::matmul(g, v[0], v[1], trans_a, trans_b);
+    return autocast_out(g, ir::matmul(g, autocast_in(g, v[0]), autocast_in(g, v[1]), trans_a, trans_b));
   });
 }
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
-  return lazy({&x, &w, &bias},
-              [](ir::Graph& g, const auto& v) { return ir::linear(g, v[0], v[1], v[2]); });
+  return lazy({&x, &w, &bias}, [](ir::Graph& g, const auto& v) {
+    if (t_autocast == DType::F32) return ir::linear(g, v[0], v[1], v[2]);
+    const ir::ValueId y = autocast_out(g, ir::linear(g, autocast_in(g, v[0]), autocast_in(g, v[1])));
+    return v[2] == ir::kNoValue ? y : ir::add(g, y, v[2]);
+  });
 }
 Tensor embedding(const Tensor& weight, const Tensor& ids) {
   return lazy({&weight, &ids},
@@ -143,7 +166,9 @@ Tensor rope(const Tensor& x, double theta) {
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& key_mask, bool causal) {
   return lazy({&q, &k, &v, &key_mask}, [causal](ir::Graph& g, const auto& x) {
-    return ir::scaled_dot_product_attention(g, x[0], x[1], x[2], x[3], causal);
+    if (t_autocast == DType::F32) return ir::scaled_dot_product_attention(g, x[0], x[1], x[2], x[3], causal);
+    return autocast_out(g, ir::scaled_dot_product_attention(g, autocast_in(g, x[0]), autocast_in(g, x[1]),
+                                                            autocast_in(g, x[2]), x[3], causal));
   });
 }
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index) {

@@ -100,6 +100,22 @@ uint64_t last_flush_graph_hash(const Device& d = {});
 const ir::Graph& pending_graph(const Device& d = {});
 
 using NoGradGuard = ir::NoGradGuard;
+
+// Mixed precision: while an AutocastGuard(BF16) lives on this thread, matmul, linear and
+// attention cast their f32 operands to bf16, compute there (fp32 accumulation), and return
+// f32. Parameters, gradients and optimizer states stay f32 (master weights); the casts'
+// gradients flow back to them in f32.
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(DType compute = DType::BF16);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  DType previous_;
+};
+DType autocast_dtype();  // F32 when autocast is off
 using ScopeGuard = ir::ScopeGuard;
 
 // ---- ops (see ir/ops.h for semantics) ----

@@ -45,6 +45,7 @@ CudaBackend::CudaBackend() {
   register_cuda_layout_kernels(kernels_);
   register_cuda_nn_kernels(kernels_);
   register_cuda_attention_kernels(kernels_);
+  register_cuda_optim_kernels(kernels_);
 }
 
 CudaBackend::~CudaBackend() {

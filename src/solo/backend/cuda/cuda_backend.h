@@ -49,5 +49,6 @@ void register_cuda_elementwise_kernels(KernelTable& t);
 void register_cuda_layout_kernels(KernelTable& t);
 void register_cuda_nn_kernels(KernelTable& t);
 void register_cuda_attention_kernels(KernelTable& t);
+void register_cuda_optim_kernels(KernelTable& t);
 
 }  // namespace solo
