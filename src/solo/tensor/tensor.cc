@@ -119,15 +119,19 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device d) {
 
 Tensor Tensor::randn(const Shape& shape, double std, uint64_t seed, Device d) {
   if (d.type == "meta") return empty(shape, DType::F32, d);
-  std::vector<double> v(static_cast<size_t>(shape.numel()));
+  std::vector<float> v(static_cast<size_t>(shape.numel()));
   const uint64_t base = splitmix(seed);
-  for (size_t i = 0; i < v.size(); ++i) {  // Box-Muller on two independent uniforms
-    const double u1 = (static_cast<double>(splitmix(base + 2 * i) >> 11) + 0.5) * 0x1.0p-53;
-    const double u2 = (static_cast<double>(splitmix(base + 2 * i + 1) >> 11) + 0.5) * 0x1.0p-53;
-    v[i] = std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+  const auto n = static_cast<int64_t>(v.size());
+  // Each value depends only on its index, so threads do not change the result.
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {  // Box-Muller on two independent uniforms
+    const auto k = static_cast<uint64_t>(i);
+    const double u1 = (static_cast<double>(splitmix(base + 2 * k) >> 11) + 0.5) * 0x1.0p-53;
+    const double u2 = (static_cast<double>(splitmix(base + 2 * k + 1) >> 11) + 0.5) * 0x1.0p-53;
+    v[static_cast<size_t>(i)] =
+        static_cast<float>(std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2));
   }
-  const auto bytes = encode(v, DType::F32);
-  return from_data(bytes.data(), shape, DType::F32, d);
+  return from_data(v.data(), shape, DType::F32, d);
 }
 
 // ---- accessors ----
