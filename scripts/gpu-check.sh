@@ -2,7 +2,7 @@
 # GPU checks in two halves, because the GPU machine has no package registry:
 #   bash scripts/gpu-check.sh prepare   # here: build the CUDA tests and benchmarks into
 #                                       # build-gpu/ and bundle the shared libraries they need
-#   bash scripts/gpu-check.sh run       # there (with build-gpu/ carried over): every CUDA
+#   bash scripts/gpu-check.sh run       # there (with build-gpu/bundle.tar.xz carried): every CUDA
 #                                       # test, the golden models on CUDA, and the 1B Llama
 #                                       # step benchmark beside PyTorch eager. Logs go to
 #                                       # $OUT (or ./gpu-check-out). Under 8 minutes.
@@ -22,30 +22,35 @@ if [ "$mode" = prepare ]; then
   done
   # Shared libraries outside glibc and the CUDA driver/toolkit (those are on the GPU machine).
   ldd build-gpu/bin/* | awk '/=> \// {print $3}' | sort -u |
-    grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux|libcuda|libcublas|libcudart)[.-]' |
+    grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux|libstdc\+\+|libgcc_s|libcuda|libcublas[A-Za-z]*|libcudart)[.-]' |
     while read -r lib; do cp -L "$lib" build-gpu/lib/; done
-  du -sh build-gpu/bin build-gpu/lib
+  # One compressed bundle travels (the GPU machine's carry limit is 64 MiB).
+  tar -C build-gpu -cf - bin lib | xz -T2 -6 >build-gpu/bundle.tar.xz
+  du -sh build-gpu/bundle.tar.xz
   exit 0
 fi
 
 out="${OUT:-$PWD/gpu-check-out}"
 mkdir -p "$out"
+if [ ! -d build-gpu/bin ]; then  # python's lzma needs no xz binary on the GPU machine
+  python3 -c "import tarfile; tarfile.open('build-gpu/bundle.tar.xz').extractall('build-gpu')"
+fi
 cublas=$(dirname "$(find /usr/local /opt /usr/lib -name 'libcublasLt.so.13*' 2>/dev/null | head -1)")
-export LD_LIBRARY_PATH="$PWD/build-gpu/lib:$cublas:${LD_LIBRARY_PATH:-}"
-export SOLO_SOURCE_DIR="$PWD"
+# Only our binaries see the bundled libraries (python keeps its own).
+solo_env=(env "LD_LIBRARY_PATH=$PWD/build-gpu/lib:$cublas:${LD_LIBRARY_PATH:-}" "SOLO_SOURCE_DIR=$PWD")
 nvidia-smi -L | tee "$out/device.txt"
 status=0
 for t in test_cuda_elementwise test_cuda_layout test_cuda_nn test_cuda_attention test_golden_models; do
   echo "== $t"
-  timeout 180 "build-gpu/bin/$t" --gtest_brief=1 >"$out/$t.log" 2>&1 || status=1
+  timeout 90 "${solo_env[@]}" "build-gpu/bin/$t" --gtest_brief=1 >"$out/$t.log" 2>&1 || status=1
   grep -E "PASSED|FAILED|SKIPPED|Failure|error" "$out/$t.log" | head -40
 done
 # A ~1B-parameter Llama (hidden 2048, 16 layers, 16 heads, FFN 5632, vocab 32000), seq 2048,
 # bf16 mixed precision, AdamW; MFU against the dense bf16 peak of the card.
 peak=989
-model=(--hidden 2048 --ffn 5632 --layers 16 --heads 16 --kv-heads 16 --seq 2048 --batch "${BATCH:-4}" --steps 5)
+model=(--hidden 2048 --ffn 5632 --layers 16 --heads 16 --kv-heads 16 --seq 2048 --batch "${BATCH:-4}" --steps "${STEPS:-3}")
 echo "== bench (solo)"
-timeout 240 build-gpu/bin/bench_llama_step --device cuda --bf16 --peak-tflops "$peak" "${model[@]}" 2>&1 | tee "$out/bench_solo.txt" || status=1
+timeout 150 "${solo_env[@]}" build-gpu/bin/bench_llama_step --device cuda --bf16 --peak-tflops "$peak" "${model[@]}" 2>&1 | tee "$out/bench_solo.txt" || status=1
 echo "== bench (pytorch eager)"
-timeout 240 python3 bench/pytorch_llama_step.py --device cuda --bf16 "${model[@]}" 2>&1 | tail -3 | tee "$out/bench_torch.txt" || status=1
+timeout 150 python3 bench/pytorch_llama_step.py --device cuda --bf16 "${model[@]}" 2>&1 | tail -3 | tee "$out/bench_torch.txt" || status=1
 exit $status
