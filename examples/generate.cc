@@ -15,9 +15,12 @@ int main(int argc, char** argv) {
   CLI::App app{"Greedy generation with a Llama model"};
   std::string model_dir, prompt;
   int max_new_tokens = 40;
-  app.add_option("--model-name-or-path", model_dir, "directory with config.json, model.safetensors, tokenizer.model")->required();
+  app.add_option("--model-name-or-path", model_dir,
+                 "directory with config.json, model.safetensors, tokenizer.model")
+      ->required();
   app.add_option("--prompt", prompt, "text to continue")->required();
-  app.add_option("--max-new-tokens", max_new_tokens, "tokens to generate")->check(CLI::PositiveNumber);
+  app.add_option("--max-new-tokens", max_new_tokens, "tokens to generate")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   try {
     const data::Tokenizer tok = data::Tokenizer::load(model_dir);
@@ -32,7 +35,8 @@ int main(int argc, char** argv) {
       const auto t = static_cast<int64_t>(ids.size());
       const Tensor logits = model->forward(Tensor::from_vector(ids, {1, t})).logits;
       const std::vector<float> last = slice(logits, 1, t - 1, t).to_vector();  // [V]
-      const auto next = static_cast<int64_t>(std::max_element(last.begin(), last.begin() + vocab) - last.begin());
+      const auto next =
+          static_cast<int64_t>(std::max_element(last.begin(), last.begin() + vocab) - last.begin());
       if (next == tok.eos_id()) break;
       ids.push_back(next);
     }

@@ -26,13 +26,18 @@ int main(int argc, char** argv) {
   int64_t batch_size = 8, block_size = 256, max_steps = -1, warmup_steps = 0;
   double lr = 1e-4, weight_decay = 0.0, grad_clip = 1.0;
   uint64_t seed = 0;
-  app.add_option("--model-name-or-path", model_dir, "directory with config.json + model.safetensors")->required();
+  app.add_option("--model-name-or-path", model_dir,
+                 "directory with config.json + model.safetensors")
+      ->required();
   app.add_option("--dataset", dataset, "token file written by solo_prepare_data")->required();
-  app.add_option("--num-train-epochs", epochs, "passes over the dataset")->check(CLI::PositiveNumber);
-  app.add_option("--batch-size", batch_size, "global batch size (sequences per step)")->check(CLI::PositiveNumber);
+  app.add_option("--num-train-epochs", epochs, "passes over the dataset")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", batch_size, "global batch size (sequences per step)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--block-size", block_size, "tokens per sequence")->check(CLI::PositiveNumber);
   app.add_option("--lr", lr, "peak learning rate")->check(CLI::NonNegativeNumber);
-  app.add_option("--log-interval", log_interval, "steps between log lines")->check(CLI::PositiveNumber);
+  app.add_option("--log-interval", log_interval, "steps between log lines")
+      ->check(CLI::PositiveNumber);
   app.add_option("--save-model-dir", save_dir, "where to save the trained model (HF layout)");
   app.add_option("--max-steps", max_steps, "stop after this many steps (default: the epochs)");
   app.add_option("--warmup-steps", warmup_steps, "linear warmup, then cosine decay to 10%");
@@ -55,10 +60,11 @@ int main(int argc, char** argv) {
                "; lower --batch-size or --block-size");
     int64_t total = loader.num_batches() * epochs;
     if (max_steps > 0) total = std::min(total, max_steps);
-    std::printf("[info] model: %lld parameters, %lld layers; dataset: %lld tokens, %lld batches/epoch\n",
-                static_cast<long long>(model->num_parameters()),
-                static_cast<long long>(model->config().num_hidden_layers),
-                static_cast<long long>(data.num_tokens()), static_cast<long long>(loader.num_batches()));
+    std::printf(
+        "[info] model: %lld parameters, %lld layers; dataset: %lld tokens, %lld batches/epoch\n",
+        static_cast<long long>(model->num_parameters()),
+        static_cast<long long>(model->config().num_hidden_layers),
+        static_cast<long long>(data.num_tokens()), static_cast<long long>(loader.num_batches()));
 
     optim::AdamW opt(model->parameters(), {.lr = lr, .weight_decay = weight_decay});
     optim::LRSchedule schedule{warmup_steps > 0 ? optim::LRSchedule::Kind::WarmupCosine
@@ -80,15 +86,18 @@ int main(int argc, char** argv) {
       opt.step();  // runs forward, backward and update as one graph
       opt.zero_grad();
       const double l = loss.item();
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       window_loss += l;
       window_time += seconds;
       ++window_steps;
       if (step % log_interval == 0 || step == total || step == 1) {
         const double tokens = static_cast<double>(batch.rows * batch.seq_len) * window_steps;
-        std::printf("| INFO | [Step %lld/%lld] | Loss: %.4f | Duration: %.3f | Throughput: %.1f tokens/sec\n",
-                    static_cast<long long>(step), static_cast<long long>(total), window_loss / window_steps,
-                    window_time / window_steps, tokens / window_time);
+        std::printf(
+            "| INFO | [Step %lld/%lld] | Loss: %.4f | Duration: %.3f | Throughput: %.1f "
+            "tokens/sec\n",
+            static_cast<long long>(step), static_cast<long long>(total), window_loss / window_steps,
+            window_time / window_steps, tokens / window_time);
         std::fflush(stdout);
         window_loss = window_time = 0;
         window_steps = 0;
@@ -97,7 +106,9 @@ int main(int argc, char** argv) {
     if (!save_dir.empty()) {
       model->save_pretrained(save_dir);
       const fs::path tok = fs::path(model_dir) / "tokenizer.model";
-      if (fs::exists(tok)) fs::copy_file(tok, fs::path(save_dir) / "tokenizer.model", fs::copy_options::overwrite_existing);
+      if (fs::exists(tok))
+        fs::copy_file(tok, fs::path(save_dir) / "tokenizer.model",
+                      fs::copy_options::overwrite_existing);
       std::printf("[info] saved the model to %s\n", save_dir.c_str());
     }
     return 0;

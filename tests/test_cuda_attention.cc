@@ -153,6 +153,19 @@ TEST(CudaAttention, ForwardF32MatchesCpu) {
   }
 }
 
+// The training shape of the 1B benchmark (seq 2048, D 128), causal, forward and backward.
+TEST(CudaAttention, LongSequenceMatchesCpu) {
+  if (!cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  const Case c{1, 2048, 2048, 4, 2, 128, true, false};
+  const auto in = inputs_of(c, 91);
+  const double scale = 1.0 / std::sqrt(double(c.D));
+  const Builder fwd = attention_builder(scale, c.causal);
+  expect_near_outputs(run_graph("cuda", forward_inputs(in), fwd),
+                      run_graph("cpu", forward_inputs(in), fwd), 1e-4, 2e-5, name(c));
+  const Builder bwd = backward_builder(scale, c.causal);
+  expect_near_outputs(run_graph("cuda", in, bwd), run_graph("cpu", in, bwd), 2e-4, 2e-5, name(c));
+}
+
 TEST(CudaAttention, FullyMaskedQueriesGiveZerosAndMinusInf) {
   SKIP_WITHOUT_CUDA();
   const Case c{2, 70, 70, 2, 1, 64, true, true};

@@ -132,8 +132,8 @@ void check_gradients(Fixture& f, const Device& d) {
 template <class Fixture>
 void check_adamw(Fixture& f, const Device& d) {
   auto model = f.load(d);
-  optim::AdamW opt(model->parameters(), {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                                         .weight_decay = 0.01});
+  optim::AdamW opt(model->parameters(),
+                   {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01});
   std::vector<float> losses;
   for (int step = 0; step < 10; ++step) {
     opt.zero_grad();
@@ -145,9 +145,15 @@ void check_adamw(Fixture& f, const Device& d) {
   expect_close(losses, f.ref("adamw_losses"), 1e-4, 0, "AdamW losses");
 }
 
-TYPED_TEST(GoldenModel, LogitsAndLossMatchTransformers) { check_logits(*this, cpu_device()); }
-TYPED_TEST(GoldenModel, EveryGradientMatchesTransformers) { check_gradients(*this, cpu_device()); }
-TYPED_TEST(GoldenModel, TenAdamWStepsMatchTransformers) { check_adamw(*this, cpu_device()); }
+TYPED_TEST(GoldenModel, LogitsAndLossMatchTransformers) {
+  check_logits(*this, cpu_device());
+}
+TYPED_TEST(GoldenModel, EveryGradientMatchesTransformers) {
+  check_gradients(*this, cpu_device());
+}
+TYPED_TEST(GoldenModel, TenAdamWStepsMatchTransformers) {
+  check_adamw(*this, cpu_device());
+}
 
 TYPED_TEST(GoldenModel, CudaMatchesTransformers) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device";

@@ -46,7 +46,8 @@ int main(int argc, char** argv) {
     models::LlamaForCausalLM model(c, seed);
     model.save_pretrained(output);
     if (!tokenizer.empty())
-      fs::copy_file(tokenizer, fs::path(output) / "tokenizer.model", fs::copy_options::overwrite_existing);
+      fs::copy_file(tokenizer, fs::path(output) / "tokenizer.model",
+                    fs::copy_options::overwrite_existing);
     std::printf("[info] created a Llama with %lld parameters in %s\n",
                 static_cast<long long>(model.num_parameters()), output.c_str());
     return 0;

@@ -71,6 +71,8 @@ class Backend {
   virtual void copy_from_host(void* dst, const void* src, size_t bytes) const = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) const = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) const = 0;
+  // Waits for queued work (asynchronous backends); used to time ops one by one.
+  virtual void synchronize() const {}
 
  protected:
   virtual void* raw_allocate(size_t bytes) = 0;

@@ -78,9 +78,11 @@ RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
     for (ValueId v : node.outputs)
       out_refs.push_back({data[static_cast<size_t>(v)], g.shape(v), g.dtype(v)});
     try {
+      if (profile_) backend_.synchronize();  // attribute queued work to the op that queued it
       const auto start = std::chrono::steady_clock::now();
       backend_.run(KernelCall{node.op, node.attrs, in_refs, out_refs});
       if (profile_) {
+        backend_.synchronize();
         const auto k = static_cast<size_t>(node.op);
         profile_->seconds[k] +=
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -97,7 +99,8 @@ RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
 std::string OpProfile::report() const {
   std::vector<size_t> order(kNumOps);
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return seconds[a] > seconds[b]; });
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return seconds[a] > seconds[b]; });
   const double total = std::accumulate(seconds.begin(), seconds.end(), 0.0);
   std::string out;
   char line[160];

@@ -18,7 +18,7 @@ struct RunResult {
   size_t peak_bytes = 0;  // most bytes this run held allocated at once (arena + outputs)
 };
 
-// Wall time per op kind over runs (host-side: meaningful for synchronous backends).
+// Wall time per op kind over runs; the executor synchronizes around each op while profiling.
 struct OpProfile {
   std::array<double, kNumOps> seconds{};
   std::array<int64_t, kNumOps> calls{};

@@ -48,8 +48,12 @@ AutocastGuard::AutocastGuard(DType compute) : previous_(t_autocast) {
              "autocast: compute dtype must be f32, bf16 or f16, got ", dtype_name(compute));
   t_autocast = compute;
 }
-AutocastGuard::~AutocastGuard() { t_autocast = previous_; }
-DType autocast_dtype() { return t_autocast; }
+AutocastGuard::~AutocastGuard() {
+  t_autocast = previous_;
+}
+DType autocast_dtype() {
+  return t_autocast;
+}
 
 #define SOLO_BINARY(fn, irfn)                                                                   \
   Tensor fn(const Tensor& a, const Tensor& b) {                                                 \
@@ -134,13 +138,15 @@ Tensor concat(const std::vector<Tensor>& xs, int axis) {
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   return lazy({&a, &b}, [&](ir::Graph& g, const auto& v) {
     if (t_autocast == DType::F32) return ir::matmul(g, v[0], v[1], trans_a, trans_b);
-    return autocast_out(g, ir::matmul(g, autocast_in(g, v[0]), autocast_in(g, v[1]), trans_a, trans_b));
+    return autocast_out(
+        g, ir::matmul(g, autocast_in(g, v[0]), autocast_in(g, v[1]), trans_a, trans_b));
   });
 }
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   return lazy({&x, &w, &bias}, [](ir::Graph& g, const auto& v) {
     if (t_autocast == DType::F32) return ir::linear(g, v[0], v[1], v[2]);
-    const ir::ValueId y = autocast_out(g, ir::linear(g, autocast_in(g, v[0]), autocast_in(g, v[1])));
+    const ir::ValueId y =
+        autocast_out(g, ir::linear(g, autocast_in(g, v[0]), autocast_in(g, v[1])));
     return v[2] == ir::kNoValue ? y : ir::add(g, y, v[2]);
   });
 }
@@ -166,9 +172,11 @@ Tensor rope(const Tensor& x, double theta) {
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& key_mask, bool causal) {
   return lazy({&q, &k, &v, &key_mask}, [causal](ir::Graph& g, const auto& x) {
-    if (t_autocast == DType::F32) return ir::scaled_dot_product_attention(g, x[0], x[1], x[2], x[3], causal);
-    return autocast_out(g, ir::scaled_dot_product_attention(g, autocast_in(g, x[0]), autocast_in(g, x[1]),
-                                                            autocast_in(g, x[2]), x[3], causal));
+    if (t_autocast == DType::F32)
+      return ir::scaled_dot_product_attention(g, x[0], x[1], x[2], x[3], causal);
+    return autocast_out(
+        g, ir::scaled_dot_product_attention(g, autocast_in(g, x[0]), autocast_in(g, x[1]),
+                                            autocast_in(g, x[2]), x[3], causal));
   });
 }
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index) {
@@ -183,10 +191,9 @@ std::vector<Tensor> adamw_update(const Tensor& p, const Tensor& grad, const Tens
                                  double weight_decay) {
   DeviceContext& ctx = device_context(p.device());
   ir::Graph& g = ctx.trace().graph;
-  const std::vector<ir::ValueId> out =
-      ir::adamw_update(g, ctx.value_of(p), ctx.value_of(grad), ctx.value_of(m), ctx.value_of(v),
-                       ctx.value_of(lr), ctx.value_of(bias1), ctx.value_of(bias2), beta1, beta2,
-                       eps, weight_decay);
+  const std::vector<ir::ValueId> out = ir::adamw_update(
+      g, ctx.value_of(p), ctx.value_of(grad), ctx.value_of(m), ctx.value_of(v), ctx.value_of(lr),
+      ctx.value_of(bias1), ctx.value_of(bias2), beta1, beta2, eps, weight_decay);
   return {ctx.wrap(out[0], false), ctx.wrap(out[1], false), ctx.wrap(out[2], false)};
 }
 

@@ -1,7 +1,7 @@
 #include <cmath>
 
-#include "solo/backend/kernel_util.h"
 #include "solo/backend/cpu/cpu_backend.h"
+#include "solo/backend/kernel_util.h"
 
 namespace solo {
 namespace {
@@ -35,6 +35,8 @@ void adamw_update(const KernelCall& c) {
 
 }  // namespace
 
-void register_cpu_optim_kernels(KernelTable& t) { t.set(OpKind::AdamWUpdate, adamw_update); }
+void register_cpu_optim_kernels(KernelTable& t) {
+  t.set(OpKind::AdamWUpdate, adamw_update);
+}
 
 }  // namespace solo

@@ -29,7 +29,7 @@ class CudaBackend final : public Backend {
   void copy_from_host(void* dst, const void* src, size_t bytes) const override;
   void copy_to_host(void* dst, const void* src, size_t bytes) const override;
   void copy(void* dst, const void* src, size_t bytes) const override;
-  void synchronize() const;
+  void synchronize() const override;
   const CudaContext& context() const { return ctx_; }
 
  protected:

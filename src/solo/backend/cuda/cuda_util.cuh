@@ -7,10 +7,10 @@
 #include "solo/backend/backend.h"
 #include "solo/backend/cuda/cuda_backend.h"
 
-#define SOLO_CUDA_CHECK(expr)                                                         \
-  do {                                                                                \
-    cudaError_t err_ = (expr);                                                        \
-    if (err_ != cudaSuccess)                                                          \
+#define SOLO_CUDA_CHECK(expr)                                                               \
+  do {                                                                                      \
+    cudaError_t err_ = (expr);                                                              \
+    if (err_ != cudaSuccess)                                                                \
       SOLO_FAIL("CUDA error at ", __FILE__, ":", __LINE__, ": ", cudaGetErrorString(err_)); \
   } while (0)
 
@@ -55,10 +55,15 @@ __device__ __forceinline__ __nv_bfloat16 from_float(float v) {
 template <class F>
 void dispatch_f32_bf16(OpKind op, DType dt, F&& f) {
   switch (dt) {
-    case DType::F32: f(float{}); return;
-    case DType::BF16: f(__nv_bfloat16{}); return;
+    case DType::F32:
+      f(float{});
+      return;
+    case DType::BF16:
+      f(__nv_bfloat16{});
+      return;
     default:
-      SOLO_FAIL(op_name(op), ": dtype ", dtype_name(dt), " is not supported on cuda; use f32 or bf16");
+      SOLO_FAIL(op_name(op), ": dtype ", dtype_name(dt),
+                " is not supported on cuda; use f32 or bf16");
   }
 }
 

@@ -21,13 +21,16 @@ __global__ void adamw_kernel(const T* p, const T* g, const T* m, const T* v, T* 
     const float vi = b2 * cuda::to_float(v[i]) + (1.0f - b2) * gi * gi;
     mo[i] = cuda::from_float<T>(mi);
     vo[i] = cuda::from_float<T>(vi);
-    po[i] = cuda::from_float<T>(cuda::to_float(p[i]) * decay - step * (mi / (sqrtf(vi) / bc2_sqrt + eps)));
+    po[i] = cuda::from_float<T>(cuda::to_float(p[i]) * decay -
+                                step * (mi / (sqrtf(vi) / bc2_sqrt + eps)));
   }
 }
 
 void adamw_update(const KernelCall& c) {
-  const auto b1 = static_cast<float>(c.attrs.f("beta1")), b2 = static_cast<float>(c.attrs.f("beta2"));
-  const auto eps = static_cast<float>(c.attrs.f("eps")), wd = static_cast<float>(c.attrs.f("weight_decay"));
+  const auto b1 = static_cast<float>(c.attrs.f("beta1")),
+             b2 = static_cast<float>(c.attrs.f("beta2"));
+  const auto eps = static_cast<float>(c.attrs.f("eps")),
+             wd = static_cast<float>(c.attrs.f("weight_decay"));
   const int64_t n = c.in[0].numel();
   if (n == 0) return;
   cuda::dispatch_f32_bf16(c.op, c.in[0].dtype, [&](auto zero) {
@@ -42,6 +45,8 @@ void adamw_update(const KernelCall& c) {
 
 }  // namespace
 
-void register_cuda_optim_kernels(KernelTable& t) { t.set(OpKind::AdamWUpdate, adamw_update); }
+void register_cuda_optim_kernels(KernelTable& t) {
+  t.set(OpKind::AdamWUpdate, adamw_update);
+}
 
 }  // namespace solo

@@ -34,6 +34,8 @@ void adamw_update(const KernelCall& c) {
 
 }  // namespace
 
-void register_reference_optim_kernels(KernelTable& t) { t.set(OpKind::AdamWUpdate, adamw_update); }
+void register_reference_optim_kernels(KernelTable& t) {
+  t.set(OpKind::AdamWUpdate, adamw_update);
+}
 
 }  // namespace solo
