@@ -1,0 +1,41 @@
+// Communicators: collectives over the ranks of a job. `local` is the one-rank communicator;
+// `mpi` runs over Open MPI on host buffers (NCCL on device buffers comes with the GPU
+// backend). Every rank must call the same collectives in the same order.
+#pragma once
+#include <cstddef>
+#include <memory>
+
+#include "solo/core/dtype.h"
+
+namespace solo::comm {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual const char* name() const = 0;
+
+  // In place: data[i] = sum over ranks of data[i]. count elements of dtype (float or integer).
+  virtual void all_reduce_sum(void* data, size_t count, DType dtype) = 0;
+  // send holds size() * count elements; rank r receives into recv (count elements) the sum
+  // over ranks of send[r*count, (r+1)*count).
+  virtual void reduce_scatter_sum(const void* send, void* recv, size_t count, DType dtype) = 0;
+  // recv (size() * count elements) gets every rank's send (count elements), in rank order.
+  virtual void all_gather(const void* send, void* recv, size_t count, DType dtype) = 0;
+  // data (bytes) of `root` is copied to every rank.
+  virtual void broadcast(void* data, size_t bytes, int root) = 0;
+  virtual void send(const void* data, size_t bytes, int peer, int tag) = 0;
+  virtual void recv(void* data, size_t bytes, int peer, int tag) = 0;
+  virtual void barrier() = 0;
+};
+
+// One rank: every collective is a copy or a no-op.
+std::unique_ptr<Communicator> make_local_communicator();
+// The ranks of the current MPI job (initialises MPI on first use; finalised at exit).
+// Throws solo::Error when Solo was built without MPI.
+std::unique_ptr<Communicator> make_mpi_communicator();
+// True when this process was started by mpirun/srun as one rank of a job.
+bool launched_as_mpi_rank();
+
+}  // namespace solo::comm

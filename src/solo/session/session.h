@@ -1,0 +1,44 @@
+// solo::Session joins the program to the virtual accelerator of the current flavor. When
+// the flavor has N > 1 devices and the process is not yet a rank of a job, the constructor
+// relaunches the same command line under mpirun (or srun inside a Slurm allocation) with N
+// ranks, streams rank 0's output, and exits the process with the job's status; it never
+// returns in that case. Inside a job (or for one device) it initialises the communicator,
+// binds the rank to its device and logs the events of DESIGN.md §1.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "solo/cluster/inventory.h"
+#include "solo/comm/communicator.h"
+
+namespace solo {
+
+class Session {
+ public:
+  Session(int argc, char** argv);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  int rank() const { return comm_->rank(); }
+  int world_size() const { return comm_->size(); }
+  bool is_main() const { return rank() == 0; }
+  comm::Communicator& comm() const { return *comm_; }
+  const cluster::Flavor& flavor() const { return flavor_; }
+  const std::string& job_id() const { return job_id_; }
+
+ private:
+  cluster::Inventory inventory_;
+  cluster::Flavor flavor_;
+  std::unique_ptr<comm::Communicator> comm_;
+  std::string job_id_;
+};
+
+// Builds the launcher command line for `argv` on flavor `f` (mpirun with a hostfile, or
+// srun); exposed for tests. `hostfile` is the path the hostfile is (to be) written to.
+std::vector<std::string> launcher_command(const cluster::Inventory& inv, const cluster::Flavor& f,
+                                          const std::vector<std::string>& argv,
+                                          const std::string& hostfile);
+
+}  // namespace solo
