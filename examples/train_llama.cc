@@ -15,6 +15,7 @@
 #include "solo/data/dataloader.h"
 #include "solo/models/llama.h"
 #include "solo/optim/optimizer.h"
+#include "solo/session/session.h"
 
 namespace fs = std::filesystem;
 using namespace solo;
@@ -47,6 +48,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    // Joins the virtual accelerator of the current flavor; for N > 1 devices this relaunches
+    // the program as N ranks and never returns here in the launching process.
+    Session session(argc, argv);
     auto model = models::LlamaForCausalLM::from_pretrained(model_dir);
     model->train();
     const data::TokenDataset data(dataset);
@@ -54,6 +58,8 @@ int main(int argc, char** argv) {
     batching.batch_size = batch_size;
     batching.shuffle = true;
     batching.seed = seed;
+    batching.rank = session.rank();  // each rank reads only its shard of every global batch
+    batching.world_size = session.world_size();
     data::DataLoader loader(data, block_size, batching);
     SOLO_CHECK(loader.num_batches() > 0, "dataset ", dataset, " has ", data.num_tokens(),
                " tokens, fewer than one batch of ", batch_size, " x ", block_size,
@@ -85,16 +91,19 @@ int main(int argc, char** argv) {
       opt.set_lr(lr * schedule.factor(step - 1));
       opt.step();  // runs forward, backward and update as one graph
       opt.zero_grad();
-      const double l = loss.item();
+      // The logged loss is the global batch's: the mean of the ranks' (equal-sized) shards.
+      double l = loss.item();
+      session.comm().all_reduce_sum(&l, 1, DType::F64);
+      l /= session.world_size();
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       window_loss += l;
       window_time += seconds;
       ++window_steps;
       if (step % log_interval == 0 || step == total || step == 1) {
-        const double tokens = static_cast<double>(batch.rows * batch.seq_len) * window_steps;
+        const double tokens = static_cast<double>(batch_size * batch.seq_len) * window_steps;
         std::printf(
-            "| INFO | [Step %lld/%lld] | Loss: %.4f | Duration: %.3f | Throughput: %.1f "
+            "| INFO | [Step %lld/%lld] | Loss: %.6f | Duration: %.3f | Throughput: %.1f "
             "tokens/sec\n",
             static_cast<long long>(step), static_cast<long long>(total), window_loss / window_steps,
             window_time / window_steps, tokens / window_time);
@@ -103,7 +112,7 @@ int main(int argc, char** argv) {
         window_steps = 0;
       }
     }
-    if (!save_dir.empty()) {
+    if (!save_dir.empty() && session.is_main()) {
       model->save_pretrained(save_dir);
       const fs::path tok = fs::path(model_dir) / "tokenizer.model";
       if (fs::exists(tok))

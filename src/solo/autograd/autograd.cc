@@ -14,6 +14,7 @@ VjpTable::VjpTable() {
   register_layout_vjps(*this);
   register_nn_vjps(*this);
   register_attention_vjps(*this);
+  register_collective_vjps(*this);
 }
 
 const VjpTable& vjp_table() {

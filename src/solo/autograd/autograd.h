@@ -37,5 +37,6 @@ void register_elementwise_vjps(VjpTable& t);
 void register_layout_vjps(VjpTable& t);
 void register_nn_vjps(VjpTable& t);
 void register_attention_vjps(VjpTable& t);
+void register_collective_vjps(VjpTable& t);
 
 }  // namespace solo::autograd

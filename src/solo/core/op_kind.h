@@ -25,7 +25,9 @@ namespace solo {
   X(LayerNorm) X(LayerNormBackward) X(Rope)                                      \
   X(Attention) X(AttentionBackward) X(CrossEntropy) X(CrossEntropyBackward)      \
   /* optimizer updates */                                                        \
-  X(AdamWUpdate)
+  X(AdamWUpdate)                                                                 \
+  /* collectives (run by the executor through its communicator) */               \
+  X(AllReduce)
 // clang-format on
 
 enum class OpKind : uint16_t {

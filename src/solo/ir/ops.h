@@ -128,6 +128,12 @@ std::vector<ValueId> adamw_update(Graph& g, ValueId p, ValueId grad, ValueId m, 
                                   ValueId lr, ValueId bias1, ValueId bias2, double beta1,
                                   double beta2, double eps, double weight_decay);
 
+// ---- collectives --------------------------------------------------------------------------
+// Sum (average = true: mean) of x over the ranks of the executor's communicator; the identity
+// on one rank. attr "average". Its VJP is the identity (the Megatron pairing: a forward
+// all-reduce of replicated values has a pass-through backward).
+ValueId all_reduce(Graph& g, ValueId x, bool average);
+
 // Shared helper for op builders: throws "<op>: <message> (shapes ...)" when !ok.
 void check_operands(bool ok, const char* op, const std::string& message,
                     const std::vector<const TensorType*>& operands);

@@ -73,6 +73,12 @@ RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
     }
     in_refs.clear();
     out_refs.clear();
+    if (node.op == OpKind::AllReduce) {
+      const ValueId in = node.inputs[0];
+      run_collective(node, {data[static_cast<size_t>(in)], g.shape(in), g.dtype(in)},
+                     {data[static_cast<size_t>(out0)], g.shape(out0), g.dtype(out0)});
+      continue;
+    }
     for (ValueId v : node.inputs)
       in_refs.push_back({data[static_cast<size_t>(v)], g.shape(v), g.dtype(v)});
     for (ValueId v : node.outputs)
@@ -94,6 +100,24 @@ RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
   }
   result.peak_bytes = backend_.peak_bytes() - in_use_before;
   return result;
+}
+
+void Executor::run_collective(const ir::Node& node, const TensorRef& in, const TensorRef& out) {
+  backend_.copy(out.data, in.data, in.bytes());
+  if (!comm_ || comm_->size() == 1 || !backend_.holds_data()) return;
+  // Host buffers go straight to MPI; device buffers will go through NCCL.
+  SOLO_CHECK(std::string(backend_.name()) == "cpu" || std::string(backend_.name()) == "reference",
+             "AllReduce on backend '", backend_.name(), "' needs a device communicator (NCCL)");
+  comm_->all_reduce_sum(out.data, static_cast<size_t>(out.numel()), out.dtype);
+  if (node.attrs.i("average")) {
+    const double inv = 1.0 / comm_->size();
+    if (out.dtype == DType::F32)
+      for (int64_t i = 0; i < out.numel(); ++i) out.as<float>()[i] *= static_cast<float>(inv);
+    else if (out.dtype == DType::F64)
+      for (int64_t i = 0; i < out.numel(); ++i) out.as<double>()[i] *= inv;
+    else
+      SOLO_FAIL("AllReduce: averaging needs f32 or f64, got ", dtype_name(out.dtype));
+  }
 }
 
 std::string OpProfile::report() const {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "solo/backend/backend.h"
+#include "solo/comm/communicator.h"
 #include "solo/ir/graph.h"
 #include "solo/runtime/memory_plan.h"
 
@@ -27,8 +28,10 @@ struct OpProfile {
 
 class Executor {
  public:
-  explicit Executor(Backend& backend, OpProfile* profile = nullptr)
-      : backend_(backend), profile_(profile) {}
+  // `comm` runs the collective ops (AllReduce); without one they act on a single rank.
+  explicit Executor(Backend& backend, OpProfile* profile = nullptr,
+                    comm::Communicator* comm = nullptr)
+      : backend_(backend), profile_(profile), comm_(comm) {}
 
   // `inputs` maps the value of each Input node in the plan's schedule to its data on this
   // backend; a missing one is an error naming the input.
@@ -40,8 +43,10 @@ class Executor {
   Backend& backend() const { return backend_; }
 
  private:
+  void run_collective(const ir::Node& node, const TensorRef& in, const TensorRef& out);
   Backend& backend_;
   OpProfile* profile_;
+  comm::Communicator* comm_;
 };
 
 }  // namespace solo::runtime

@@ -86,7 +86,7 @@ void DeviceContext::flush() {
   std::unordered_map<ir::ValueId, const void*> inputs;
   for (const auto& [v, leaf] : trace->leaves) inputs[v] = leaf.storage->data();
   const runtime::MemoryPlan plan = runtime::plan_memory(trace->graph, outputs);
-  runtime::Executor executor(*backend_, profile_.get());
+  runtime::Executor executor(*backend_, profile_.get(), data_parallel_);
   runtime::RunResult result = executor.run(trace->graph, plan, inputs);
   last_peak_bytes_ = result.peak_bytes;
   last_graph_hash_ = trace->graph.structural_hash();

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "solo/autograd/autograd.h"
+#include "solo/comm/communicator.h"
 #include "solo/core/error.h"
 #include "solo/core/half.h"
 #include "solo/ir/ops.h"
@@ -76,6 +77,35 @@ uint64_t splitmix(uint64_t x) {
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
   return x ^ (x >> 31);
+}
+
+// Averages gradients over the data-parallel ranks in buckets of about 25 MiB: each bucket is
+// flattened into one buffer, all-reduced once, and split back (fewer, larger messages).
+void average_over_ranks(ir::Graph& g, std::vector<ir::ValueId>& grads) {
+  constexpr size_t kBucketBytes = size_t{25} << 20;
+  std::vector<size_t> bucket;
+  size_t bytes = 0;
+  auto flush_bucket = [&] {
+    if (bucket.empty()) return;
+    std::vector<ir::ValueId> flat;
+    for (size_t i : bucket) flat.push_back(ir::reshape(g, grads[i], {g.shape(grads[i]).numel()}));
+    const ir::ValueId reduced = ir::all_reduce(g, ir::concat(g, flat, 0), /*average=*/true);
+    int64_t offset = 0;
+    for (size_t i : bucket) {
+      const Shape shape = g.shape(grads[i]);
+      grads[i] = ir::reshape(g, ir::slice(g, reduced, 0, offset, offset + shape.numel()), shape);
+      offset += shape.numel();
+    }
+    bucket.clear();
+    bytes = 0;
+  };
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (grads[i] == ir::kNoValue) continue;
+    bucket.push_back(i);
+    bytes += g.type(grads[i]).bytes();
+    if (bytes >= kBucketBytes) flush_bucket();
+  }
+  flush_bucket();
 }
 
 }  // namespace
@@ -192,8 +222,9 @@ void Tensor::backward() const {
       wrt.push_back(v);
       leaves.push_back(leaf.tensor);
     }
-  const std::vector<ir::ValueId> grads = autograd::gradients(trace.graph, self.value, wrt);
+  std::vector<ir::ValueId> grads = autograd::gradients(trace.graph, self.value, wrt);
   ir::NoGradGuard no_grad;
+  if (ctx.data_parallel() && ctx.data_parallel()->size() > 1) average_over_ranks(trace.graph, grads);
   for (size_t i = 0; i < grads.size(); ++i) {
     if (grads[i] == ir::kNoValue) continue;
     Tensor g = ctx.wrap(grads[i], false);
@@ -284,6 +315,13 @@ void sync(const Device& d) {
 }
 size_t last_flush_peak_bytes(const Device& d) {
   return device_context(d).last_peak_bytes();
+}
+void set_data_parallel(const Device& d, comm::Communicator* c) {
+  device_context(d).set_data_parallel(c);
+}
+int data_parallel_size(const Device& d) {
+  const comm::Communicator* c = device_context(d).data_parallel();
+  return c ? c->size() : 1;
 }
 uint64_t last_flush_graph_hash(const Device& d) {
   return device_context(d).last_graph_hash();

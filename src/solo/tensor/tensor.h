@@ -14,6 +14,9 @@
 
 namespace solo {
 
+namespace comm {
+class Communicator;
+}
 class Storage;
 class DeviceContext;
 struct TensorImpl;
@@ -94,6 +97,13 @@ void sync(const Device& d = {});
 
 // Bytes of device memory that the last flush allocated at its peak (arena + outputs).
 size_t last_flush_peak_bytes(const Device& d = {});
+// Data parallelism: with a communicator of N > 1 ranks attached to a device, backward()
+// averages the gradients over the ranks (bucketed all-reduces appended to the step graph,
+// as DDP does during backward), so every rank applies the same update. solo::Session
+// attaches its communicator; pass nullptr to detach.
+void set_data_parallel(const Device& d, comm::Communicator* c);
+int data_parallel_size(const Device& d = {});
+
 // Structural hash of the graph the last flush ran (equal for steps of the same program).
 uint64_t last_flush_graph_hash(const Device& d = {});
 // The pending graph of a device (for inspection: hashes, dumps, tracing tests).

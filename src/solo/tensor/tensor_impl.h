@@ -51,6 +51,9 @@ class DeviceContext {
   // A new realized tensor holding `storage`.
   Tensor realized(std::shared_ptr<Storage> storage, const ir::TensorType& type);
   void flush();
+  // The data-parallel group gradients are averaged over in backward() (null: one rank).
+  void set_data_parallel(comm::Communicator* c) { data_parallel_ = c; }
+  comm::Communicator* data_parallel() const { return data_parallel_; }
   size_t last_peak_bytes() const { return last_peak_bytes_; }
   uint64_t last_graph_hash() const { return last_graph_hash_; }
 
@@ -60,6 +63,7 @@ class DeviceContext {
   std::shared_ptr<Trace> trace_;
   size_t last_peak_bytes_ = 0;
   uint64_t last_graph_hash_ = 0;
+  comm::Communicator* data_parallel_ = nullptr;
   std::unique_ptr<runtime::OpProfile> profile_;  // with SOLO_PROFILE=1: printed at exit
 };
 
