@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -325,6 +326,25 @@ TEST(MpiCommunicator, MismatchedRecvSizesAreErrors) {
   comm->barrier();
 }
 
+// Prints failed assertions with the rank and test name (for ranks other than 0).
+class FailurePrinter : public ::testing::EmptyTestEventListener {
+ public:
+  explicit FailurePrinter(int rank) : rank_(rank) {}
+  void OnTestStart(const ::testing::TestInfo& info) override {
+    test_ = std::string(info.test_suite_name()) + "." + info.name();
+  }
+  void OnTestPartResult(const ::testing::TestPartResult& result) override {
+    if (!result.failed()) return;
+    std::fprintf(stderr, "[rank %d] %s failed at %s:%d\n%s\n", rank_, test_.c_str(),
+                 result.file_name() ? result.file_name() : "?", result.line_number(),
+                 result.message());
+  }
+
+ private:
+  int rank_;
+  std::string test_;
+};
+
 }  // namespace
 }  // namespace solo::comm
 
@@ -332,10 +352,17 @@ int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   // Initialises MPI (finalised at exit by the communicator layer); kept alive until the end.
   auto world = solo::comm::make_mpi_communicator();
-  // One report is enough: ranks other than 0 run silently; their failures count below.
+  if (world->size() < 2) {
+    std::fprintf(stderr,
+                 "mpi_test_collectives: needs at least 2 ranks; run it under "
+                 "mpirun -np 2 (or via ctest -R mpi_test)\n");
+    return 1;
+  }
+  // One report is enough: ranks other than 0 print only their failed assertions.
   if (world->rank() != 0) {
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
+    listeners.Append(new solo::comm::FailurePrinter(world->rank()));
   }
   const int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
   // Every rank exits non-zero when any rank failed, so mpirun and CTest see the failure.

@@ -14,16 +14,16 @@ namespace solo::comm {
 
 namespace {
 
-constexpr const char* kSameCallsHint =
-    "every rank must call the same collectives in the same order with the same sizes";
-
 void check_mpi(int rc, const char* op, const char* call) {
   if (rc == MPI_SUCCESS) return;
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
   if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS) len = 0;
+  const bool p2p = std::strcmp(op, "send") == 0 || std::strcmp(op, "recv") == 0;
   SOLO_FAIL(op, ": ", call, " failed: ", len > 0 ? std::string(text, len) : "unknown MPI error",
-            " (", kSameCallsHint, ")");
+            p2p ? " (each send needs a recv of the same size and tag on the peer)"
+                : " (every rank must call the same collectives in the same order with the same "
+                  "sizes)");
 }
 
 // MPI can be initialised and finalised once per process. This guard owns that one
