@@ -21,13 +21,13 @@ namespace fs = std::filesystem;
 
 fs::path build_dir() { return fs::canonical("/proc/self/exe").parent_path().parent_path(); }
 
-struct Run {
+struct RunResult {
   int status = -1;
   std::string output;
 };
 
-Run run(const std::string& command) {
-  Run r;
+RunResult run(const std::string& command) {
+  RunResult r;
   FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   std::array<char, 4096> buf{};
   while (fgets(buf.data(), static_cast<int>(buf.size()), pipe)) r.output += buf.data();
@@ -68,7 +68,7 @@ class DataParallel : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 
-  static Run train(const std::string& flavor, int batch) {
+  static RunResult train(const std::string& flavor, int batch) {
     const std::string cmd = "SOLO_FLAVOR=" + flavor + " " +
                             (build_dir() / "examples" / "train_llama").string() +
                             " --model-name-or-path " + (dir_ / "model").string() + " --dataset " +
@@ -81,12 +81,12 @@ class DataParallel : public ::testing::Test {
 };
 
 TEST_F(DataParallel, LossesMatchOneDeviceOnTwoAndFourDevices) {
-  const Run one = train("cpu-1", 8);
+  const RunResult one = train("cpu-1", 8);
   ASSERT_EQ(one.status, 0) << one.output;
   const std::vector<double> reference = losses(one.output);
   ASSERT_EQ(reference.size(), 10u) << one.output;
   for (const char* flavor : {"cpu-2", "cpu-4"}) {
-    const Run r = train(flavor, 8);
+    const RunResult r = train(flavor, 8);
     ASSERT_EQ(r.status, 0) << flavor << "\n" << r.output;
     const std::vector<double> got = losses(r.output);
     ASSERT_EQ(got.size(), reference.size()) << flavor << "\n" << r.output;
@@ -96,7 +96,7 @@ TEST_F(DataParallel, LossesMatchOneDeviceOnTwoAndFourDevices) {
 }
 
 TEST_F(DataParallel, UnsplittableBatchIsAClearError) {
-  const Run r = train("cpu-4", 6);
+  const RunResult r = train("cpu-4", 6);
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("6"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("4"), std::string::npos) << r.output;
