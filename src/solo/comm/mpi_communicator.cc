@@ -1,0 +1,247 @@
+#include <mpi.h>
+
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "solo/comm/comm_detail.h"
+#include "solo/comm/communicator.h"
+#include "solo/core/error.h"
+
+namespace solo::comm {
+
+namespace {
+
+void check_mpi(int rc, const char* op, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS) len = 0;
+  const bool p2p = std::strcmp(op, "send") == 0 || std::strcmp(op, "recv") == 0;
+  SOLO_FAIL(op, ": ", call, " failed: ", len > 0 ? std::string(text, len) : "unknown MPI error",
+            p2p ? " (each send needs a recv of the same size and tag on the peer)"
+                : " (every rank must call the same collectives in the same order with the same "
+                  "sizes)");
+}
+
+// MPI can be initialised and finalised once per process. This guard owns that one
+// initialisation and finalises at exit; it is created once and never changes, so it is an
+// immutable process resource rather than mutable global state. MPI initialised by someone
+// else (e.g. a test's main) is left for them to finalise.
+class MpiProcess {
+ public:
+  MpiProcess() {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (initialized) return;
+    // FUNNELED: collectives come from the thread that drives the program; OpenMP worker
+    // threads never call MPI.
+    int provided = 0;
+    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided),
+              "make_mpi_communicator", "MPI_Init_thread");
+    owned_ = true;
+  }
+  ~MpiProcess() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (owned_ && !finalized) MPI_Finalize();
+  }
+  MpiProcess(const MpiProcess&) = delete;
+  MpiProcess& operator=(const MpiProcess&) = delete;
+
+ private:
+  bool owned_ = false;
+};
+
+void ensure_mpi_initialized() {
+  static const MpiProcess process;
+}
+
+MPI_Datatype mpi_type(DType dtype) {
+  switch (dtype) {
+    case DType::F32:
+      return MPI_FLOAT;
+    case DType::F64:
+      return MPI_DOUBLE;
+    case DType::I32:
+      return MPI_INT32_T;
+    case DType::I64:
+      return MPI_INT64_T;
+    case DType::Bool:
+      return MPI_UINT8_T;
+    case DType::BF16:
+    case DType::F16:
+      return MPI_UINT16_T;  // moved as bits only; sums are rejected before any MPI call
+  }
+  SOLO_FAIL("invalid dtype ", static_cast<int>(dtype));
+}
+
+// The ranks of MPI_COMM_WORLD on a private duplicate, so our messages never match another
+// library's. Host buffers only. Every MPI call's count fits an int: larger buffers go in
+// pieces of at most max_bytes_ bytes, in the same order on every rank.
+class MpiCommunicator final : public Communicator {
+ public:
+  explicit MpiCommunicator(size_t max_message_bytes) : max_bytes_(max_message_bytes) {
+    SOLO_CHECK(max_bytes_ >= 1 && max_bytes_ <= static_cast<size_t>(INT_MAX),
+               "make_mpi_communicator: message cap ", max_bytes_,
+               " is outside [1, INT_MAX] bytes; pass a cap MPI counts can hold");
+    ensure_mpi_initialized();
+    check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "make_mpi_communicator", "MPI_Comm_dup");
+    // Errors come back as codes and become solo::Error instead of aborting the job.
+    check_mpi(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "make_mpi_communicator",
+              "MPI_Comm_set_errhandler");
+    check_mpi(MPI_Comm_rank(comm_, &rank_), "make_mpi_communicator", "MPI_Comm_rank");
+    check_mpi(MPI_Comm_size(comm_, &size_), "make_mpi_communicator", "MPI_Comm_size");
+    int* tag_ub = nullptr;
+    int found = 0;
+    check_mpi(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &tag_ub, &found),
+              "make_mpi_communicator", "MPI_Comm_get_attr");
+    tag_ub_ = found && tag_ub ? *tag_ub : 32767;  // 32767: the least the standard allows
+  }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
+  MpiCommunicator(const MpiCommunicator&) = delete;
+  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const char* name() const override { return "mpi"; }
+
+  void all_reduce_sum(void* data, size_t count, DType dtype) override {
+    detail::check_sum_dtype(dtype, "all_reduce_sum");
+    const MPI_Datatype t = mpi_type(dtype);
+    const size_t es = dtype_size(dtype);
+    auto* p = static_cast<char*>(data);
+    detail::for_each_chunk(count, max_elems(es), [&](size_t off, size_t n) {
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, p + off * es, static_cast<int>(n), t, MPI_SUM, comm_),
+                "all_reduce_sum", "MPI_Allreduce");
+    });
+  }
+
+  void reduce_scatter_sum(const void* send, void* recv, size_t count, DType dtype) override {
+    detail::check_sum_dtype(dtype, "reduce_scatter_sum");
+    const MPI_Datatype t = mpi_type(dtype);
+    const size_t es = dtype_size(dtype);
+    if (count <= max_elems(es)) {
+      check_mpi(MPI_Reduce_scatter_block(send, recv, static_cast<int>(count), t, MPI_SUM, comm_),
+                "reduce_scatter_sum", "MPI_Reduce_scatter_block");
+      return;
+    }
+    // Piece [off, off+n) of every rank's block, packed contiguously, is one smaller
+    // reduce-scatter; the pack buffer stays within the message cap.
+    const auto* s = static_cast<const char*>(send);
+    auto* r = static_cast<char*>(recv);
+    const size_t piece = std::max<size_t>(1, max_elems(es) / size_);
+    std::vector<char> packed(size_ * piece * es);
+    detail::for_each_chunk(count, piece, [&](size_t off, size_t n) {
+      for (int q = 0; q < size_; ++q)
+        std::memcpy(packed.data() + q * n * es, s + (q * count + off) * es, n * es);
+      check_mpi(MPI_Reduce_scatter_block(packed.data(), r + off * es, static_cast<int>(n), t,
+                                         MPI_SUM, comm_),
+                "reduce_scatter_sum", "MPI_Reduce_scatter_block");
+    });
+  }
+
+  void all_gather(const void* send, void* recv, size_t count, DType dtype) override {
+    const MPI_Datatype t = mpi_type(dtype);
+    const size_t es = dtype_size(dtype);
+    const auto* s = static_cast<const char*>(send);
+    auto* r = static_cast<char*>(recv);
+    if (count <= max_elems(es)) {
+      // MPI forbids aliased buffers; a send that is this rank's slot of recv is in place.
+      const void* sendbuf = s == r + rank_ * count * es ? MPI_IN_PLACE : send;
+      check_mpi(MPI_Allgather(sendbuf, static_cast<int>(count), t, recv, static_cast<int>(count), t,
+                              comm_),
+                "all_gather", "MPI_Allgather");
+      return;
+    }
+    const size_t piece = std::max<size_t>(1, max_elems(es) / size_);
+    std::vector<char> gathered(size_ * piece * es);
+    detail::for_each_chunk(count, piece, [&](size_t off, size_t n) {
+      check_mpi(MPI_Allgather(s + off * es, static_cast<int>(n), t, gathered.data(),
+                              static_cast<int>(n), t, comm_),
+                "all_gather", "MPI_Allgather");
+      for (int q = 0; q < size_; ++q)
+        std::memcpy(r + (q * count + off) * es, gathered.data() + q * n * es, n * es);
+    });
+  }
+
+  void broadcast(void* data, size_t bytes, int root) override {
+    SOLO_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " is not a rank of this ",
+               size_, "-rank job; use a root in [0, ", size_, ")");
+    auto* p = static_cast<char*>(data);
+    detail::for_each_chunk(bytes, max_bytes_, [&](size_t off, size_t n) {
+      check_mpi(MPI_Bcast(p + off, static_cast<int>(n), MPI_BYTE, root, comm_), "broadcast",
+                "MPI_Bcast");
+    });
+  }
+
+  void send(const void* data, size_t bytes, int peer, int tag) override {
+    check_peer("send", peer, tag);
+    const auto* p = static_cast<const char*>(data);
+    // Messages between two ranks with one tag arrive in order, so pieces need no numbering.
+    detail::for_each_chunk(bytes, max_bytes_, [&](size_t off, size_t n) {
+      check_mpi(MPI_Send(p + off, static_cast<int>(n), MPI_BYTE, peer, tag, comm_), "send",
+                "MPI_Send");
+    });
+  }
+
+  void recv(void* data, size_t bytes, int peer, int tag) override {
+    check_peer("recv", peer, tag);
+    auto* p = static_cast<char*>(data);
+    detail::for_each_chunk(bytes, max_bytes_, [&](size_t off, size_t n) {
+      MPI_Status status;
+      check_mpi(MPI_Recv(p + off, static_cast<int>(n), MPI_BYTE, peer, tag, comm_, &status), "recv",
+                "MPI_Recv");
+      int got = 0;
+      check_mpi(MPI_Get_count(&status, MPI_BYTE, &got), "recv", "MPI_Get_count");
+      SOLO_CHECK(static_cast<size_t>(got) == n, "recv: expected ", bytes, " bytes from rank ", peer,
+                 " (tag ", tag, ") but the sender sent fewer; send and recv sizes must match");
+    });
+  }
+
+  void barrier() override { check_mpi(MPI_Barrier(comm_), "barrier", "MPI_Barrier"); }
+
+ private:
+  size_t max_elems(size_t elem_size) const { return std::max<size_t>(1, max_bytes_ / elem_size); }
+
+  void check_peer(const char* op, int peer, int tag) const {
+    SOLO_CHECK(peer >= 0 && peer < size_, op, ": peer ", peer, " is not a rank of this ", size_,
+               "-rank job; use a peer in [0, ", size_, ")");
+    // A blocking send to oneself deadlocks once the message outgrows MPI's eager buffer.
+    SOLO_CHECK(peer != rank_, op, ": rank ", rank_,
+               " cannot send to or receive from itself; copy the buffer instead");
+    SOLO_CHECK(tag >= 0 && tag <= tag_ub_, op, ": tag ", tag, " is outside [0, ", tag_ub_,
+               "]; use a tag in that range");
+  }
+
+  size_t max_bytes_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+  int tag_ub_ = 32767;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> detail::make_mpi_communicator(size_t max_message_bytes) {
+  return std::make_unique<MpiCommunicator>(max_message_bytes);
+}
+
+std::unique_ptr<Communicator> make_mpi_communicator() {
+  return detail::make_mpi_communicator(static_cast<size_t>(INT_MAX));
+}
+
+bool launched_as_mpi_rank() {
+  // Open MPI's mpirun, PMIx launchers and Slurm's srun (PMI) each set one of these per rank.
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"})
+    if (std::getenv(var) != nullptr) return true;
+  return false;
+}
+
+}  // namespace solo::comm
