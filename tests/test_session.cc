@@ -155,6 +155,15 @@ TEST(LauncherCommand, MissingMpirunNamesThePackage) {
   }
 }
 
+TEST(DeviceBinding, EachRankSeesItsOwnGpu) {
+  EXPECT_EQ(launch::visible_devices_for("cpu", 3, nullptr), "");
+  EXPECT_EQ(launch::visible_devices_for("h100", 3, nullptr), "3");
+  EXPECT_EQ(launch::visible_devices_for("h100", 0, ""), "0");
+  EXPECT_EQ(launch::visible_devices_for("h100", 1, "4,6,7"), "6");
+  EXPECT_EQ(launch::visible_devices_for("h100", 2, "GPU-aa,GPU-bb,GPU-cc"), "GPU-cc");
+  EXPECT_THROW(launch::visible_devices_for("h100", 3, "4,6,7"), Error);
+}
+
 // Lines as Open MPI 4.1's mpirun prints them.
 TEST(FailureParser, RankKilledBySignal) {
   launch::FailureParser p;

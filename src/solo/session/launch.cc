@@ -49,6 +49,34 @@ bool in_slurm_allocation() {
   return job != nullptr && *job != '\0' && !find_on_path("srun").empty();
 }
 
+std::optional<int> local_rank_from_env() {
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"}) {
+    const char* v = std::getenv(var);
+    if (v && *v) return std::atoi(v);
+  }
+  return std::nullopt;
+}
+
+std::string visible_devices_for(const std::string& device_kind, int local_rank,
+                                const char* inherited) {
+  if (device_kind == "cpu") return "";
+  if (inherited && *inherited) {
+    std::vector<std::string> ids;
+    std::string_view rest(inherited);
+    while (true) {
+      const size_t comma = rest.find(',');
+      ids.emplace_back(rest.substr(0, comma));
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+    SOLO_CHECK(local_rank < static_cast<int>(ids.size()), "CUDA_VISIBLE_DEVICES=", inherited,
+               " names ", ids.size(), " GPUs but this host runs ", local_rank + 1,
+               " or more ranks: unset it or pick a flavor with fewer devices per host");
+    return ids[static_cast<size_t>(local_rank)];
+  }
+  return std::to_string(local_rank);
+}
+
 namespace {
 
 // The integer that follows `key` in `line`, if any.

@@ -13,6 +13,15 @@ std::string find_on_path(const std::string& name);
 // True inside a Slurm allocation that can start job steps (SLURM_JOB_ID set, srun on PATH).
 bool in_slurm_allocation();
 
+// This process's index among the job's ranks on its host, as the launcher tells it
+// (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID), or nullopt outside a job.
+std::optional<int> local_rank_from_env();
+
+// The CUDA_VISIBLE_DEVICES value that leaves a rank only its own GPU: entry `local_rank` of the
+// list the job was given (`inherited`, may be null), or the index itself. Empty for CPU devices.
+std::string visible_devices_for(const std::string& device_kind, int local_rank,
+                                const char* inherited);
+
 // Reads mpirun's stderr line by line and remembers the first rank it reports as failed.
 class FailureParser {
  public:

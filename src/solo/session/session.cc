@@ -103,6 +103,16 @@ void write_hostfile(const std::string& path, const cluster::Inventory& inv,
   std::exit(end.status);
 }
 
+// Leaves the rank only its own GPU, before anything initialises CUDA; CPU devices are
+// processes whose share of the cores the launcher set through OMP_NUM_THREADS.
+void bind_device(const cluster::Flavor& f) {
+  const auto local = launch::local_rank_from_env();
+  if (!local) return;
+  const std::string visible =
+      launch::visible_devices_for(f.device_kind, *local, std::getenv("CUDA_VISIBLE_DEVICES"));
+  if (!visible.empty()) ::setenv("CUDA_VISIBLE_DEVICES", visible.c_str(), 1);
+}
+
 // Only rank 0 prints: the other ranks' stdout goes to /dev/null (stderr stays for errors).
 void silence_stdout() {
   std::cout.flush();
@@ -154,6 +164,7 @@ Session::Session(int argc, char** argv)
   if (flavor_.devices > 1 && !in_job) relaunch(inventory_, flavor_, argc, argv);
 
   if (in_job) {
+    bind_device(flavor_);
     comm_ = comm::make_mpi_communicator();
     if (comm_->rank() > 0) silence_stdout();
     SOLO_CHECK(comm_->size() == flavor_.devices, "this job has ", comm_->size(),
