@@ -14,8 +14,8 @@
 namespace solo::cluster {
 
 struct Host {
-  std::string name;     // e.g. "host0"
-  std::string address;  // e.g. "127.0.0.1"
+  std::string name;         // e.g. "host0"
+  std::string address;      // e.g. "127.0.0.1"
   std::string device_kind;  // "cpu", "h100", "h200", "a100-80", "mi250", ...
   int device_count = 1;
   int64_t device_memory_bytes = 0;
@@ -24,8 +24,8 @@ struct Host {
 struct Flavor {
   std::string name;
   int devices = 1;
-  std::string device_kind;          // all devices of a flavor are of one kind
-  std::vector<std::string> hosts;   // empty: any hosts of that kind, in inventory order
+  std::string device_kind;         // all devices of a flavor are of one kind
+  std::vector<std::string> hosts;  // empty: any hosts of that kind, in inventory order
   std::string description;
 };
 
@@ -44,9 +44,23 @@ struct Inventory {
 Inventory load_inventory();
 Inventory parse_inventory(const std::string& json_text, const std::string& source);
 Inventory default_inventory();
+// The default for a host described explicitly (what default_inventory() detects); for tests.
+Inventory default_inventory(const std::string& hostname, int cores, int64_t ram_bytes,
+                            int gpu_count);
+// The number of NVIDIA GPUs: entries in `dir` (the driver's /proc listing; no NVML needed).
+int nvidia_gpu_count(const std::string& dir = "/proc/driver/nvidia/gpus");
+
+// Per-user directories: $XDG_CONFIG_HOME/solo (else ~/.config/solo) and $XDG_CACHE_HOME/solo
+// (else ~/.cache/solo). Not created here.
+std::string user_config_dir();
+std::string user_cache_dir();
+// Writes `text` to `path` through a temporary file and a rename, creating parent directories,
+// so a reader never sees a partial file.
+void write_file_atomic(const std::string& path, const std::string& text);
 
 // The current flavor: $SOLO_FLAVOR if set, else the one saved by `solo switch` in
-// ~/.config/solo/flavor, else "cpu-1". Validated against the inventory.
+// user_config_dir()/flavor, else "cpu-1" (else the inventory's first flavor, for inventories
+// without cpu-1). Validated against the inventory; the reference points into `inv`.
 const Flavor& current_flavor(const Inventory& inv);
 // Saves `name` (validated) as the user's current flavor (atomic write).
 void set_current_flavor(const Inventory& inv, const std::string& name);
