@@ -6,6 +6,8 @@
 //                                 wait in a collective that can never finish
 //   session_probe stall           rank 0 sleeps for a minute while the others wait: a job to
 //                                 interrupt
+//   session_probe jobs            rank 0 also prints to stderr "listed=K", K the number of job
+//                                 records that name this job with its rank count
 #include <signal.h>
 
 #include <chrono>
@@ -15,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "solo/cluster/jobs.h"
 #include "solo/session/session.h"
 
 int main(int argc, char** argv) try {
@@ -25,6 +28,12 @@ int main(int argc, char** argv) try {
     comm.barrier();
     if (session.rank() == victim) ::raise(SIGKILL);
     comm.barrier();
+  }
+  if (argc >= 2 && std::string(argv[1]) == "jobs" && session.is_main()) {
+    int listed = 0;
+    for (const auto& r : solo::cluster::list_job_records())
+      listed += r.job_id == session.job_id() && r.ranks == session.world_size();
+    std::fprintf(stderr, "listed=%d\n", listed);
   }
   if (argc >= 2 && std::string(argv[1]) == "stall") {
     if (session.rank() == 0) std::this_thread::sleep_for(std::chrono::seconds(60));

@@ -356,6 +356,19 @@ TEST(SessionProbe, FourDevices) {
   expect_job(4);
 }
 
+// Rank 0 records the job for `solo smi` while it runs and removes the record at the end.
+TEST(SessionProbe, JobRecordLivesAsLongAsTheJob) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  const auto r = run_probe({"jobs"}, {{"SOLO_FLAVOR", "cpu-2"}}, home.path);
+  ASSERT_FALSE(r.timed_out) << r.err;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(count(r.err, "listed=1\n"), 1u) << r.err;
+  const fs::path jobs = home.path / ".cache" / "solo" / "jobs";
+  ASSERT_TRUE(fs::is_directory(jobs));
+  EXPECT_TRUE(fs::is_empty(jobs)) << "a job record outlived its job";
+}
+
 TEST(SessionProbe, UnknownFlavorListsFlavors) {
   TempDir home;
   const auto r = run_probe({}, {{"SOLO_FLAVOR", "cpu-3000"}}, home.path);
