@@ -1,0 +1,255 @@
+#include "solo/session/session.h"
+
+#include <fcntl.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "solo/core/error.h"
+#include "solo/session/launch.h"
+
+#if __has_include("solo/cluster/jobs.h")
+#include "solo/cluster/jobs.h"
+#define SOLO_HAVE_JOB_RECORDS 1
+#endif
+
+namespace fs = std::filesystem;
+
+namespace solo {
+
+namespace {
+
+void info(const std::string& line) {
+  std::fprintf(stderr, "[info] %s\n", line.c_str());
+}
+
+std::string plural(int n, const char* word) {
+  return detail::concat(n, " ", word, n == 1 ? "" : "s");
+}
+
+std::string new_job_id() {
+  return detail::concat(::getpid(), "-", static_cast<long long>(std::time(nullptr)));
+}
+
+std::string host_label(const cluster::Host& h) {
+  return h.address.empty() ? h.name : h.address;
+}
+
+void log_request(const cluster::Inventory& inv, const cluster::Flavor& f) {
+  const auto placement = inv.placement(f);
+  info(detail::concat("Requesting resources for the virtual accelerator (flavor ", f.name, ": ",
+                      plural(f.devices, "device"), " on ",
+                      plural(static_cast<int>(placement.size()), "host"), ")..."));
+}
+
+// A temporary directory for the hostfile; removed explicitly because the launching process
+// leaves through std::exit.
+std::string make_temp_dir() {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/solo-job-XXXXXX";
+  SOLO_CHECK(::mkdtemp(pattern.data()) != nullptr, "cannot create a temporary directory in ",
+             pattern.substr(0, pattern.rfind('/')), ": ", std::strerror(errno),
+             "; set TMPDIR to a writable directory");
+  return pattern;
+}
+
+void write_hostfile(const std::string& path, const cluster::Inventory& inv,
+                    const cluster::Flavor& f) {
+  std::ofstream out(path);
+  for (const auto& [host, ranks] : inv.placement(f))
+    out << host_label(host) << " slots=" << ranks << "\n";
+  out.close();
+  SOLO_CHECK(out.good(), "cannot write the hostfile ", path);
+}
+
+// Runs this program's command line as a job of f.devices ranks and exits with its status.
+[[noreturn]] void relaunch(const cluster::Inventory& inv, const cluster::Flavor& f, int argc,
+                           char** argv) {
+  log_request(inv, f);
+  const std::string job_id = new_job_id();
+  ::setenv("SOLO_JOB_ID", job_id.c_str(), 1);
+  // argv[0] may be relative to a directory the ranks do not start in.
+  std::vector<std::string> args{fs::read_symlink("/proc/self/exe").string()};
+  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+
+  const std::string dir = make_temp_dir();
+  const std::string hostfile = dir + "/hostfile";
+  launch::JobEnd end;
+  try {
+    const auto cmd = launcher_command(inv, f, args, hostfile);
+    write_hostfile(hostfile, inv, f);
+    std::fflush(stdout);
+    std::fflush(stderr);
+    end = launch::run_job(cmd);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    throw;
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (end.status != 0) std::fprintf(stderr, "error: %s\n", end.message.c_str());
+  std::fflush(stderr);
+  std::exit(end.status);
+}
+
+// Leaves the rank only its own GPU, before anything initialises CUDA; CPU devices are
+// processes whose share of the cores the launcher set through OMP_NUM_THREADS.
+void bind_device(const cluster::Flavor& f) {
+  const auto local = launch::local_rank_from_env();
+  if (!local) return;
+  const std::string visible =
+      launch::visible_devices_for(f.device_kind, *local, std::getenv("CUDA_VISIBLE_DEVICES"));
+  if (!visible.empty()) ::setenv("CUDA_VISIBLE_DEVICES", visible.c_str(), 1);
+}
+
+// Only rank 0 prints: the other ranks' stdout goes to /dev/null (stderr stays for errors).
+void silence_stdout() {
+  std::cout.flush();
+  std::fflush(stdout);
+  const int fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::dup2(fd, STDOUT_FILENO);
+  ::close(fd);
+}
+
+bool is_loopback(const std::string& address) {
+  return address.empty() || address == "localhost" || address.starts_with("127.") ||
+         address == "::1";
+}
+
+// Rank 0 logs where every rank runs; the gather also proves that every rank is connected.
+void announce(const cluster::Inventory& inv, const cluster::Flavor& f, comm::Communicator& c) {
+  constexpr size_t kNameBytes = 64;
+  constexpr size_t kInts = kNameBytes / sizeof(int32_t);
+  std::array<char, kNameBytes> name{};
+  ::gethostname(name.data(), kNameBytes - 1);
+  std::array<int32_t, kInts> mine{};
+  std::memcpy(mine.data(), name.data(), kNameBytes);
+  std::vector<int32_t> all(kInts * static_cast<size_t>(c.size()));
+  c.all_gather(mine.data(), all.data(), kInts, DType::I32);
+  if (c.rank() != 0) return;
+
+  int rank = 0;
+  const int n = c.size();
+  for (const auto& [host, ranks] : inv.placement(f)) {
+    for (int d = 0; d < ranks && rank < n; ++d, ++rank) {
+      std::array<char, kNameBytes + 1> actual{};
+      std::memcpy(actual.data(), all.data() + static_cast<size_t>(rank) * kInts, kNameBytes);
+      std::string where = host_label(host);
+      // Names the machine the rank really runs on when the inventory cannot say so.
+      if (!is_loopback(host.address) && host.name != actual.data())
+        where += detail::concat(", process on ", actual.data());
+      info(detail::concat("[", rank + 1, "/", n, "] Connecting to device ", d, " on ", host.name,
+                          " (", where, ") ..."));
+    }
+  }
+}
+
+}  // namespace
+
+Session::Session(int argc, char** argv)
+    : inventory_(cluster::load_inventory()), flavor_(cluster::current_flavor(inventory_)) {
+  const bool in_job = comm::launched_as_mpi_rank();
+  if (flavor_.devices > 1 && !in_job) relaunch(inventory_, flavor_, argc, argv);
+
+  if (in_job) {
+    bind_device(flavor_);
+    comm_ = comm::make_mpi_communicator();
+    if (comm_->rank() > 0) silence_stdout();
+    SOLO_CHECK(comm_->size() == flavor_.devices, "this job has ", comm_->size(),
+               " ranks but flavor ", flavor_.name, " has ", plural(flavor_.devices, "device"),
+               ": start the program without mpirun (the Session launches the job) or pick a ",
+               comm_->size(), "-device flavor with `solo switch`");
+  } else {
+    comm_ = comm::make_local_communicator();
+    log_request(inventory_, flavor_);
+  }
+  const char* id = std::getenv("SOLO_JOB_ID");
+  job_id_ = id && *id ? id : new_job_id();
+
+  announce(inventory_, flavor_, *comm_);
+  if (!is_main()) return;
+  info(detail::concat("Virtual accelerator is ready. Job ", job_id_, "."));
+#ifdef SOLO_HAVE_JOB_RECORDS
+  cluster::JobRecord record;
+  record.job_id = job_id_;
+  record.flavor = flavor_.name;
+  record.ranks = world_size();
+  record.pid = ::getpid();
+  record.started = static_cast<int64_t>(std::time(nullptr));
+  for (int i = 0; i < argc; ++i) {
+    if (i > 0) record.command += ' ';
+    record.command += argv[i];
+  }
+  try {
+    cluster::write_job_record(record);
+  } catch (const std::exception& e) {
+    // `solo smi` not listing the job is no reason to stop training.
+    std::fprintf(stderr, "[warn] the job is not listed by `solo smi`: %s\n", e.what());
+  }
+#endif
+}
+
+Session::~Session() {
+#ifdef SOLO_HAVE_JOB_RECORDS
+  if (comm_ && is_main()) {
+    try {
+      cluster::remove_job_record(job_id_);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "[warn] %s\n", e.what());
+    }
+  }
+#endif
+}
+
+std::vector<std::string> launcher_command(const cluster::Inventory& inv, const cluster::Flavor& f,
+                                          const std::vector<std::string>& argv,
+                                          const std::string& hostfile) {
+  const auto placement = inv.placement(f);
+  int most_on_a_host = 1;
+  for (const auto& [host, ranks] : placement) most_on_a_host = std::max(most_on_a_host, ranks);
+  const long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
+  // Each rank gets its share of the host's cores, so OpenMP does not oversubscribe them.
+  const long threads = std::max(1L, cores / most_on_a_host);
+  const bool cpu = f.device_kind == "cpu";
+
+  std::vector<std::string> env{"SOLO_FLAVOR=" + f.name};
+  if (const char* id = std::getenv("SOLO_JOB_ID"); id && *id)
+    env.push_back(std::string("SOLO_JOB_ID=") + id);
+  env.push_back(detail::concat("OMP_NUM_THREADS=", threads));
+
+  std::vector<std::string> cmd;
+  if (launch::in_slurm_allocation()) {
+    std::string exports = "--export=ALL";
+    for (const auto& e : env) exports += "," + e;
+    // --kill-on-bad-exit ends the whole step when one task dies, as mpirun does.
+    cmd = {launch::find_on_path("srun"), "-n", std::to_string(f.devices), "--kill-on-bad-exit=1",
+           exports};
+  } else {
+    const std::string mpirun = launch::find_on_path("mpirun");
+    SOLO_CHECK(!mpirun.empty(),
+               "mpirun not found: install Debian's openmpi-bin (scripts/setup.sh) or pick a "
+               "1-device flavor with `solo switch cpu-1`");
+    cmd = {mpirun, "-np", std::to_string(f.devices), "--hostfile", hostfile};
+    if (::geteuid() == 0) cmd.push_back("--allow-run-as-root");
+    // CPU devices are processes, not cores: more of them than cores is allowed.
+    if (cpu) cmd.push_back("--oversubscribe");
+    cmd.insert(cmd.end(), {"--bind-to", "none", "--mca", "orte_abort_on_non_zero_status", "1"});
+    for (const auto& e : env) cmd.insert(cmd.end(), {"-x", e});
+  }
+  cmd.insert(cmd.end(), argv.begin(), argv.end());
+  return cmd;
+}
+
+}  // namespace solo

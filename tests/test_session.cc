@@ -1,0 +1,419 @@
+// Session: the launcher command line, mpirun's failure lines, and end-to-end runs of
+// tests/session_probe.cc under flavors of 1, 2 and 4 CPU devices, a bad flavor, a rank that
+// dies and a PATH without mpirun.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "solo/cluster/inventory.h"
+#include "solo/core/error.h"
+#include "solo/session/launch.h"
+#include "solo/session/session.h"
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using namespace solo;
+
+namespace {
+
+// Sets (or, with nullopt, unsets) environment variables and restores them on scope exit.
+class EnvGuard {
+ public:
+  void set(const std::string& name, const std::optional<std::string>& value) {
+    if (!saved_.count(name)) {
+      const char* old = std::getenv(name.c_str());
+      saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
+    }
+    if (value)
+      ::setenv(name.c_str(), value->c_str(), 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+  ~EnvGuard() {
+    for (const auto& [name, value] : saved_) {
+      if (value)
+        ::setenv(name.c_str(), value->c_str(), 1);
+      else
+        ::unsetenv(name.c_str());
+    }
+  }
+
+ private:
+  std::map<std::string, std::optional<std::string>> saved_;
+};
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "solo-test-session-XXXXXX").string();
+    EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
+    path = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+// An executable script `dir/name` that does nothing: a stand-in launcher found on PATH.
+std::string fake_executable(const fs::path& dir, const std::string& name) {
+  const fs::path p = dir / name;
+  std::ofstream(p) << "#!/bin/sh\nexit 0\n";
+  fs::permissions(p, fs::perms::owner_all);
+  return p.string();
+}
+
+std::string cpu4_threads() {
+  return std::to_string(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN) / 4));
+}
+
+TEST(LauncherCommand, MpirunWithHostfileForCpu4) {
+  TempDir dir;
+  EnvGuard env;
+  env.set("PATH", dir.path.string());
+  env.set("SLURM_JOB_ID", std::nullopt);
+  env.set("SOLO_JOB_ID", "test-7");
+  const std::string mpirun = fake_executable(dir.path, "mpirun");
+  const auto inv = cluster::default_inventory();
+  const auto& f = inv.flavor("cpu-4");
+  const auto cmd = launcher_command(inv, f, {"/abs/prog", "--steps", "3"}, "/tmp/x/hostfile");
+
+  std::vector<std::string> expected{mpirun, "-np", "4", "--hostfile", "/tmp/x/hostfile"};
+  if (::geteuid() == 0) expected.push_back("--allow-run-as-root");
+  for (const char* a :
+       {"--oversubscribe", "--bind-to", "none", "--mca", "orte_abort_on_non_zero_status", "1", "-x",
+        "SOLO_FLAVOR=cpu-4", "-x", "SOLO_JOB_ID=test-7", "-x"})
+    expected.push_back(a);
+  expected.push_back("OMP_NUM_THREADS=" + cpu4_threads());
+  for (const char* a : {"/abs/prog", "--steps", "3"}) expected.push_back(a);
+  EXPECT_EQ(cmd, expected);
+}
+
+TEST(LauncherCommand, SlurmAllocationUsesSrun) {
+  TempDir dir;
+  EnvGuard env;
+  const std::string srun = fake_executable(dir.path, "srun");
+  env.set("PATH", dir.path.string() + ":" + std::getenv("PATH"));
+  env.set("SLURM_JOB_ID", "4242");
+  env.set("SOLO_JOB_ID", std::nullopt);
+  const auto inv = cluster::default_inventory();
+  const auto cmd = launcher_command(inv, inv.flavor("cpu-4"), {"/abs/prog"}, "/tmp/x/hostfile");
+  const std::vector<std::string> expected{
+      srun,
+      "-n",
+      "4",
+      "--kill-on-bad-exit=1",
+      "--export=ALL,SOLO_FLAVOR=cpu-4,OMP_NUM_THREADS=" + cpu4_threads(),
+      "/abs/prog"};
+  EXPECT_EQ(cmd, expected);
+}
+
+TEST(LauncherCommand, SrunOutsideAnAllocationIsNotUsed) {
+  TempDir dir;
+  EnvGuard env;
+  fake_executable(dir.path, "srun");
+  const std::string mpirun = fake_executable(dir.path, "mpirun");
+  env.set("PATH", dir.path.string());
+  env.set("SLURM_JOB_ID", std::nullopt);
+  const auto inv = cluster::default_inventory();
+  const auto cmd = launcher_command(inv, inv.flavor("cpu-2"), {"/abs/prog"}, "/h");
+  ASSERT_FALSE(cmd.empty());
+  EXPECT_EQ(cmd[0], mpirun);
+  EXPECT_EQ(cmd[2], "2");
+}
+
+TEST(LauncherCommand, MissingMpirunNamesThePackage) {
+  EnvGuard env;
+  env.set("PATH", "/nonexistent");
+  env.set("SLURM_JOB_ID", std::nullopt);
+  const auto inv = cluster::default_inventory();
+  try {
+    launcher_command(inv, inv.flavor("cpu-2"), {"/abs/prog"}, "/h");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("mpirun not found"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("openmpi-bin"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("solo switch cpu-1"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
+TEST(DeviceBinding, EachRankSeesItsOwnGpu) {
+  EXPECT_EQ(launch::visible_devices_for("cpu", 3, nullptr), "");
+  EXPECT_EQ(launch::visible_devices_for("h100", 3, nullptr), "3");
+  EXPECT_EQ(launch::visible_devices_for("h100", 0, ""), "0");
+  EXPECT_EQ(launch::visible_devices_for("h100", 1, "4,6,7"), "6");
+  EXPECT_EQ(launch::visible_devices_for("h100", 2, "GPU-aa,GPU-bb,GPU-cc"), "GPU-cc");
+  EXPECT_THROW(launch::visible_devices_for("h100", 3, "4,6,7"), Error);
+}
+
+// Lines as Open MPI 4.1's mpirun prints them.
+TEST(FailureParser, RankKilledBySignal) {
+  launch::FailureParser p;
+  p.feed("--------------------------------------------------------------------------");
+  p.feed("mpirun noticed that process rank 3 with PID 0 on node vm exited on signal 9 (Killed).");
+  EXPECT_EQ(p.describe(137), "the job ended: rank 3 was killed by signal 9 (Killed)");
+}
+
+TEST(FailureParser, RankExitedNonZero) {
+  launch::FailureParser p;
+  p.feed("mpirun detected that one or more processes exited with non-zero status, thus causing");
+  p.feed("the job to be terminated. The first process to do so was:");
+  p.feed("");
+  p.feed("  Process name: [[32031,1],12]");
+  p.feed("  Exit code:    3");
+  p.feed("  Process name: [[32031,1],5]");
+  EXPECT_EQ(p.describe(3), "the job ended: rank 12 exited with status 3");
+}
+
+TEST(FailureParser, SrunTaskExit) {
+  launch::FailureParser p;
+  p.feed("srun: error: node7: task 2: Exited with exit code 4");
+  EXPECT_EQ(p.describe(4), "the job ended: rank 2 exited with status 4");
+}
+
+TEST(FailureParser, NoRankNamed) {
+  launch::FailureParser p;
+  p.feed("some unrelated output");
+  EXPECT_EQ(p.describe(5), "the job ended with status 5");
+}
+
+// ---- End to end: session_probe under real flavors ----
+
+struct ProbeRun {
+  int exit_code = -1;  // 128 + signal when signalled
+  bool timed_out = false;
+  double seconds = 0;
+  bool leftovers = false;  // processes of the job still alive 5 s after it ended
+  std::string out, err;
+};
+
+fs::path probe_path() {
+  return fs::read_symlink("/proc/self/exe").parent_path() / "session_probe";
+}
+
+// Runs session_probe with `args` in a clean environment: no MPI or Slurm variables from the
+// caller, HOME in a temporary directory (so no user inventory or saved flavor), plus `vars`.
+ProbeRun run_probe(const std::vector<std::string>& args,
+                   const std::map<std::string, std::string>& vars, const fs::path& home,
+                   int timeout_s = 120, const std::string& term_after = "") {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    bool drop = false;
+    for (const char* prefix : {"OMPI_", "PMIX_", "PMI_", "SLURM_", "SOLO_", "HOME=", "XDG_"})
+      drop = drop || kv.starts_with(prefix);
+    if (!drop && !vars.count(kv.substr(0, kv.find('=')))) env.push_back(kv);
+  }
+  env.push_back("HOME=" + home.string());
+  for (const auto& [k, v] : vars) env.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& s : env) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  const std::string exe = probe_path().string();
+  std::vector<std::string> argv_s{exe};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : argv_s) argv.push_back(s.data());
+  argv.push_back(nullptr);
+
+  int out_pipe[2], err_pipe[2];
+  EXPECT_EQ(::pipe(out_pipe), 0);
+  EXPECT_EQ(::pipe(err_pipe), 0);
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);  // so that a timeout can kill mpirun and the ranks too
+    ::dup2(out_pipe[1], STDOUT_FILENO);
+    ::dup2(err_pipe[1], STDERR_FILENO);
+    ::close(out_pipe[0]);
+    ::close(err_pipe[0]);
+    ::execve(exe.c_str(), argv.data(), envp.data());
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  ProbeRun run;
+  const auto deadline = start + std::chrono::seconds(timeout_s);
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&run.out, &run.err};
+  int open_pipes = 2;
+  bool term_sent = false;
+  while (open_pipes > 0) {
+    // SIGTERM to the launching process only, as a service manager would send it.
+    if (!term_after.empty() && !term_sent && run.err.find(term_after) != std::string::npos) {
+      ::kill(pid, SIGTERM);
+      term_sent = true;
+      run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      run.timed_out = true;
+      ::kill(-pid, SIGKILL);
+      break;
+    }
+    if (::poll(fds, 2, static_cast<int>(left.count())) < 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buf[4096];
+      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<size_t>(n));
+      } else {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_pipes;
+      }
+    }
+  }
+  for (auto& f : fds)
+    if (f.fd >= 0) ::close(f.fd);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  // With term_after, `seconds` is the time from SIGTERM to the end.
+  run.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() - run.seconds;
+  if (!term_after.empty() && !term_sent) run.seconds = -1;
+  // Nothing the job started (mpirun, ranks) may outlive it.
+  for (int i = 0; i < 50 && ::kill(-pid, 0) == 0; ++i) ::usleep(100 * 1000);
+  run.leftovers = ::kill(-pid, 0) == 0;
+  if (run.leftovers) ::kill(-pid, SIGKILL);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return run;
+}
+
+size_t count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+bool have_mpirun() {
+  return !launch::find_on_path("mpirun").empty();
+}
+
+TEST(SessionProbe, OneDeviceRunsInProcess) {
+  TempDir home;
+  const auto r = run_probe({}, {{"SOLO_FLAVOR", "cpu-1"}, {"SOLO_JOB_ID", "probe-42"}}, home.path);
+  ASSERT_FALSE(r.timed_out) << r.err;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "world=1 sum=1\n");
+  EXPECT_NE(r.err.find("[info] [1/1] Connecting to device 0 on "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("[info] Virtual accelerator is ready. Job probe-42.\n"), std::string::npos)
+      << r.err;
+}
+
+// sum over ranks of (rank + 1) = N (N + 1) / 2; only rank 0's line reaches stdout.
+void expect_job(int n) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  const fs::path tmp = home.path / "tmp";
+  fs::create_directories(tmp);
+  const std::string flavor = "cpu-" + std::to_string(n);
+  const auto r = run_probe({}, {{"SOLO_FLAVOR", flavor}, {"TMPDIR", tmp.string()}}, home.path);
+  ASSERT_FALSE(r.timed_out) << r.err;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "world=" + std::to_string(n) + " sum=" + std::to_string(n * (n + 1) / 2) + "\n")
+      << r.err;
+  EXPECT_NE(r.err.find("[info] Requesting resources for the virtual accelerator (flavor " + flavor +
+                       ": " + std::to_string(n) + " devices on 1 host)...\n"),
+            std::string::npos)
+      << r.err;
+  for (int rank = 0; rank < n; ++rank) {
+    const std::string line = "[info] [" + std::to_string(rank + 1) + "/" + std::to_string(n) +
+                             "] Connecting to device " + std::to_string(rank) + " on ";
+    EXPECT_EQ(count(r.err, line), 1u) << line << "\n" << r.err;
+  }
+  EXPECT_EQ(count(r.err, "[info] Virtual accelerator is ready. Job "), 1u) << r.err;
+  EXPECT_EQ(count(r.err, "error"), 0u) << r.err;
+  for (const auto& e : fs::directory_iterator(tmp))
+    EXPECT_FALSE(e.path().filename().string().starts_with("solo-job-"))
+        << "the hostfile directory was left behind: " << e.path();
+}
+
+TEST(SessionProbe, TwoDevices) {
+  expect_job(2);
+}
+TEST(SessionProbe, FourDevices) {
+  expect_job(4);
+}
+
+// Rank 0 records the job for `solo smi` while it runs and removes the record at the end.
+TEST(SessionProbe, JobRecordLivesAsLongAsTheJob) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  const auto r = run_probe({"jobs"}, {{"SOLO_FLAVOR", "cpu-2"}}, home.path);
+  ASSERT_FALSE(r.timed_out) << r.err;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(count(r.err, "listed=1\n"), 1u) << r.err;
+  const fs::path jobs = home.path / ".cache" / "solo" / "jobs";
+  ASSERT_TRUE(fs::is_directory(jobs));
+  EXPECT_TRUE(fs::is_empty(jobs)) << "a job record outlived its job";
+}
+
+TEST(SessionProbe, UnknownFlavorListsFlavors) {
+  TempDir home;
+  const auto r = run_probe({}, {{"SOLO_FLAVOR", "cpu-3000"}}, home.path);
+  ASSERT_FALSE(r.timed_out) << r.err;
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("cpu-3000"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("cpu-1"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("cpu-4"), std::string::npos) << r.err;
+}
+
+TEST(SessionProbe, DeadRankEndsTheJobWithinTenSeconds) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  const auto r = run_probe({"die-rank", "1"}, {{"SOLO_FLAVOR", "cpu-2"}}, home.path, 60);
+  ASSERT_FALSE(r.timed_out) << "the job hung after rank 1 died\n" << r.err;
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(r.seconds, 10.0) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_FALSE(r.leftovers) << "processes of the job outlived it\n" << r.err;
+  EXPECT_NE(r.err.find("error: the job ended: rank 1 "), std::string::npos) << r.err;
+}
+
+TEST(SessionProbe, TermIsForwardedToTheJob) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  const auto r = run_probe({"stall"}, {{"SOLO_FLAVOR", "cpu-2"}}, home.path, 30,
+                           "Virtual accelerator is ready");
+  ASSERT_FALSE(r.timed_out) << "the job ignored SIGTERM\n" << r.err;
+  ASSERT_GE(r.seconds, 0) << "the job never became ready\n" << r.err;
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(r.seconds, 10.0) << r.err;
+  EXPECT_FALSE(r.leftovers) << "processes of the job outlived it\n" << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(SessionProbe, NoMpirunOnPath) {
+  TempDir home;
+  const auto r = run_probe({}, {{"SOLO_FLAVOR", "cpu-2"}, {"PATH", "/nonexistent"}}, home.path);
+  ASSERT_FALSE(r.timed_out) << r.err;
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("error: mpirun not found: install Debian's openmpi-bin"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(count(r.err, "\n"), 2u) << r.err;  // the request line and the error
+}
+
+}  // namespace
