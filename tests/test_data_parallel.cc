@@ -4,12 +4,12 @@
 // that the ranks cannot split is a clear error.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <random>
 #include <regex>
-#include <sys/wait.h>
 
 #include "solo/data/token_file.h"
 #include "solo/models/llama.h"
@@ -19,7 +19,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path build_dir() { return fs::canonical("/proc/self/exe").parent_path().parent_path(); }
+fs::path build_dir() {
+  return fs::canonical("/proc/self/exe").parent_path().parent_path();
+}
 
 struct RunResult {
   int status = -1;
@@ -69,12 +71,11 @@ class DataParallel : public ::testing::Test {
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 
   static RunResult train(const std::string& flavor, int batch) {
-    const std::string cmd = "SOLO_FLAVOR=" + flavor + " " +
-                            (build_dir() / "examples" / "train_llama").string() +
-                            " --model-name-or-path " + (dir_ / "model").string() + " --dataset " +
-                            (dir_ / "train.tok").string() + " --batch-size " +
-                            std::to_string(batch) +
-                            " --block-size 32 --max-steps 10 --log-interval 1 --lr 1e-3";
+    const std::string cmd =
+        "SOLO_FLAVOR=" + flavor + " " + (build_dir() / "examples" / "train_llama").string() +
+        " --model-name-or-path " + (dir_ / "model").string() + " --dataset " +
+        (dir_ / "train.tok").string() + " --batch-size " + std::to_string(batch) +
+        " --block-size 32 --max-steps 10 --log-interval 1 --lr 1e-3";
     return run(cmd);
   }
   static inline fs::path dir_;

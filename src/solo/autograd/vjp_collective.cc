@@ -11,6 +11,8 @@ std::vector<ir::ValueId> all_reduce_vjp(ir::Graph&, const ir::Node&,
 }
 }  // namespace
 
-void register_collective_vjps(VjpTable& t) { t.set(OpKind::AllReduce, all_reduce_vjp); }
+void register_collective_vjps(VjpTable& t) {
+  t.set(OpKind::AllReduce, all_reduce_vjp);
+}
 
 }  // namespace solo::autograd

@@ -1,4 +1,5 @@
 #include "solo/session/session.h"
+#include "solo/tensor/tensor.h"
 
 #include <fcntl.h>
 #include <sys/types.h>
@@ -158,6 +159,13 @@ void announce(const cluster::Inventory& inv, const cluster::Flavor& f, comm::Com
 
 }  // namespace
 
+namespace {
+// The tensor device the flavor's ranks compute on.
+Device compute_device(const cluster::Flavor& f) {
+  return Device{f.device_kind == "cpu" ? "cpu" : "cuda"};
+}
+}  // namespace
+
 Session::Session(int argc, char** argv)
     : inventory_(cluster::load_inventory()), flavor_(cluster::current_flavor(inventory_)) {
   const bool in_job = comm::launched_as_mpi_rank();
@@ -177,6 +185,8 @@ Session::Session(int argc, char** argv)
   }
   const char* id = std::getenv("SOLO_JOB_ID");
   job_id_ = id && *id ? id : new_job_id();
+  // The ranks train data-parallel: backward() averages gradients over them.
+  if (comm_->size() > 1) set_data_parallel(compute_device(flavor_), comm_.get());
 
   announce(inventory_, flavor_, *comm_);
   if (!is_main()) return;
@@ -202,6 +212,7 @@ Session::Session(int argc, char** argv)
 }
 
 Session::~Session() {
+  if (comm_ && comm_->size() > 1) set_data_parallel(compute_device(flavor_), nullptr);
 #ifdef SOLO_HAVE_JOB_RECORDS
   if (comm_ && is_main()) {
     try {

@@ -224,7 +224,8 @@ void Tensor::backward() const {
     }
   std::vector<ir::ValueId> grads = autograd::gradients(trace.graph, self.value, wrt);
   ir::NoGradGuard no_grad;
-  if (ctx.data_parallel() && ctx.data_parallel()->size() > 1) average_over_ranks(trace.graph, grads);
+  if (ctx.data_parallel() && ctx.data_parallel()->size() > 1)
+    average_over_ranks(trace.graph, grads);
   for (size_t i = 0; i < grads.size(); ++i) {
     if (grads[i] == ir::kNoValue) continue;
     Tensor g = ctx.wrap(grads[i], false);
