@@ -38,6 +38,12 @@ CudaBackend::CudaBackend() {
   ctx_.cublaslt = lt;
   ctx_.workspace_bytes = 32u << 20;
   SOLO_CUDA_CHECK(cudaMalloc(&ctx_.workspace, ctx_.workspace_bytes));
+  // Kernels take scratch with cudaMallocAsync; keep freed pool memory instead of returning it
+  // to the driver at every synchronisation (re-mapping it each step costs milliseconds).
+  cudaMemPool_t pool;
+  SOLO_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, 0));
+  uint64_t keep = UINT64_MAX;
+  SOLO_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
   int sms = 0;
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
   ctx_.sm_count = sms;
