@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
-#include <regex>
 
 #include "solo/data/token_file.h"
 #include "solo/models/llama.h"
@@ -38,11 +37,12 @@ RunResult run(const std::string& command) {
   return r;
 }
 
+// The value after each "Loss: " of the log lines.
 std::vector<double> losses(const std::string& output) {
   std::vector<double> out;
-  const std::regex re(R"(Loss: ([0-9.]+))");
-  for (std::sregex_iterator it(output.begin(), output.end(), re), end; it != end; ++it)
-    out.push_back(std::stod((*it)[1]));
+  const std::string key = "Loss: ";
+  for (size_t at = output.find(key); at != std::string::npos; at = output.find(key, at + 1))
+    out.push_back(std::stod(output.substr(at + key.size(), 32)));
   return out;
 }
 
