@@ -8,6 +8,7 @@
 
 #include "solo/autograd/autograd.h"
 #include "solo/backend/backend.h"
+#include "solo/core/error.h"
 #include "solo/core/half.h"
 #include "solo/ir/ops.h"
 #include "solo/runtime/executor.h"
@@ -197,6 +198,15 @@ Extension gradient_extension(const std::vector<int>& wrt) {
 }
 
 }  // namespace
+
+bool backend_available(const std::string& backend) {
+  try {
+    make_backend(backend);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
 
 std::vector<HostTensor> run_graph(const std::string& backend, const std::vector<HostTensor>& inputs,
                                   const Builder& build) {

@@ -28,6 +28,10 @@ HostTensor with_dtype(const HostTensor& t, DType dtype);
 using Builder =
     std::function<std::vector<ir::ValueId>(ir::Graph& g, const std::vector<ir::ValueId>& in)>;
 
+// True when the named backend can be created here (e.g. "cuda" needs a device); tests of a
+// backend that is not available skip.
+bool backend_available(const std::string& backend);
+
 // Runs the built graph on the named backend; returns the outputs as host tensors.
 std::vector<HostTensor> run_graph(const std::string& backend, const std::vector<HostTensor>& inputs,
                                   const Builder& build);

@@ -24,17 +24,8 @@ using ir::Graph;
 using ir::kNoValue;
 using ir::ValueId;
 
-bool cuda_available_for_tests() {
-  try {
-    make_backend("cuda");
-    return true;
-  } catch (const solo::Error&) {
-    return false;
-  }
-}
-
 #define SKIP_WITHOUT_CUDA() \
-  if (!cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device"
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device"
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -155,7 +146,7 @@ TEST(CudaAttention, ForwardF32MatchesCpu) {
 
 // The training shape of the 1B benchmark (seq 2048, D 128), causal, forward and backward.
 TEST(CudaAttention, LongSequenceMatchesCpu) {
-  if (!cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   const Case c{1, 2048, 2048, 4, 2, 128, true, false};
   const auto in = inputs_of(c, 91);
   const double scale = 1.0 / std::sqrt(double(c.D));

@@ -14,21 +14,6 @@
 #include "solo/core/half.h"
 #include "solo/ir/ops.h"
 
-namespace solo {
-// True when a cuda backend can be created (a device is present and the build has CUDA).
-static bool cuda_available_for_tests() {
-  static const bool available = [] {
-    try {
-      make_backend("cuda");
-      return true;
-    } catch (const Error&) {
-      return false;
-    }
-  }();
-  return available;
-}
-}  // namespace solo
-
 namespace solo::test {
 namespace {
 
@@ -99,7 +84,7 @@ const std::vector<std::pair<const char*, BinaryFn>> kBinary = {
 // ---- full --------------------------------------------------------------------------------
 
 TEST(CudaFull, EveryDtype) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   Builder build = [](Graph& g, const std::vector<ValueId>&) {
     return std::vector<ValueId>{
         ir::full(g, {2, 2}, DType::F32, 1.5), ir::full(g, {3}, DType::F64, -0.25),
@@ -116,7 +101,7 @@ TEST(CudaFull, EveryDtype) {
 // ---- binary ------------------------------------------------------------------------------
 
 TEST(CudaBinary, F32Broadcasting) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 1;
   for (const auto& [sa, sb] : kPairs)
     for (const auto& [name, fn] : kBinary) {
@@ -131,7 +116,7 @@ TEST(CudaBinary, F32Broadcasting) {
 }
 
 TEST(CudaBinary, F32Div) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 100;
   for (const auto& [sa, sb] : kPairs) {
     const auto a = random_tensor(sa, DType::F32, seed++);
@@ -142,7 +127,7 @@ TEST(CudaBinary, F32Div) {
 }
 
 TEST(CudaBinary, IntegersExact) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 200;
   for (DType dt : {DType::I32, DType::I64})
     for (const auto& [sa, sb] : kPairs)
@@ -156,7 +141,7 @@ TEST(CudaBinary, IntegersExact) {
 }
 
 TEST(CudaBinary, Bf16) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 300;
   for (const auto& [sa, sb] : kPairs) {
     for (const auto& [name, fn] : kBinary) {
@@ -176,7 +161,7 @@ TEST(CudaBinary, Bf16) {
 // ---- where -------------------------------------------------------------------------------
 
 TEST(CudaWhere, CondOfEveryDtypeBroadcast) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   Builder build = one([](Graph& g, const auto& in) { return ir::where(g, in[0], in[1], in[2]); });
   uint64_t seed = 400;
   // cond values include -0 and fractions (nonzero = true).
@@ -234,7 +219,7 @@ std::vector<UnaryCase> unary_cases() {
 }
 
 TEST(CudaUnary, F32) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 500;
   for (const auto& uc : unary_cases())
     for (const Shape& s : {Shape{}, Shape{7}, Shape{33, 65}, Shape{3, 100003}}) {
@@ -246,7 +231,7 @@ TEST(CudaUnary, F32) {
 }
 
 TEST(CudaUnary, Bf16) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 600;
   for (const auto& uc : unary_cases()) {
     const auto x = random_tensor({37, 129}, DType::F32, seed++, uc.lo, uc.hi);
@@ -257,7 +242,7 @@ TEST(CudaUnary, Bf16) {
 }
 
 TEST(CudaUnary, IntegerScalarOpsAndNeg) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   for (DType dt : {DType::I32, DType::I64}) {
     const auto x = random_tensor({5, 77}, dt, 700, -1000, 1000);
     Builder build = [](Graph& g, const std::vector<ValueId>& in) {
@@ -269,7 +254,7 @@ TEST(CudaUnary, IntegerScalarOpsAndNeg) {
 }
 
 TEST(CudaActivationBackward, F32AndBf16) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   Builder build = [](Graph& g, const std::vector<ValueId>& in) {
     return std::vector<ValueId>{ir::silu_backward(g, in[0], in[1]),
                                 ir::gelu_backward(g, in[0], in[1], false),
@@ -286,7 +271,7 @@ TEST(CudaActivationBackward, F32AndBf16) {
 // ---- cast --------------------------------------------------------------------------------
 
 TEST(CudaCast, EveryDtypePair) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   const double nan = std::numeric_limits<double>::quiet_NaN();
   // Fractions truncate toward zero, NaN -> 0, out-of-range values saturate.
   const std::vector<double> float_values = {-3.75, -1,   -0.5, 0,    0.5,   1,   2.5,
@@ -351,7 +336,7 @@ double reduce_atol(const ReduceCase& rc) {
 }
 
 TEST(CudaReduce, SumAndMeanF32) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 1000;
   for (const auto& rc : kReduceCases) {
     const auto x = random_tensor(rc.shape, DType::F32, seed++);
@@ -365,7 +350,7 @@ TEST(CudaReduce, SumAndMeanF32) {
 }
 
 TEST(CudaReduce, SumIntegersExact) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 1100;
   for (DType dt : {DType::I32, DType::I64})
     for (const auto& rc : kReduceCases) {
@@ -380,7 +365,7 @@ TEST(CudaReduce, SumIntegersExact) {
 }
 
 TEST(CudaReduce, SumAndMeanBf16) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 1200;
   for (const auto& rc : kReduceCases) {
     // Positive values keep the relative error of the f32-accumulated sum meaningful.
@@ -395,7 +380,7 @@ TEST(CudaReduce, SumAndMeanBf16) {
 }
 
 TEST(CudaReduce, EmptyInputs) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   const HostTensor x{{{5, 0, 3}, DType::F32}, {}};
   Builder build = [](Graph& g, const std::vector<ValueId>& in) {
     return std::vector<ValueId>{ir::sum(g, in[0], {1}), ir::mean(g, in[0], {1}),
@@ -407,7 +392,7 @@ TEST(CudaReduce, EmptyInputs) {
 // ---- broadcast_to ------------------------------------------------------------------------
 
 TEST(CudaBroadcastTo, ShapesAndDtypes) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   const std::vector<std::pair<Shape, Shape>> cases = {
       {{3, 1, 5}, {2, 3, 4, 5}}, {{}, {7}},           {{6}, {6}},
       {{1, 1}, {4, 3}},          {{513}, {300, 513}}, {{300, 1}, {300, 513}}};
@@ -426,7 +411,7 @@ TEST(CudaBroadcastTo, ShapesAndDtypes) {
 // ---- gradients through autograd ------------------------------------------------------------
 
 TEST(CudaElementwiseGradients, AddMulSumMatchReference) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   const auto a = random_tensor({4, 3, 5}, DType::F32, 1400);
   const auto b = random_tensor({3, 1}, DType::F32, 1401);
   expect_gradients_match_reference(

@@ -16,21 +16,6 @@
 #include "solo/core/half.h"
 #include "solo/ir/ops.h"
 
-namespace solo {
-// True when a cuda backend can be created (a device is present and the build has CUDA).
-static bool cuda_available_for_tests() {
-  static const bool available = [] {
-    try {
-      make_backend("cuda");
-      return true;
-    } catch (const Error&) {
-      return false;
-    }
-  }();
-  return available;
-}
-}  // namespace solo
-
 namespace solo::test {
 namespace {
 
@@ -90,7 +75,7 @@ std::string str(const std::vector<int64_t>& v) {
 // ---- Permute -----------------------------------------------------------------------------------
 
 TEST(CudaPermute, EveryRank4Permutation) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   std::vector<int64_t> perm = {0, 1, 2, 3};
   uint64_t seed = 1;
   do {
@@ -104,7 +89,7 @@ TEST(CudaPermute, EveryRank4Permutation) {
 }
 
 TEST(CudaPermute, EveryElementSizeAndTiles) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   struct Case {
     Shape shape;
     std::vector<int64_t> perm;
@@ -134,7 +119,7 @@ TEST(CudaPermute, EveryElementSizeAndTiles) {
 // ---- Slice, SliceBackward, Concat ------------------------------------------------------------
 
 TEST(CudaSlice, AxesAndDtypes) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 200;
   for (DType dt : {DType::F32, DType::BF16, DType::I32, DType::Bool}) {
     const auto x = random_tensor({4, 9, 6}, dt, seed++, -4, 4);
@@ -151,7 +136,7 @@ TEST(CudaSlice, AxesAndDtypes) {
 }
 
 TEST(CudaSliceBackward, ZeroFilledWindow) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 300;
   struct Case {
     Shape dy;
@@ -174,7 +159,7 @@ TEST(CudaSliceBackward, ZeroFilledWindow) {
 }
 
 TEST(CudaConcat, AxesAndDtypes) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 400;
   for (DType dt : {DType::F32, DType::BF16, DType::I32, DType::Bool})
     for (int axis : {0, 1, 2}) {
@@ -214,7 +199,7 @@ Builder matmul_builder(bool ta, bool tb) {
 }
 
 TEST(CudaMatMul, EveryTransposeSharedAndBatchedB) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   struct Case {
     std::vector<int64_t> lead;
     bool batched_b;
@@ -242,7 +227,7 @@ TEST(CudaMatMul, EveryTransposeSharedAndBatchedB) {
 }
 
 TEST(CudaMatMul, Large) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   // M = 512, K = 768, N = 1000, and the same as a batch of 4 x 128 rows with a shared b.
   const auto a = random_tensor({512, 768}, DType::F32, 600);
   const auto b = random_tensor({768, 1000}, DType::F32, 601);
@@ -258,7 +243,7 @@ TEST(CudaMatMul, Large) {
 }
 
 TEST(CudaMatMul, EmptyDims) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   // K == 0: zeros; M == 0 or N == 0: empty outputs.
   const HostTensor a{{{3, 0}, DType::F32}, {}}, b{{{0, 4}, DType::F32}, {}};
   cuda_vs_cpu({a, b}, matmul_builder(false, false), 0, 0, "matmul K = 0");
@@ -271,7 +256,7 @@ TEST(CudaMatMul, EmptyDims) {
 }
 
 TEST(CudaMatMul, GradientsMatchReference) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 800;
   for (bool batched_b : {false, true})
     for (bool ta : {false, true})
@@ -297,7 +282,7 @@ TEST(CudaMatMul, GradientsMatchReference) {
 // ---- Embedding -------------------------------------------------------------------------------
 
 TEST(CudaEmbedding, IdsAndDtypes) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   const std::vector<int64_t> id_values = {0, 10, 3, 3, 7, 1, 10, 0, 5, 2};
   uint64_t seed = 900;
   for (DType id_dt : {DType::I32, DType::I64})
@@ -312,7 +297,7 @@ TEST(CudaEmbedding, IdsAndDtypes) {
 }
 
 TEST(CudaEmbedding, OutOfRangeIdsGiveZeroRows) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   // The cpu backend raises; the GPU cannot without a sync and writes zeros instead.
   const auto w = float_tensor({2, 3}, DType::F32, {1, 2, 3, 4, 5, 6});
   const auto ids = int_tensor({3}, DType::I64, {1, 5, -1});
@@ -323,7 +308,7 @@ TEST(CudaEmbedding, OutOfRangeIdsGiveZeroRows) {
 }
 
 TEST(CudaEmbeddingBackward, ScatterAdd) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 1000;
   const std::vector<int64_t> id_values = {0, 10, 3, 3, 7, 1, 10, 0, 5, 3};
   for (DType id_dt : {DType::I32, DType::I64})
@@ -348,7 +333,7 @@ TEST(CudaEmbeddingBackward, ScatterAdd) {
 }
 
 TEST(CudaEmbedding, GradientsMatchReference) {
-  if (!solo::cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device";
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   const auto w = random_tensor({9, 6}, DType::F32, 1100);
   const auto ids = int_tensor({2, 4}, DType::I64, {1, 8, 1, 0, 3, 3, 3, 7});
   expect_gradients_match_reference("cuda", {w, ids}, one([](Graph& g, const auto& in) {

@@ -20,17 +20,8 @@ namespace {
 using ir::Graph;
 using ir::ValueId;
 
-bool cuda_available_for_tests() {
-  try {
-    make_backend("cuda");
-    return true;
-  } catch (const solo::Error&) {
-    return false;
-  }
-}
-
 #define SKIP_WITHOUT_CUDA() \
-  if (!cuda_available_for_tests()) GTEST_SKIP() << "no CUDA device"
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device"
 
 // actual within atol_rel * max|expected| + rtol * |e| of expected, per output (NaN matches NaN,
 // infinities must be equal).

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "op_check.h"
 #include "solo/backend/backend.h"
 #include "solo/core/error.h"
 #include "solo/io/safetensors.h"
@@ -49,15 +50,6 @@ Tensor tensor(const io::RawTensor& raw, const Device& d) {
   std::vector<unsigned char> bytes(raw.bytes.size());
   std::memcpy(bytes.data(), raw.bytes.data(), bytes.size());
   return Tensor::from_data(bytes.data(), raw.shape, raw.dtype, d);
-}
-
-bool cuda_available() {
-  try {
-    make_backend("cuda");
-    return true;
-  } catch (const Error&) {
-    return false;
-  }
 }
 
 // |got - want| <= atol + rtol * |want| everywhere; reports the worst element.
@@ -156,7 +148,7 @@ TYPED_TEST(GoldenModel, TenAdamWStepsMatchTransformers) {
 }
 
 TYPED_TEST(GoldenModel, CudaMatchesTransformers) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  if (!test::backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
   check_logits(*this, Device{"cuda"});
   check_gradients(*this, Device{"cuda"});
   check_adamw(*this, Device{"cuda"});
