@@ -13,4 +13,4 @@ one=$(SOLO_FLAVOR=cpu-1 OMP_NUM_THREADS=1 ./build/examples/train_llama "${args[@
 two=$(SOLO_FLAVOR=cpu-2 ./build/examples/train_llama "${args[@]}" | tput)
 echo "cpu-1, 1 thread:           $one tokens/s"
 echo "cpu-2, 1 thread per rank:  $two tokens/s"
-python3 -c "print(f'ratio: {float('$two') / float('$one'):.2f}x')"
+awk -v a="$two" -v b="$one" 'BEGIN { printf "ratio: %.2fx\n", a / b }'
