@@ -136,6 +136,7 @@ TEST(Optimizers, StepsHaveTheSameGraphStructure) {
   p.requires_grad_();
   AdamW opt({&p}, {.lr = 0.1});
   std::vector<uint64_t> hashes;
+  const int64_t hits_before = plan_cache_hits();
   for (int i = 0; i < 4; ++i) {
     opt.zero_grad();
     sum(p * p).backward();
@@ -145,6 +146,7 @@ TEST(Optimizers, StepsHaveTheSameGraphStructure) {
   EXPECT_NE(hashes[0], 0u);
   EXPECT_EQ(hashes[1], hashes[2]);
   EXPECT_EQ(hashes[2], hashes[3]);
+  EXPECT_GE(plan_cache_hits() - hits_before, 2);  // steps 3 and 4 reuse step 2's plan
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "solo/core/error.h"
+#include "solo/core/hash.h"
 #include "solo/tensor/tensor_impl.h"
 
 namespace solo {
@@ -85,11 +86,22 @@ void DeviceContext::flush() {
   if (outputs.empty()) return;
   std::unordered_map<ir::ValueId, const void*> inputs;
   for (const auto& [v, leaf] : trace->leaves) inputs[v] = leaf.storage->data();
-  const runtime::MemoryPlan plan = runtime::plan_memory(trace->graph, outputs);
+  // Same graph and outputs => same plan (DESIGN §3.2): steps after the first reuse it.
+  const uint64_t graph_hash = trace->graph.structural_hash();
+  uint64_t key = graph_hash;
+  for (ir::ValueId v : outputs) key = hash_mix(key, static_cast<uint64_t>(v));
+  auto cached = plan_cache_.find(key);
+  if (cached == plan_cache_.end()) {
+    if (plan_cache_.size() >= kPlanCacheSize) plan_cache_.clear();
+    cached = plan_cache_.emplace(key, runtime::plan_memory(trace->graph, outputs)).first;
+  } else {
+    ++plan_cache_hits_;
+  }
+  const runtime::MemoryPlan& plan = cached->second;
   runtime::Executor executor(*backend_, profile_.get(), data_parallel_);
   runtime::RunResult result = executor.run(trace->graph, plan, inputs);
   last_peak_bytes_ = result.peak_bytes;
-  last_graph_hash_ = trace->graph.structural_hash();
+  last_graph_hash_ = graph_hash;
   for (const auto& impl : targets) {
     const auto k = static_cast<size_t>(
         std::find(plan.outputs.begin(), plan.outputs.end(), impl->value) - plan.outputs.begin());

@@ -324,6 +324,9 @@ int data_parallel_size(const Device& d) {
   const comm::Communicator* c = device_context(d).data_parallel();
   return c ? c->size() : 1;
 }
+int64_t plan_cache_hits(const Device& d) {
+  return device_context(d).plan_cache_hits();
+}
 uint64_t last_flush_graph_hash(const Device& d) {
   return device_context(d).last_graph_hash();
 }

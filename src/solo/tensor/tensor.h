@@ -106,6 +106,8 @@ int data_parallel_size(const Device& d = {});
 
 // Structural hash of the graph the last flush ran (equal for steps of the same program).
 uint64_t last_flush_graph_hash(const Device& d = {});
+// How many flushes reused a cached memory plan (same graph hash and outputs).
+int64_t plan_cache_hits(const Device& d = {});
 // The pending graph of a device (for inspection: hashes, dumps, tracing tests).
 const ir::Graph& pending_graph(const Device& d = {});
 

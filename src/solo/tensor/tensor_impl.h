@@ -56,6 +56,7 @@ class DeviceContext {
   comm::Communicator* data_parallel() const { return data_parallel_; }
   size_t last_peak_bytes() const { return last_peak_bytes_; }
   uint64_t last_graph_hash() const { return last_graph_hash_; }
+  int64_t plan_cache_hits() const { return plan_cache_hits_; }
 
  private:
   Device device_;
@@ -64,6 +65,10 @@ class DeviceContext {
   size_t last_peak_bytes_ = 0;
   uint64_t last_graph_hash_ = 0;
   comm::Communicator* data_parallel_ = nullptr;
+  // Memory plans by (graph hash, requested outputs); a program has few distinct graphs.
+  static constexpr size_t kPlanCacheSize = 16;
+  std::unordered_map<uint64_t, runtime::MemoryPlan> plan_cache_;
+  int64_t plan_cache_hits_ = 0;
   std::unique_ptr<runtime::OpProfile> profile_;  // with SOLO_PROFILE=1: printed at exit
 };
 
