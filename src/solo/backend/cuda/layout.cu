@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "solo/backend/cuda/cuda_util.cuh"
+#include "solo/backend/permute_plan.h"
 
 namespace solo {
 namespace {
@@ -72,46 +73,9 @@ void dispatch_unit(size_t size, F&& f) {
 
 // ---- Permute ----------------------------------------------------------------------------------
 
-// The permutation with size-1 dims dropped and runs of input dims that stay adjacent and in
-// order merged (as on cpu): [B, T, H, D] with perm (0, 2, 1, 3) stays 4-D, (1, 2, 0, 3)
-// becomes [B, T*H, D] with perm (1, 0, 2).
-struct Coalesced {
-  std::vector<int64_t> shape;  // input dims
-  std::vector<int64_t> perm;   // output dim j is input dim perm[j]
-};
-
-Coalesced coalesce(const Shape& s, const std::vector<int64_t>& perm) {
-  std::vector<int64_t> index(static_cast<size_t>(s.rank()), -1), dims;
-  for (int i = 0; i < s.rank(); ++i)
-    if (s[i] != 1) {
-      index[static_cast<size_t>(i)] = static_cast<int64_t>(dims.size());
-      dims.push_back(s[i]);
-    }
-  std::vector<std::pair<int64_t, int64_t>> runs;  // [first, last] input dims, output order
-  for (int64_t p : perm) {
-    const int64_t i = index[static_cast<size_t>(p)];
-    if (i < 0) continue;
-    if (!runs.empty() && runs.back().second + 1 == i)
-      runs.back().second = i;
-    else
-      runs.push_back({i, i});
-  }
-  std::vector<size_t> by_input(runs.size());
-  std::iota(by_input.begin(), by_input.end(), size_t{0});
-  std::sort(by_input.begin(), by_input.end(),
-            [&](size_t x, size_t y) { return runs[x].first < runs[y].first; });
-  Coalesced c;
-  c.shape.resize(runs.size());
-  c.perm.resize(runs.size());
-  for (size_t k = 0; k < by_input.size(); ++k) {
-    const auto [first, last] = runs[by_input[k]];
-    int64_t n = 1;
-    for (int64_t i = first; i <= last; ++i) n *= dims[static_cast<size_t>(i)];
-    c.shape[k] = n;
-    c.perm[by_input[k]] = static_cast<int64_t>(k);
-  }
-  return c;
-}
+// The permutation planning (size-1 dims dropped, adjacent runs merged) is shared with cpu.
+using kernels::coalesce;
+using kernels::Coalesced;
 
 // Output dims and, for each, the input stride (elements) that one step along it moves.
 struct PermPlan {
