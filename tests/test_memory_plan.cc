@@ -90,6 +90,103 @@ TEST_P(ExecutorPeak, MeasuredPeakEqualsPlannedPeak) {
   }
 }
 
+// ---- donated inputs ----------------------------------------------------------------------
+
+// One AdamW update of a 4-element parameter: the graph an optimizer step flushes.
+struct AdamWStep {
+  Graph g;
+  ValueId p, grad, m, v, lr, b1, b2;
+  std::vector<ValueId> next;  // p', m', v'
+};
+AdamWStep make_adamw_step() {
+  AdamWStep s;
+  const ir::TensorType vec{Shape({4}), DType::F32}, one{Shape({}), DType::F32};
+  s.p = s.g.input(vec, "p");
+  s.grad = s.g.input(vec, "grad");
+  s.m = s.g.input(vec, "m");
+  s.v = s.g.input(vec, "v");
+  s.lr = s.g.input(one, "lr");
+  s.b1 = s.g.input(one, "bias1");
+  s.b2 = s.g.input(one, "bias2");
+  s.next = ir::adamw_update(s.g, s.p, s.grad, s.m, s.v, s.lr, s.b1, s.b2, 0.9, 0.999, 1e-8, 0.1);
+  return s;
+}
+
+TEST(MemoryPlan, OptimizerUpdatesDonatedInputsInPlace) {
+  AdamWStep s = make_adamw_step();
+  const MemoryPlan plan = plan_memory(s.g, s.next, {s.p, s.m, s.v, s.grad});
+  const ValueId expected_donor[] = {s.p, s.m, s.v};
+  for (int k = 0; k < 3; ++k) {
+    const auto o = static_cast<size_t>(s.next[static_cast<size_t>(k)]);
+    EXPECT_EQ(plan.placement[o], Placement::Donated) << k;
+    EXPECT_EQ(plan.donor[o], expected_donor[k]) << k;  // never the gradient, read elsewhere
+  }
+  EXPECT_EQ(plan.output_bytes, 0u);
+  // Without donations every output needs storage of its own.
+  EXPECT_EQ(plan_memory(s.g, s.next).output_bytes, 3 * 16u);
+}
+
+TEST(MemoryPlan, DeadInputIsReusedButLiveOneIsNot) {
+  Graph g;
+  const ValueId x = g.input({{8}, DType::F32}, "x");
+  const ValueId y = g.input({{8}, DType::F32}, "y");
+  const ValueId a = ir::mul_scalar(g, x, 2.0);  // last read of x
+  const ValueId b = ir::add(g, a, y);           // output; y is read here, by an op that
+  const ValueId c = ir::mul(g, b, y);           // has no in-place rule, and again later
+  const MemoryPlan plan = plan_memory(g, {b, c}, {x, y});
+  EXPECT_EQ(plan.placement[static_cast<size_t>(b)], Placement::Donated);
+  EXPECT_EQ(plan.donor[static_cast<size_t>(b)], x);
+  EXPECT_EQ(plan.placement[static_cast<size_t>(c)], Placement::Output);  // y is read by c
+  EXPECT_EQ(plan.output_bytes, 32u);
+  // A donated input that is itself requested keeps its buffer (it is copied out).
+  const MemoryPlan kept = plan_memory(g, {b, x}, {x});
+  EXPECT_EQ(kept.placement[static_cast<size_t>(b)], Placement::Output);
+  EXPECT_THROW(plan_memory(g, {b}, {a}), Error);  // only graph inputs can be donated
+}
+
+TEST_P(ExecutorPeak, DonatedOutputsReuseTheInputStorage) {
+  auto backend = make_backend(GetParam());
+  AdamWStep s = make_adamw_step();
+  const std::vector<float> p = {1, -2, 3, -4}, grad = {0.5f, 0.25f, -1, 2}, m = {0.1f, 0, 0, -0.1f},
+                           v = {0.01f, 0.02f, 0, 0.5f}, lr = {0.01f}, b1 = {10}, b2 = {1000};
+  const std::vector<std::pair<ValueId, const std::vector<float>*>> values = {
+      {s.p, &p}, {s.grad, &grad}, {s.m, &m}, {s.v, &v}, {s.lr, &lr}, {s.b1, &b1}, {s.b2, &b2}};
+  // Two copies of every input: one donated, one kept, to compare the two plans' results.
+  std::unordered_map<ValueId, std::shared_ptr<Storage>> donated, kept;
+  std::unordered_map<ValueId, const void*> donated_in, kept_in;
+  for (const auto& [id, host] : values) {
+    for (auto* side : {&donated, &kept}) {
+      auto st = std::make_shared<Storage>(*backend, host->size() * 4);
+      if (backend->holds_data()) backend->copy_from_host(st->data(), host->data(), st->bytes());
+      (*side)[id] = st;
+    }
+    donated_in[id] = donated[id]->data();
+    kept_in[id] = kept[id]->data();
+  }
+  const MemoryPlan with = plan_memory(s.g, s.next, {s.p, s.m, s.v});
+  const MemoryPlan without = plan_memory(s.g, s.next);
+  Executor exec(*backend);
+  std::unordered_map<ValueId, std::shared_ptr<Storage>> given = {
+      {s.p, donated[s.p]}, {s.m, donated[s.m]}, {s.v, donated[s.v]}};
+  const size_t before = backend->bytes_in_use();
+  RunResult r = exec.run(s.g, with, donated_in, given);
+  EXPECT_EQ(r.peak_bytes, with.peak_bytes());
+  EXPECT_EQ(backend->bytes_in_use(), before);  // no new storage: the outputs are the inputs'
+  EXPECT_EQ(r.outputs[0].get(), donated[s.p].get());
+  EXPECT_EQ(r.outputs[1].get(), donated[s.m].get());
+  EXPECT_EQ(r.outputs[2].get(), donated[s.v].get());
+  RunResult ref = exec.run(s.g, without, kept_in);
+  if (backend->holds_data())
+    for (int k = 0; k < 3; ++k) {
+      std::vector<float> got(4), want(4);
+      backend->copy_to_host(got.data(), r.outputs[static_cast<size_t>(k)]->data(), 16);
+      backend->copy_to_host(want.data(), ref.outputs[static_cast<size_t>(k)]->data(), 16);
+      EXPECT_EQ(got, want) << "output " << k;
+    }
+  // A plan that donates needs the storage handed over with the data.
+  EXPECT_THROW(exec.run(s.g, with, donated_in), Error);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ExecutorPeak, ::testing::Values("reference", "cpu", "meta"));
 
 TEST(Executor, MissingInputIsNamed) {

@@ -7,6 +7,7 @@
 
 #include "solo/core/error.h"
 #include "solo/optim/optimizer.h"
+#include "solo/tensor/tensor_impl.h"
 
 namespace solo::optim {
 namespace {
@@ -128,6 +129,38 @@ TEST(Optimizers, BadOptionsAreErrors) {
   EXPECT_THROW(AdamW({&p}, {.beta1 = 1.0}), Error);
   EXPECT_THROW(AdamW({}, {}), Error);
   EXPECT_THROW(clip_grad_norm({&p}, 0.0), Error);
+}
+
+TEST(AdamW, UpdatesParameterAndStatesInTheirOwnStorage) {
+  // The old parameter and moments are dead once the update has read them, so the step
+  // writes the new values over them: no new storage, and the address stays put.
+  const int64_t n = 1 << 18;
+  const size_t bytes = n * sizeof(float);
+  Tensor p = Tensor::full({n}, 0.5, DType::F32);
+  p.requires_grad_();
+  AdamW opt({&p}, {.lr = 0.1});
+  auto step = [&] {
+    opt.zero_grad();
+    sum(p * p).backward();
+    opt.step();
+    sync();
+  };
+  step();
+  const void* address = p.impl()->storage->data();
+  step();
+  EXPECT_EQ(p.impl()->storage->data(), address);
+  const size_t donating_peak = last_flush_peak_bytes();
+  {
+    // Holding the old storage forbids the reuse: p', m' and v' then need storage of their own.
+    const std::shared_ptr<Storage> held = p.impl()->storage;
+    step();
+    EXPECT_NE(p.impl()->storage->data(), held->data());
+  }
+  EXPECT_EQ(last_flush_peak_bytes() - donating_peak, bytes);  // only p's storage was held
+  const std::vector<float> before = p.to_vector();
+  step();
+  const std::vector<float> after = p.to_vector();
+  EXPECT_LT(after[0], before[0]);  // the update still moves p towards 0
 }
 
 TEST(Optimizers, StepsHaveTheSameGraphStructure) {

@@ -134,6 +134,13 @@ std::vector<ValueId> adamw_update(Graph& g, ValueId p, ValueId grad, ValueId m, 
 // all-reduce of replicated values has a pass-through backward).
 ValueId all_reduce(Graph& g, ValueId x, bool average);
 
+// ---- buffer reuse -------------------------------------------------------------------------
+// The input position whose buffer output `output` of `node` may be written into while the
+// node runs (its kernels read each element of that input before writing the same element of
+// the output, on every backend), or -1. The memory plan uses it to update a dead input in
+// place (an optimizer writing the new parameter over the old one).
+int inplace_input(const Node& node, int output);
+
 // Shared helper for op builders: throws "<op>: <message> (shapes ...)" when !ok.
 void check_operands(bool ok, const char* op, const std::string& message,
                     const std::vector<const TensorType*>& operands);

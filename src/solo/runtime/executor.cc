@@ -34,7 +34,8 @@ RunResult Executor::run(const ir::Graph& g, const std::vector<ValueId>& outputs,
 }
 
 RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
-                        const std::unordered_map<ValueId, const void*>& inputs) {
+                        const std::unordered_map<ValueId, const void*>& inputs,
+                        const std::unordered_map<ValueId, std::shared_ptr<Storage>>& donated) {
   const size_t in_use_before = backend_.bytes_in_use();
   backend_.reset_peak();
 
@@ -42,7 +43,15 @@ RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
   std::vector<void*> data(static_cast<size_t>(g.num_values()), nullptr);
   Arena arena(backend_, plan.arena_bytes);
   for (ValueId v : plan.outputs) {
-    result.outputs.push_back(std::make_shared<Storage>(backend_, g.type(v).bytes()));
+    if (plan.placement[static_cast<size_t>(v)] == Placement::Donated) {
+      const ValueId d = plan.donor[static_cast<size_t>(v)];
+      auto it = donated.find(d);
+      SOLO_CHECK(it != donated.end() && inputs.count(d) && inputs.at(d) == it->second->data(),
+                 "the memory plan reuses input v", d, " but its storage was not donated");
+      result.outputs.push_back(it->second);
+    } else {
+      result.outputs.push_back(std::make_shared<Storage>(backend_, g.type(v).bytes()));
+    }
     data[static_cast<size_t>(v)] = result.outputs.back()->data();
   }
   for (int v = 0; v < g.num_values(); ++v)

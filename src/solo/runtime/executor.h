@@ -34,9 +34,11 @@ class Executor {
       : backend_(backend), profile_(profile), comm_(comm) {}
 
   // `inputs` maps the value of each Input node in the plan's schedule to its data on this
-  // backend; a missing one is an error naming the input.
+  // backend; a missing one is an error naming the input. `donated` holds the storage of the
+  // inputs the plan was made to donate: their Donated outputs are returned in it.
   RunResult run(const ir::Graph& g, const MemoryPlan& plan,
-                const std::unordered_map<ir::ValueId, const void*>& inputs);
+                const std::unordered_map<ir::ValueId, const void*>& inputs,
+                const std::unordered_map<ir::ValueId, std::shared_ptr<Storage>>& donated = {});
   RunResult run(const ir::Graph& g, const std::vector<ir::ValueId>& outputs,
                 const std::unordered_map<ir::ValueId, const void*>& inputs);
 

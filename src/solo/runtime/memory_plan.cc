@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "solo/core/error.h"
+#include "solo/ir/ops.h"
 
 namespace solo::runtime {
 
@@ -30,14 +31,65 @@ std::vector<bool> needed_nodes(const ir::Graph& g, const std::vector<ValueId>& o
   return needed;
 }
 
+// True when output `out` may be written into the buffer of input `in`: `in` is dead before
+// `out` is computed, or the producer of `out` reads `in` last, only at the position it
+// updates in place.
+bool can_take_buffer(const ir::Graph& g, const MemoryPlan& p, ValueId out, ValueId in) {
+  const auto i = static_cast<size_t>(in);
+  const int def = p.first_use[static_cast<size_t>(out)];
+  if (p.last_use[i] < def) return true;
+  if (p.last_use[i] > def) return false;
+  const ir::Node& node = g.producer(out);
+  const auto& outs = node.outputs;
+  const int k = static_cast<int>(std::find(outs.begin(), outs.end(), out) - outs.begin());
+  const int src = ir::inplace_input(node, k);
+  if (src < 0) return false;
+  for (size_t pos = 0; pos < node.inputs.size(); ++pos) {
+    const bool reads_in = p.root[static_cast<size_t>(node.inputs[pos])] == in;
+    if (reads_in != (static_cast<int>(pos) == src)) return false;
+  }
+  return true;
+}
+
+// Gives requested outputs the buffers of donated inputs of the same size (first fit, in
+// schedule order).
+void donate_inputs(const ir::Graph& g, const std::vector<ValueId>& donatable, MemoryPlan& p) {
+  std::vector<ValueId> free_inputs;
+  for (ValueId d : donatable) {
+    SOLO_CHECK(d >= 0 && d < g.num_values() && g.producer(d).op == OpKind::Input,
+               "memory plan: donated value v", d, " is not a graph input");
+    // An input that is itself requested is copied out, so its buffer stays the caller's.
+    if (p.placement[static_cast<size_t>(d)] == Placement::Input) free_inputs.push_back(d);
+  }
+  std::vector<ValueId> outs;
+  for (ValueId v : p.outputs) {
+    const ir::Node& producer = g.producer(v);
+    if (producer.op != OpKind::Input && producer.op != OpKind::Reshape) outs.push_back(v);
+  }
+  std::stable_sort(outs.begin(), outs.end(), [&](ValueId a, ValueId b) {
+    return p.first_use[static_cast<size_t>(a)] < p.first_use[static_cast<size_t>(b)];
+  });
+  for (ValueId v : outs) {
+    for (auto it = free_inputs.begin(); it != free_inputs.end(); ++it) {
+      if (g.type(*it).bytes() != g.type(v).bytes() || !can_take_buffer(g, p, v, *it)) continue;
+      p.placement[static_cast<size_t>(v)] = Placement::Donated;
+      p.donor[static_cast<size_t>(v)] = *it;
+      free_inputs.erase(it);
+      break;
+    }
+  }
+}
+
 }  // namespace
 
-MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested) {
+MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested,
+                       const std::vector<ValueId>& donatable) {
   MemoryPlan p;
   const auto nv = static_cast<size_t>(g.num_values());
   p.placement.assign(nv, Placement::None);
   p.offset.assign(nv, -1);
   p.root.resize(nv);
+  p.donor.assign(nv, ir::kNoValue);
   p.first_use.assign(nv, -1);
   p.last_use.assign(nv, -1);
   for (size_t v = 0; v < nv; ++v) p.root[v] = static_cast<ValueId>(v);
@@ -76,8 +128,11 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested
   for (ValueId v : p.outputs) {
     p.placement[static_cast<size_t>(v)] = Placement::Output;
     p.root[static_cast<size_t>(v)] = v;
-    p.output_bytes += g.type(v).bytes();
   }
+  donate_inputs(g, donatable, p);
+  for (ValueId v : p.outputs)
+    if (p.placement[static_cast<size_t>(v)] == Placement::Output)
+      p.output_bytes += g.type(v).bytes();
   // Views of an output read the output's storage.
   for (size_t v = 0; v < nv; ++v)
     if (p.placement[v] == Placement::View) {

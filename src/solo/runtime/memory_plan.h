@@ -11,11 +11,12 @@
 namespace solo::runtime {
 
 enum class Placement : uint8_t {
-  None,    // not computed in this run
-  Input,   // bound by the caller (an Input node)
-  Arena,   // intermediate: lives at offset[v] in the arena
-  Output,  // requested output: its own storage, returned to the caller
-  View,    // a reshape: shares the bytes of root[v]
+  None,     // not computed in this run
+  Input,    // bound by the caller (an Input node)
+  Arena,    // intermediate: lives at offset[v] in the arena
+  Output,   // requested output: its own storage, returned to the caller
+  View,     // a reshape: shares the bytes of root[v]
+  Donated,  // requested output written into the buffer of the dead input donor[v]
 };
 
 struct MemoryPlan {
@@ -23,10 +24,11 @@ struct MemoryPlan {
   std::vector<Placement> placement;      // per value
   std::vector<int64_t> offset;           // per value, for Arena values
   std::vector<ir::ValueId> root;         // per value: whose bytes it uses (itself unless a View)
+  std::vector<ir::ValueId> donor;        // per value: the input a Donated output reuses
   std::vector<int> first_use, last_use;  // per value: schedule steps of definition and last read
   std::vector<ir::ValueId> outputs;      // requested outputs, deduplicated, in request order
   size_t arena_bytes = 0;
-  size_t output_bytes = 0;
+  size_t output_bytes = 0;     // outputs in storage of their own (donated ones excluded)
   size_t live_peak_bytes = 0;  // lower bound: most bytes simultaneously live in the arena
 
   // Bytes the executor allocates for one run: the arena plus the outputs.
@@ -35,7 +37,12 @@ struct MemoryPlan {
 
 constexpr size_t kArenaAlignment = 64;
 
-MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ir::ValueId>& outputs);
+// `donatable`: inputs whose buffers the caller gives up (nothing reads them after the run). A
+// requested output of the same size is written into one once the input is dead, or by the
+// node that reads it last when that op updates it in place (ir::inplace_input): no new
+// storage, and the output keeps the input's address from step to step.
+MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ir::ValueId>& outputs,
+                       const std::vector<ir::ValueId>& donatable = {});
 
 // Throws if two arena values that are live at the same step overlap (used by tests).
 void check_memory_plan(const ir::Graph& g, const MemoryPlan& plan);

@@ -85,21 +85,35 @@ void DeviceContext::flush() {
   }
   if (outputs.empty()) return;
   std::unordered_map<ir::ValueId, const void*> inputs;
-  for (const auto& [v, leaf] : trace->leaves) inputs[v] = leaf.storage->data();
-  // Same graph and outputs => same plan (DESIGN §3.2): steps after the first reuse it.
+  // Storage only this trace still holds (a tensor rebound by assign_, like a parameter the
+  // optimizer updates) is donated: an output of its size may be written into it.
+  std::unordered_map<ir::ValueId, std::shared_ptr<Storage>> donated;
+  std::vector<ir::ValueId> donatable;
+  for (auto& [v, leaf] : trace->leaves) {
+    inputs[v] = leaf.storage->data();
+    if (leaf.storage.use_count() == 1) {
+      donated[v] = leaf.storage;
+      donatable.push_back(v);
+    }
+  }
+  std::sort(donatable.begin(), donatable.end());
+  // Same graph, outputs and donations => same plan (DESIGN §3.2): steps after the first
+  // reuse it.
   const uint64_t graph_hash = trace->graph.structural_hash();
   uint64_t key = graph_hash;
   for (ir::ValueId v : outputs) key = hash_mix(key, static_cast<uint64_t>(v));
+  key = hash_mix(key, 0x5eedu);  // separates the donated inputs from the outputs
+  for (ir::ValueId v : donatable) key = hash_mix(key, static_cast<uint64_t>(v));
   auto cached = plan_cache_.find(key);
   if (cached == plan_cache_.end()) {
     if (plan_cache_.size() >= kPlanCacheSize) plan_cache_.clear();
-    cached = plan_cache_.emplace(key, runtime::plan_memory(trace->graph, outputs)).first;
+    cached = plan_cache_.emplace(key, runtime::plan_memory(trace->graph, outputs, donatable)).first;
   } else {
     ++plan_cache_hits_;
   }
   const runtime::MemoryPlan& plan = cached->second;
   runtime::Executor executor(*backend_, profile_.get(), data_parallel_);
-  runtime::RunResult result = executor.run(trace->graph, plan, inputs);
+  runtime::RunResult result = executor.run(trace->graph, plan, inputs, donated);
   last_peak_bytes_ = result.peak_bytes;
   last_graph_hash_ = graph_hash;
   for (const auto& impl : targets) {
