@@ -21,4 +21,12 @@ void Backend::run(const KernelCall& call) const {
   k(call);
 }
 
+void Backend::begin_recording() {
+  SOLO_FAIL("backend '", name(), "' cannot record work; check can_record() first");
+}
+
+std::unique_ptr<Recording> Backend::end_recording() {
+  SOLO_FAIL("backend '", name(), "' cannot record work; check can_record() first");
+}
+
 }  // namespace solo

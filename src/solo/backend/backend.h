@@ -50,6 +50,14 @@ class KernelTable {
   std::array<Kernel, kNumOps> kernels_{};
 };
 
+// Work a backend queued once and can queue again as a whole (a CUDA graph): a replay reads
+// and writes exactly the addresses the recording saw.
+class Recording {
+ public:
+  virtual ~Recording() = default;
+  virtual void replay() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -73,6 +81,14 @@ class Backend {
   virtual void copy(void* dst, const void* src, size_t bytes) const = 0;
   // Waits for queued work (asynchronous backends); used to time ops one by one.
   virtual void synchronize() const {}
+
+  // Recording (backends where queueing work costs more than running it: cuda). Between
+  // begin_recording and end_recording, run() and copy() record instead of running; the
+  // recorded work runs at each replay(). Nothing may allocate or read back in between.
+  // end_recording must follow begin_recording, also when a recorded call threw.
+  virtual bool can_record() const { return false; }
+  virtual void begin_recording();
+  virtual std::unique_ptr<Recording> end_recording();
 
  protected:
   virtual void* raw_allocate(size_t bytes) = 0;

@@ -13,18 +13,9 @@ using ir::ValueId;
 
 namespace {
 
-// The arena for one run, returned to the backend when the run ends (also on error).
-class Arena {
- public:
-  Arena(Backend& b, size_t bytes) : backend_(b), bytes_(bytes), base_(b.allocate(bytes)) {}
-  ~Arena() { backend_.deallocate(base_, bytes_); }
-  char* base() const { return static_cast<char*>(base_); }
-
- private:
-  Backend& backend_;
-  size_t bytes_;
-  void* base_;
-};
+size_t aligned(size_t bytes) {
+  return (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
+}
 
 }  // namespace
 
@@ -35,45 +26,185 @@ RunResult Executor::run(const ir::Graph& g, const std::vector<ValueId>& outputs,
 
 RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
                         const std::unordered_map<ValueId, const void*>& inputs,
-                        const std::unordered_map<ValueId, std::shared_ptr<Storage>>& donated) {
-  const size_t in_use_before = backend_.bytes_in_use();
-  backend_.reset_peak();
-
-  RunResult result;
-  std::vector<void*> data(static_cast<size_t>(g.num_values()), nullptr);
-  Arena arena(backend_, plan.arena_bytes);
-  for (ValueId v : plan.outputs) {
+                        const std::unordered_map<ValueId, std::shared_ptr<Storage>>& donated,
+                        ReplayState* replay) {
+  // Where each scheduled Input node's data is.
+  std::vector<const void*> bound(static_cast<size_t>(g.num_values()), nullptr);
+  for (ir::NodeId id : plan.schedule) {
+    const ir::Node& node = g.node(id);
+    if (node.op != OpKind::Input) continue;
+    auto it = inputs.find(node.outputs[0]);
+    SOLO_CHECK(it != inputs.end(), "graph input '", node.name, "' (v", node.outputs[0],
+               ") has no data bound to it");
+    bound[static_cast<size_t>(node.outputs[0])] = it->second;
+  }
+  for (ValueId v : plan.outputs)
     if (plan.placement[static_cast<size_t>(v)] == Placement::Donated) {
       const ValueId d = plan.donor[static_cast<size_t>(v)];
       auto it = donated.find(d);
-      SOLO_CHECK(it != donated.end() && inputs.count(d) && inputs.at(d) == it->second->data(),
+      SOLO_CHECK(it != donated.end() && it->second->data() == bound[static_cast<size_t>(d)],
                  "the memory plan reuses input v", d, " but its storage was not donated");
-      result.outputs.push_back(it->second);
-    } else {
-      result.outputs.push_back(std::make_shared<Storage>(backend_, g.type(v).bytes()));
     }
+
+  const bool may_replay = replay && !replay->disabled && !profile_ && backend_.can_record();
+  RunResult result;
+  if (!(may_replay && replay->runs > 0 && replayed(g, plan, bound, donated, *replay, result)))
+    result = run_eagerly(g, plan, bound, donated);
+  if (replay) {
+    replay->previous = std::move(bound);
+    ++replay->runs;
+  }
+  return result;
+}
+
+RunResult Executor::run_eagerly(
+    const ir::Graph& g, const MemoryPlan& plan, const std::vector<const void*>& bound,
+    const std::unordered_map<ValueId, std::shared_ptr<Storage>>& donated) {
+  const size_t in_use_before = backend_.bytes_in_use();
+  backend_.reset_peak();
+  RunResult result;
+  std::vector<void*> data(static_cast<size_t>(g.num_values()), nullptr);
+  const Storage arena(backend_, plan.arena_bytes);  // returned when the run ends, also on error
+  for (ValueId v : plan.outputs) {
+    if (plan.placement[static_cast<size_t>(v)] == Placement::Donated)
+      result.outputs.push_back(donated.at(plan.donor[static_cast<size_t>(v)]));
+    else
+      result.outputs.push_back(std::make_shared<Storage>(backend_, g.type(v).bytes()));
     data[static_cast<size_t>(v)] = result.outputs.back()->data();
   }
   for (int v = 0; v < g.num_values(); ++v)
-    if (plan.placement[static_cast<size_t>(v)] == Placement::Arena && arena.base())
-      data[static_cast<size_t>(v)] = arena.base() + plan.offset[static_cast<size_t>(v)];
+    if (plan.placement[static_cast<size_t>(v)] == Placement::Arena && arena.data())
+      data[static_cast<size_t>(v)] =
+          static_cast<char*>(arena.data()) + plan.offset[static_cast<size_t>(v)];
+  launch(g, plan, bound, data);
+  result.peak_bytes = backend_.peak_bytes() - in_use_before;
+  return result;
+}
 
+bool Executor::replayed(const ir::Graph& g, const MemoryPlan& plan,
+                        const std::vector<const void*>& bound,
+                        const std::unordered_map<ValueId, std::shared_ptr<Storage>>& donated,
+                        ReplayState& state, RunResult& result) {
+  bool in_place = state.recording != nullptr;
+  for (size_t v = 0; in_place && v < state.direct.size(); ++v)
+    in_place = !state.direct[v] || state.direct[v] == bound[v];
+  if (!in_place) {
+    if (state.recordings >= ReplayState::kMaxRecordings || !record(g, plan, bound, state)) {
+      state.disabled = true;  // inputs keep moving, or the work cannot be recorded
+      state.recording.reset();
+      state.arena.reset();
+      state.slots.reset();
+      return false;
+    }
+  }
+  char* slots = static_cast<char*>(state.slots->data());
+  for (size_t v = 0; v < bound.size(); ++v)
+    if (bound[v] && state.slot[v] >= 0)
+      backend_.copy(slots + state.slot[v], bound[v], g.type(static_cast<ValueId>(v)).bytes());
+  state.recording->replay();
+  size_t output_bytes = 0;
+  for (ValueId v : plan.outputs) {
+    const auto o = static_cast<size_t>(v);
+    if (plan.placement[o] == Placement::Donated) {
+      result.outputs.push_back(donated.at(plan.donor[o]));
+    } else {
+      result.outputs.push_back(std::make_shared<Storage>(backend_, g.type(v).bytes()));
+      backend_.copy(result.outputs.back()->data(), slots + state.slot[o], g.type(v).bytes());
+      output_bytes += g.type(v).bytes();
+    }
+  }
+  result.peak_bytes = state.arena->bytes() + state.slots->bytes() + output_bytes;
+  ++state.replays;
+  return true;
+}
+
+bool Executor::record(const ir::Graph& g, const MemoryPlan& plan,
+                      const std::vector<const void*>& bound, ReplayState& state) {
+  const auto nv = static_cast<size_t>(g.num_values());
+  std::vector<bool> donor(nv, false);
+  for (ValueId v : plan.outputs)
+    if (plan.placement[static_cast<size_t>(v)] == Placement::Donated)
+      donor[static_cast<size_t>(plan.donor[static_cast<size_t>(v)])] = true;
+  // Slots: inputs that moved since the last run or are small (never a donated one: its
+  // output is written over it), then every output not written over a donated input.
+  std::vector<int64_t> slot(nv, -1);
+  size_t slot_bytes = 0;
+  auto add_slot = [&](size_t v) {
+    slot[v] = static_cast<int64_t>(slot_bytes);
+    slot_bytes += aligned(g.type(static_cast<ValueId>(v)).bytes());
+  };
+  for (size_t v = 0; v < nv; ++v) {
+    if (!bound[v] || donor[v]) continue;
+    const bool moved = state.previous.size() != nv || state.previous[v] != bound[v];
+    if (moved || g.type(static_cast<ValueId>(v)).bytes() <= ReplayState::kSmallInputBytes)
+      add_slot(v);
+  }
+  for (ValueId v : plan.outputs)
+    if (plan.placement[static_cast<size_t>(v)] == Placement::Output)
+      add_slot(static_cast<size_t>(v));
+  if (slot_bytes > ReplayState::kMaxSlotBytes) return false;
+
+  state.recording.reset();
+  if (!state.arena || state.arena->bytes() != plan.arena_bytes)
+    state.arena = std::make_unique<Storage>(backend_, plan.arena_bytes);
+  if (!state.slots || state.slots->bytes() != slot_bytes)
+    state.slots = std::make_unique<Storage>(backend_, slot_bytes);
+  char* arena = static_cast<char*>(state.arena->data());
+  char* slots = static_cast<char*>(state.slots->data());
+
+  // The addresses the recording will read and write.
+  std::vector<const void*> source(nv, nullptr);
+  std::vector<void*> data(nv, nullptr);
+  for (size_t v = 0; v < nv; ++v) {
+    if (bound[v]) source[v] = slot[v] >= 0 ? slots + slot[v] : bound[v];
+    switch (plan.placement[v]) {
+      case Placement::Arena:
+        data[v] = arena + plan.offset[v];
+        break;
+      case Placement::Output:
+        data[v] = slots + slot[v];
+        break;
+      case Placement::Donated:
+        data[v] = const_cast<void*>(bound[static_cast<size_t>(plan.donor[v])]);
+        break;
+      default:
+        break;
+    }
+  }
+  backend_.begin_recording();
+  try {
+    launch(g, plan, source, data);
+  } catch (const Error&) {
+    try {
+      backend_.end_recording();
+    } catch (const Error&) {
+    }
+    return false;  // run eagerly: a real error shows up there
+  }
+  try {
+    state.recording = backend_.end_recording();
+  } catch (const Error&) {
+    return false;
+  }
+  state.direct.assign(nv, nullptr);
+  for (size_t v = 0; v < nv; ++v)
+    if (bound[v] && slot[v] < 0) state.direct[v] = bound[v];
+  state.slot = std::move(slot);
+  ++state.recordings;
+  return true;
+}
+
+void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
+                      const std::vector<const void*>& source, std::vector<void*>& data) {
   std::vector<TensorRef> in_refs, out_refs;
   for (ir::NodeId id : plan.schedule) {
     const ir::Node& node = g.node(id);
     const ValueId out0 = node.outputs.empty() ? ir::kNoValue : node.outputs[0];
     // Leaves and views need no kernel; if they are requested outputs, copy their bytes.
     if (node.op == OpKind::Input || node.op == OpKind::Reshape) {
-      const void* src = nullptr;
-      if (node.op == OpKind::Input) {
-        auto it = inputs.find(out0);
-        SOLO_CHECK(it != inputs.end(), "graph input '", node.name, "' (v", out0,
-                   ") has no data bound to it");
-        src = it->second;
-      } else {
-        src = data[static_cast<size_t>(node.inputs[0])];
-      }
       const auto o = static_cast<size_t>(out0);
+      const void* src =
+          node.op == OpKind::Input ? source[o] : data[static_cast<size_t>(node.inputs[0])];
       if (plan.placement[o] == Placement::Output)
         backend_.copy(data[o], src, g.type(out0).bytes());
       else
@@ -107,8 +238,6 @@ RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
       SOLO_FAIL(e.what(), " [at ", g.describe(id), "]");
     }
   }
-  result.peak_bytes = backend_.peak_bytes() - in_use_before;
-  return result;
 }
 
 void Executor::run_collective(const ir::Node& node, const TensorRef& in, const TensorRef& out) {

@@ -11,6 +11,7 @@
 #include "solo/comm/communicator.h"
 #include "solo/ir/graph.h"
 #include "solo/runtime/memory_plan.h"
+#include "solo/runtime/replay.h"
 
 namespace solo::runtime {
 
@@ -35,16 +36,31 @@ class Executor {
 
   // `inputs` maps the value of each Input node in the plan's schedule to its data on this
   // backend; a missing one is an error naming the input. `donated` holds the storage of the
-  // inputs the plan was made to donate: their Donated outputs are returned in it.
+  // inputs the plan was made to donate: their Donated outputs are returned in it. With
+  // `replay` (the caller's state for this plan) a backend that can record runs the plan's
+  // second and later runs as a replay of one recording (see replay.h); results are the same.
   RunResult run(const ir::Graph& g, const MemoryPlan& plan,
                 const std::unordered_map<ir::ValueId, const void*>& inputs,
-                const std::unordered_map<ir::ValueId, std::shared_ptr<Storage>>& donated = {});
+                const std::unordered_map<ir::ValueId, std::shared_ptr<Storage>>& donated = {},
+                ReplayState* replay = nullptr);
   RunResult run(const ir::Graph& g, const std::vector<ir::ValueId>& outputs,
                 const std::unordered_map<ir::ValueId, const void*>& inputs);
 
   Backend& backend() const { return backend_; }
 
  private:
+  using Donated = std::unordered_map<ir::ValueId, std::shared_ptr<Storage>>;
+  RunResult run_eagerly(const ir::Graph& g, const MemoryPlan& plan,
+                        const std::vector<const void*>& bound, const Donated& donated);
+  // Replays the plan's recording (recording it first when an input it reads in place moved);
+  // false when the plan cannot be replayed and must run eagerly.
+  bool replayed(const ir::Graph& g, const MemoryPlan& plan, const std::vector<const void*>& bound,
+                const Donated& donated, ReplayState& state, RunResult& result);
+  bool record(const ir::Graph& g, const MemoryPlan& plan, const std::vector<const void*>& bound,
+              ReplayState& state);
+  // Queues the schedule: Input nodes read `source`, every other value lives at `data`.
+  void launch(const ir::Graph& g, const MemoryPlan& plan, const std::vector<const void*>& source,
+              std::vector<void*>& data);
   void run_collective(const ir::Node& node, const TensorRef& in, const TensorRef& out);
   Backend& backend_;
   OpProfile* profile_;

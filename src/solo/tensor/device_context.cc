@@ -14,6 +14,12 @@ DeviceContext::DeviceContext(const Device& d)
     : device_(d), backend_(make_backend(d.type)), trace_(std::make_shared<Trace>()) {
   const char* env = std::getenv("SOLO_PROFILE");
   if (env && std::string(env) == "1") profile_ = std::make_unique<runtime::OpProfile>();
+  const char* graphs = std::getenv("SOLO_CUDA_GRAPHS");
+  if (graphs) {
+    const std::string g = graphs;
+    SOLO_CHECK(g == "0" || g == "1", "SOLO_CUDA_GRAPHS must be 0 or 1, got '", g, "'");
+    replay_ = g == "1";
+  }
 }
 
 DeviceContext::~DeviceContext() {
@@ -107,13 +113,17 @@ void DeviceContext::flush() {
   auto cached = plan_cache_.find(key);
   if (cached == plan_cache_.end()) {
     if (plan_cache_.size() >= kPlanCacheSize) plan_cache_.clear();
-    cached = plan_cache_.emplace(key, runtime::plan_memory(trace->graph, outputs, donatable)).first;
+    cached = plan_cache_
+                 .emplace(key, CachedPlan{runtime::plan_memory(trace->graph, outputs, donatable),
+                                          runtime::ReplayState{}})
+                 .first;
   } else {
     ++plan_cache_hits_;
   }
-  const runtime::MemoryPlan& plan = cached->second;
+  const runtime::MemoryPlan& plan = cached->second.plan;
   runtime::Executor executor(*backend_, profile_.get(), data_parallel_);
-  runtime::RunResult result = executor.run(trace->graph, plan, inputs, donated);
+  runtime::RunResult result =
+      executor.run(trace->graph, plan, inputs, donated, replay_ ? &cached->second.replay : nullptr);
   last_peak_bytes_ = result.peak_bytes;
   last_graph_hash_ = graph_hash;
   for (const auto& impl : targets) {

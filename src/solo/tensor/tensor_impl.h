@@ -67,7 +67,13 @@ class DeviceContext {
   comm::Communicator* data_parallel_ = nullptr;
   // Memory plans by (graph hash, requested outputs); a program has few distinct graphs.
   static constexpr size_t kPlanCacheSize = 16;
-  std::unordered_map<uint64_t, runtime::MemoryPlan> plan_cache_;
+  // With each plan, what replaying its recorded work needs (backends that record: cuda).
+  struct CachedPlan {
+    runtime::MemoryPlan plan;
+    runtime::ReplayState replay;
+  };
+  std::unordered_map<uint64_t, CachedPlan> plan_cache_;
+  bool replay_ = true;  // SOLO_CUDA_GRAPHS=0 turns replays off
   int64_t plan_cache_hits_ = 0;
   std::unique_ptr<runtime::OpProfile> profile_;  // with SOLO_PROFILE=1: printed at exit
 };

@@ -15,6 +15,24 @@
 namespace solo {
 
 namespace {
+
+// A captured stream: launching it queues every recorded kernel and copy at once.
+class CudaGraph final : public Recording {
+ public:
+  CudaGraph(cudaGraph_t graph, cudaGraphExec_t exec, cudaStream_t stream)
+      : graph_(graph), exec_(exec), stream_(stream) {}
+  ~CudaGraph() override {
+    cudaGraphExecDestroy(exec_);
+    cudaGraphDestroy(graph_);
+  }
+  void replay() override { SOLO_CUDA_CHECK(cudaGraphLaunch(exec_, stream_)); }
+
+ private:
+  cudaGraph_t graph_;
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+};
+
 constexpr size_t kGranule = 2 << 20;  // blocks are cached in 2 MiB steps
 size_t rounded(size_t bytes) {
   return (bytes + kGranule - 1) / kGranule * kGranule;
@@ -68,7 +86,34 @@ void CudaBackend::run(const KernelCall& call) const {
   Backend::run(with_context);
 }
 
+void CudaBackend::begin_recording() {
+  SOLO_CHECK(!recording_, "cuda: a recording is already under way");
+  // Thread-local: calls that cannot be captured fail only on this thread, which then runs
+  // the work eagerly instead.
+  SOLO_CUDA_CHECK(cudaStreamBeginCapture(static_cast<cudaStream_t>(ctx_.stream),
+                                         cudaStreamCaptureModeThreadLocal));
+  recording_ = true;
+}
+
+std::unique_ptr<Recording> CudaBackend::end_recording() {
+  SOLO_CHECK(recording_, "cuda: end_recording without begin_recording");
+  recording_ = false;
+  auto stream = static_cast<cudaStream_t>(ctx_.stream);
+  cudaGraph_t graph = nullptr;
+  cudaError_t err = cudaStreamEndCapture(stream, &graph);
+  cudaGraphExec_t exec = nullptr;
+  if (err == cudaSuccess) err = cudaGraphInstantiate(&exec, graph, 0);
+  if (err != cudaSuccess) {
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();  // a failed capture leaves its error behind; the eager run starts clean
+    SOLO_FAIL("cuda: the step could not be recorded as a CUDA graph (", cudaGetErrorString(err),
+              "); it runs without one");
+  }
+  return std::make_unique<CudaGraph>(graph, exec, stream);
+}
+
 void* CudaBackend::raw_allocate(size_t bytes) {
+  SOLO_CHECK(!recording_, "cuda: allocation while recording a CUDA graph");
   const size_t size = rounded(bytes ? bytes : 1);
   auto it = free_blocks_.find(size);
   if (it != free_blocks_.end()) {
@@ -95,6 +140,7 @@ void CudaBackend::raw_deallocate(void* p, size_t bytes) {
 }
 
 void CudaBackend::copy_from_host(void* dst, const void* src, size_t bytes) const {
+  SOLO_CHECK(!recording_, "cuda: a host copy cannot be recorded in a CUDA graph");
   if (!bytes) return;
   auto s = static_cast<cudaStream_t>(ctx_.stream);
   SOLO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
@@ -102,6 +148,7 @@ void CudaBackend::copy_from_host(void* dst, const void* src, size_t bytes) const
 }
 
 void CudaBackend::copy_to_host(void* dst, const void* src, size_t bytes) const {
+  SOLO_CHECK(!recording_, "cuda: a host copy cannot be recorded in a CUDA graph");
   if (!bytes) return;
   auto s = static_cast<cudaStream_t>(ctx_.stream);
   SOLO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));

@@ -1,6 +1,7 @@
 // The CUDA backend: device memory from a caching allocator (the executor's arena has the same
 // size every step, so it is served from the cache after the first), kernels on one stream,
-// GEMMs through cuBLASLt. Built only when CMake finds the CUDA toolkit (SOLO_HAVE_CUDA).
+// GEMMs through cuBLASLt, recordings as CUDA graphs. Built only when CMake finds the CUDA toolkit
+// (SOLO_HAVE_CUDA).
 #pragma once
 #include <cstddef>
 #include <map>
@@ -30,6 +31,10 @@ class CudaBackend final : public Backend {
   void copy_to_host(void* dst, const void* src, size_t bytes) const override;
   void copy(void* dst, const void* src, size_t bytes) const override;
   void synchronize() const override;
+  // Recording is stream capture into a CUDA graph; a replay is one graph launch.
+  bool can_record() const override { return true; }
+  void begin_recording() override;
+  std::unique_ptr<Recording> end_recording() override;
   const CudaContext& context() const { return ctx_; }
 
  protected:
@@ -39,6 +44,7 @@ class CudaBackend final : public Backend {
  private:
   CudaContext ctx_;
   std::multimap<size_t, void*> free_blocks_;  // cached device blocks by rounded size
+  bool recording_ = false;
 };
 
 // True when the CUDA runtime sees at least one device (used by tests to skip).
