@@ -8,6 +8,7 @@
 #include "op_check.h"
 #include "solo/backend/backend.h"
 #include "solo/core/error.h"
+#include "solo/core/half.h"
 #include "solo/ir/ops.h"
 
 namespace solo::test {
@@ -345,7 +346,7 @@ TEST(Attention, ShapeErrors) {
       {"AttentionBackward:", "lse", "f32[1, 4, 2]"});
 }
 
-TEST(Attention, OutputTypesAndUnsupportedDtype) {
+TEST(Attention, OutputTypesAndHalfOperands) {
   Graph g;
   const ValueId q = g.input({{2, 5, 4, 8}, DType::F64}, "q");
   const ValueId k = g.input({{2, 7, 2, 8}, DType::F64}, "k");
@@ -353,10 +354,22 @@ TEST(Attention, OutputTypesAndUnsupportedDtype) {
   EXPECT_EQ(g.shape(a[0]), Shape({2, 5, 4, 8}));
   EXPECT_EQ(g.shape(a[1]), Shape({2, 4, 5}));
   EXPECT_EQ(g.dtype(a[1]), DType::F64);
-  // bf16 builds (lse in f32) but the kernels run f32/f64 only.
-  const auto x = random_tensor({1, 2, 1, 4}, DType::BF16, 1);
-  for (const char* backend : {"reference", "cpu"})
-    EXPECT_THROW(run_graph(backend, {x, x, x}, attention_builder(1.0, true)), Error) << backend;
+  // bf16 operands give a bf16 output and an f32 lse; host kernels compute them in f32 on
+  // the rounded operands and round the output.
+  const auto x = random_tensor({1, 6, 2, 4}, DType::BF16, 1);
+  HostTensor rounded = with_dtype(x, DType::F32);
+  for (double& v : rounded.values) v = bf16_to_f32(f32_to_bf16(static_cast<float>(v)));
+  for (const char* backend : {"reference", "cpu"}) {
+    SCOPED_TRACE(backend);
+    const auto half = run_graph(backend, {x, x, x}, attention_builder(1.0, true));
+    const auto f32 = run_graph(backend, {rounded, rounded, rounded}, attention_builder(1.0, true));
+    ASSERT_EQ(half[0].type.dtype, DType::BF16);
+    ASSERT_EQ(half[1].type.dtype, DType::F32);
+    std::vector<double> want;
+    for (double v : f32[0].values) want.push_back(bf16_to_f32(f32_to_bf16(static_cast<float>(v))));
+    expect_values({half[0]}, {want}, 0, 0);
+    expect_values({half[1]}, {f32[1].values}, 0, 0);
+  }
 }
 
 }  // namespace

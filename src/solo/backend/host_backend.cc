@@ -3,6 +3,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
+
+#include "solo/core/half.h"
 
 namespace solo {
 
@@ -14,6 +17,72 @@ void HostBackend::copy_to_host(void* dst, const void* src, size_t bytes) const {
 }
 void HostBackend::copy(void* dst, const void* src, size_t bytes) const {
   if (bytes && dst != src) std::memmove(dst, src, bytes);
+}
+
+namespace {
+
+bool is_half(DType dt) {
+  return dt == DType::BF16 || dt == DType::F16;
+}
+
+// Ops whose host kernels move elements without arithmetic, so they serve every dtype.
+bool moves_elements(OpKind op) {
+  switch (op) {
+    case OpKind::Full:
+    case OpKind::Where:
+    case OpKind::BroadcastTo:
+    case OpKind::Cast:
+    case OpKind::Reshape:
+    case OpKind::Permute:
+    case OpKind::Slice:
+    case OpKind::SliceBackward:
+    case OpKind::Concat:
+    case OpKind::Embedding:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void widen(const TensorRef& half, float* out) {
+  const int64_t n = half.numel();
+  if (half.dtype == DType::BF16)
+    for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(half.as<bf16>()[i]);
+  else
+    for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(half.as<f16>()[i]);
+}
+
+void narrow(const float* in, const TensorRef& half) {
+  const int64_t n = half.numel();
+  if (half.dtype == DType::BF16)
+    for (int64_t i = 0; i < n; ++i) half.as<bf16>()[i] = f32_to_bf16(in[i]);
+  else
+    for (int64_t i = 0; i < n; ++i) half.as<f16>()[i] = f32_to_f16(in[i]);
+}
+
+}  // namespace
+
+void HostBackend::run(const KernelCall& call) const {
+  bool any_half = false;
+  for (const TensorRef& t : call.in) any_half |= is_half(t.dtype);
+  for (const TensorRef& t : call.out) any_half |= is_half(t.dtype);
+  if (!any_half || moves_elements(call.op)) return Backend::run(call);
+  std::vector<std::vector<float>> wide;  // f32 copies of the half operands and results
+  std::vector<TensorRef> in(call.in.begin(), call.in.end()), out(call.out.begin(), call.out.end());
+  for (TensorRef& t : in)
+    if (is_half(t.dtype)) {
+      wide.emplace_back(static_cast<size_t>(t.numel()));
+      widen(t, wide.back().data());
+      t = {wide.back().data(), t.shape, DType::F32};
+    }
+  for (TensorRef& t : out)
+    if (is_half(t.dtype)) {
+      wide.emplace_back(static_cast<size_t>(t.numel()));
+      t = {wide.back().data(), t.shape, DType::F32};
+    }
+  Backend::run(KernelCall{call.op, call.attrs, in, out, call.context});
+  for (size_t k = 0; k < out.size(); ++k)
+    if (is_half(call.out[k].dtype)) narrow(out[k].as<float>(), call.out[k]);
 }
 
 namespace {

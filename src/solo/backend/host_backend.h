@@ -15,6 +15,11 @@ class HostBackend : public Backend {
   void copy_from_host(void* dst, const void* src, size_t bytes) const override;
   void copy_to_host(void* dst, const void* src, size_t bytes) const override;
   void copy(void* dst, const void* src, size_t bytes) const override;
+  // Host kernels compute in f32 or f64. An op with bf16 or f16 operands (other than the ops
+  // that only move elements) runs on f32 copies of them and its half results are rounded
+  // back: the arithmetic of the GPU kernels, which load halves, compute in f32 and store
+  // halves. So programs under autocast run on every flavor.
+  void run(const KernelCall& call) const override;
 
  protected:
   void* raw_allocate(size_t bytes) override;  // 64-byte aligned, zero-size allowed

@@ -114,6 +114,7 @@ bool Executor::replayed(const ir::Graph& g, const MemoryPlan& plan,
     }
   }
   result.peak_bytes = state.arena->bytes() + state.slots->bytes() + output_bytes;
+  result.replayed = true;
   ++state.replays;
   return true;
 }

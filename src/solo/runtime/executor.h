@@ -18,6 +18,7 @@ namespace solo::runtime {
 struct RunResult {
   std::vector<std::shared_ptr<Storage>> outputs;  // one per plan.outputs entry
   size_t peak_bytes = 0;  // most bytes this run held allocated at once (arena + outputs)
+  bool replayed = false;  // served by replaying a recording
 };
 
 // Wall time per op kind over runs; the executor synchronizes around each op while profiling.

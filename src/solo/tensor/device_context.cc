@@ -125,6 +125,7 @@ void DeviceContext::flush() {
   runtime::RunResult result =
       executor.run(trace->graph, plan, inputs, donated, replay_ ? &cached->second.replay : nullptr);
   last_peak_bytes_ = result.peak_bytes;
+  replayed_flushes_ += result.replayed ? 1 : 0;
   last_graph_hash_ = graph_hash;
   for (const auto& impl : targets) {
     const auto k = static_cast<size_t>(

@@ -327,6 +327,10 @@ int data_parallel_size(const Device& d) {
 int64_t plan_cache_hits(const Device& d) {
   return device_context(d).plan_cache_hits();
 }
+
+int64_t replayed_flushes(const Device& d) {
+  return device_context(d).replayed_flushes();
+}
 uint64_t last_flush_graph_hash(const Device& d) {
   return device_context(d).last_graph_hash();
 }

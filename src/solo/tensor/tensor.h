@@ -108,6 +108,9 @@ int data_parallel_size(const Device& d = {});
 uint64_t last_flush_graph_hash(const Device& d = {});
 // How many flushes reused a cached memory plan (same graph hash and outputs).
 int64_t plan_cache_hits(const Device& d = {});
+// How many flushes replayed a recording of an earlier run (CUDA graphs; SOLO_CUDA_GRAPHS=0
+// turns them off).
+int64_t replayed_flushes(const Device& d = {});
 // The pending graph of a device (for inspection: hashes, dumps, tracing tests).
 const ir::Graph& pending_graph(const Device& d = {});
 

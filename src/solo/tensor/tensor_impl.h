@@ -57,6 +57,7 @@ class DeviceContext {
   size_t last_peak_bytes() const { return last_peak_bytes_; }
   uint64_t last_graph_hash() const { return last_graph_hash_; }
   int64_t plan_cache_hits() const { return plan_cache_hits_; }
+  int64_t replayed_flushes() const { return replayed_flushes_; }
 
  private:
   Device device_;
@@ -75,6 +76,7 @@ class DeviceContext {
   std::unordered_map<uint64_t, CachedPlan> plan_cache_;
   bool replay_ = true;  // SOLO_CUDA_GRAPHS=0 turns replays off
   int64_t plan_cache_hits_ = 0;
+  int64_t replayed_flushes_ = 0;
   std::unique_ptr<runtime::OpProfile> profile_;  // with SOLO_PROFILE=1: printed at exit
 };
 

@@ -1,0 +1,131 @@
+// Mixed precision on the host backends: under AutocastGuard(BF16) matmul-like ops compute
+// on bf16-rounded operands and round their results to bf16 (the GPU kernels' arithmetic),
+// while parameters, gradients and optimizer state stay f32. A tiny Llama trained with and
+// without autocast follows the same loss curve to bf16 precision.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <optional>
+#include <random>
+
+#include "solo/core/half.h"
+#include "solo/models/llama.h"
+#include "solo/optim/optimizer.h"
+#include "solo/tensor/tensor.h"
+
+namespace solo {
+namespace {
+
+std::vector<float> random_values(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+float round_bf16(float x) {
+  return bf16_to_f32(f32_to_bf16(x));
+}
+
+TEST(Autocast, MatmulRoundsOperandsAndResultToBf16) {
+  const int64_t M = 7, K = 33, N = 5;
+  const std::vector<float> a = random_values(M * K, 1), b = random_values(K * N, 2);
+  const Tensor ta = Tensor::from_vector(a, {M, K}), tb = Tensor::from_vector(b, {K, N});
+  Tensor y;
+  {
+    AutocastGuard autocast(DType::BF16);
+    y = matmul(ta, tb);
+  }
+  ASSERT_EQ(y.dtype(), DType::F32);  // autocast hands results back in f32
+  const std::vector<float> got = y.to_vector(), exact = matmul(ta, tb).to_vector();
+  int differs_from_f32 = 0;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double acc = 0;  // f64 sum of products of the rounded operands
+      for (int64_t k = 0; k < K; ++k)
+        acc += static_cast<double>(round_bf16(a[static_cast<size_t>(i * K + k)])) *
+               round_bf16(b[static_cast<size_t>(k * N + j)]);
+      const float want = round_bf16(static_cast<float>(acc));
+      const float g = got[static_cast<size_t>(i * N + j)];
+      // f32 accumulation may round to the neighbouring bf16 value: one ulp (2^-8 relative).
+      EXPECT_LE(std::abs(g - want), std::abs(want) * 0x1p-7f + 1e-6f) << i << "," << j;
+      EXPECT_EQ(g, round_bf16(g)) << "not a bf16 value";
+      differs_from_f32 += g != exact[static_cast<size_t>(i * N + j)];
+    }
+  EXPECT_GT(differs_from_f32, 0);  // the f32 result is not what autocast computed
+}
+
+TEST(Autocast, AttentionOnHalfOperandsMatchesF32WithinBf16Precision) {
+  const int64_t B = 2, T = 9, H = 2, D = 8;
+  const std::vector<float> q = random_values(B * T * H * D, 3), k = random_values(B * T * H * D, 4),
+                           v = random_values(B * T * H * D, 5);
+  const Tensor tq = Tensor::from_vector(q, {B, T, H, D}), tk = Tensor::from_vector(k, {B, T, H, D}),
+               tv = Tensor::from_vector(v, {B, T, H, D});
+  const std::vector<float> f32 = scaled_dot_product_attention(tq, tk, tv, {}, true).to_vector();
+  std::vector<float> half;
+  {
+    AutocastGuard autocast(DType::BF16);
+    half = scaled_dot_product_attention(tq, tk, tv, {}, true).to_vector();
+  }
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < f32.size(); ++i) {
+    err += (half[i] - f32[i]) * (half[i] - f32[i]);
+    norm += f32[i] * f32[i];
+    EXPECT_EQ(half[i], round_bf16(half[i]));
+  }
+  // bf16 operands: relative error between 1e-3 and 1e-2, never exactly the f32 result.
+  EXPECT_LT(std::sqrt(err / norm), 1e-2);
+  EXPECT_GT(std::sqrt(err / norm), 1e-4);
+}
+
+// Five AdamW steps of a tiny Llama on a fixed batch; returns the losses.
+std::vector<double> train_tiny_llama(bool bf16, std::vector<DType>* state_dtypes = nullptr) {
+  io::LlamaConfig c;
+  c.hidden_size = 64;
+  c.intermediate_size = 160;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.vocab_size = 97;
+  c.max_position_embeddings = 64;
+  c.rms_norm_eps = 1e-5;
+  models::LlamaForCausalLM model(c, 7, Device{"cpu"});
+  optim::AdamW opt(model.parameters(), {.lr = 3e-3});
+  std::vector<int64_t> ids(2 * 24);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>((i * 31 + 5) % 97);
+  const Tensor input = Tensor::from_vector(ids, {2, 24});
+  std::vector<double> losses;
+  for (int step = 0; step < 5; ++step) {
+    Tensor loss;
+    {
+      std::optional<AutocastGuard> autocast;
+      if (bf16) autocast.emplace(DType::BF16);
+      loss = model.forward(input, {}, input).loss;
+    }
+    loss.backward();
+    if (state_dtypes && step == 0)
+      for (Tensor* p : model.parameters()) {
+        state_dtypes->push_back(p->dtype());
+        state_dtypes->push_back(p->grad().dtype());
+      }
+    opt.step();
+    opt.zero_grad();
+    losses.push_back(loss.item());
+  }
+  return losses;
+}
+
+TEST(Autocast, TinyLlamaTrainsLikeF32WithF32MasterState) {
+  std::vector<DType> dtypes;
+  const std::vector<double> f32 = train_tiny_llama(false), half = train_tiny_llama(true, &dtypes);
+  for (DType dt : dtypes) EXPECT_EQ(dt, DType::F32);  // parameters and gradients
+  for (size_t s = 0; s < f32.size(); ++s) {
+    EXPECT_NEAR(half[s], f32[s], 2e-2 * f32[s]) << "step " << s;
+    EXPECT_NE(half[s], f32[s]) << "step " << s << ": autocast changed nothing";
+  }
+  EXPECT_LT(half.back(), half.front() - 0.1);  // and it learns
+}
+
+}  // namespace
+}  // namespace solo
