@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "solo/core/error.h"
 #include "solo/data/dataloader.h"
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
   int64_t batch_size = 8, block_size = 256, max_steps = -1, warmup_steps = 0;
   double lr = 1e-4, weight_decay = 0.0, grad_clip = 1.0;
   uint64_t seed = 0;
+  bool bf16 = false;
   app.add_option("--model-name-or-path", model_dir,
                  "directory with config.json + model.safetensors")
       ->required();
@@ -45,6 +47,8 @@ int main(int argc, char** argv) {
   app.add_option("--weight-decay", weight_decay, "AdamW weight decay");
   app.add_option("--max-grad-norm", grad_clip, "clip the global gradient norm (0: off)");
   app.add_option("--seed", seed, "shuffle seed");
+  app.add_flag("--bf16", bf16,
+               "bf16 mixed precision: matmuls and attention in bf16, f32 weights and optimizer");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -85,7 +89,12 @@ int main(int argc, char** argv) {
       const Tensor ids = Tensor::from_vector(batch.input_ids, batch.shape());
       const Tensor labels = Tensor::from_vector(batch.labels, batch.shape());
       const Tensor mask = Tensor::from_vector(batch.attention_mask, batch.shape());
-      const Tensor loss = model->forward(ids, mask, labels).loss;
+      Tensor loss;
+      {
+        std::optional<AutocastGuard> autocast;
+        if (bf16) autocast.emplace(DType::BF16);
+        loss = model->forward(ids, mask, labels).loss;
+      }
       loss.backward();
       if (grad_clip > 0) optim::clip_grad_norm(model->parameters(), grad_clip);
       opt.set_lr(lr * schedule.factor(step - 1));
