@@ -8,10 +8,10 @@ namespace solo {
 
 namespace {
 
-// Builds one op on the device of the first defined operand. Undefined operands (optional
-// ones such as a bias) map to kNoValue.
+// Builds one op on the device of the first defined operand with build(trace, values).
+// Undefined operands (optional ones such as a bias) map to kNoValue.
 template <class F>
-Tensor lazy(std::initializer_list<const Tensor*> operands, F&& build) {
+Tensor lazy_in_trace(std::initializer_list<const Tensor*> operands, F&& build) {
   const Tensor* first = nullptr;
   for (const Tensor* t : operands)
     if (t->defined()) {
@@ -26,19 +26,43 @@ Tensor lazy(std::initializer_list<const Tensor*> operands, F&& build) {
     v.push_back(t->defined() ? ctx.value_of(*t) : ir::kNoValue);
     requires_grad |= t->defined() && t->requires_grad();
   }
-  const ir::ValueId out = build(ctx.trace().graph, v);
+  const ir::ValueId out = build(ctx.trace(), v);
   return ctx.wrap(out, requires_grad && ir::grad_enabled());
+}
+
+// The same with build(graph, values), for ops that need nothing else of the trace.
+template <class F>
+Tensor lazy(std::initializer_list<const Tensor*> operands, F&& build) {
+  return lazy_in_trace(
+      operands, [&](Trace& t, const std::vector<ir::ValueId>& v) { return build(t.graph, v); });
+}
+
+// Float operands of different dtypes meet at the wider one, as in PyTorch (f64 > f32 > the
+// halves; bf16 with f16 gives f32): under autocast, a bf16 branch added to the f32 residual
+// stream gives f32.
+DType promoted(DType a, DType b) {
+  if (a == b || !is_floating(a) || !is_floating(b)) return a;
+  if (a == DType::F64 || b == DType::F64) return DType::F64;
+  return DType::F32;
+}
+ir::ValueId promote_to(ir::Graph& g, ir::ValueId v, DType dt) {
+  return v == ir::kNoValue || g.dtype(v) == dt || !is_floating(g.dtype(v)) ? v : ir::cast(g, v, dt);
 }
 
 thread_local DType t_autocast = DType::F32;
 
-// Under autocast, an f32 operand of a matmul-like op is computed in the autocast dtype.
-ir::ValueId autocast_in(ir::Graph& g, ir::ValueId v) {
-  if (t_autocast == DType::F32 || g.dtype(v) != DType::F32) return v;
-  return ir::cast(g, v, t_autocast);
-}
-ir::ValueId autocast_out(ir::Graph& g, ir::ValueId v) {
-  return g.dtype(v) == DType::F32 ? v : ir::cast(g, v, DType::F32);
+// Under autocast, an f32 operand of a matmul-like op is computed in the autocast dtype, and
+// the result stays in it (PyTorch's autocast): the activations between matmuls are half the
+// bytes. Each value is cast once per trace, however many matmuls read it (x feeds q, k and
+// v; a weight's cast serves forward and backward).
+ir::ValueId autocast_in(Trace& t, ir::ValueId v) {
+  if (t_autocast == DType::F32 || v == ir::kNoValue || t.graph.dtype(v) != DType::F32) return v;
+  const uint64_t key = static_cast<uint64_t>(v) << 8 | static_cast<uint64_t>(t_autocast);
+  auto it = t.autocast_casts.find(key);
+  if (it != t.autocast_casts.end()) return it->second;
+  const ir::ValueId c = ir::cast(t.graph, v, t_autocast);
+  t.autocast_casts.emplace(key, c);
+  return c;
 }
 
 }  // namespace
@@ -55,9 +79,12 @@ DType autocast_dtype() {
   return t_autocast;
 }
 
-#define SOLO_BINARY(fn, irfn)                                                                   \
-  Tensor fn(const Tensor& a, const Tensor& b) {                                                 \
-    return lazy({&a, &b}, [](ir::Graph& g, const auto& v) { return ir::irfn(g, v[0], v[1]); }); \
+#define SOLO_BINARY(fn, irfn)                                               \
+  Tensor fn(const Tensor& a, const Tensor& b) {                             \
+    return lazy({&a, &b}, [](ir::Graph& g, const auto& v) {                 \
+      const DType dt = promoted(g.dtype(v[0]), g.dtype(v[1]));              \
+      return ir::irfn(g, promote_to(g, v[0], dt), promote_to(g, v[1], dt)); \
+    });                                                                     \
   }
 SOLO_BINARY(operator+, add)
 SOLO_BINARY(operator-, sub)
@@ -88,8 +115,10 @@ Tensor operator-(const Tensor& a) {
   return lazy({&a}, [](ir::Graph& g, const auto& v) { return ir::neg(g, v[0]); });
 }
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  return lazy({&cond, &a, &b},
-              [](ir::Graph& g, const auto& v) { return ir::where(g, v[0], v[1], v[2]); });
+  return lazy({&cond, &a, &b}, [](ir::Graph& g, const auto& v) {
+    const DType dt = promoted(g.dtype(v[1]), g.dtype(v[2]));
+    return ir::where(g, v[0], promote_to(g, v[1], dt), promote_to(g, v[2], dt));
+  });
 }
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   return lazy({&x, &mask}, [value](ir::Graph& g, const auto& v) {
@@ -136,18 +165,13 @@ Tensor concat(const std::vector<Tensor>& xs, int axis) {
   return ctx.wrap(ir::concat(ctx.trace().graph, v, axis), requires_grad && ir::grad_enabled());
 }
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
-  return lazy({&a, &b}, [&](ir::Graph& g, const auto& v) {
-    if (t_autocast == DType::F32) return ir::matmul(g, v[0], v[1], trans_a, trans_b);
-    return autocast_out(
-        g, ir::matmul(g, autocast_in(g, v[0]), autocast_in(g, v[1]), trans_a, trans_b));
+  return lazy_in_trace({&a, &b}, [&](Trace& t, const auto& v) {
+    return ir::matmul(t.graph, autocast_in(t, v[0]), autocast_in(t, v[1]), trans_a, trans_b);
   });
 }
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
-  return lazy({&x, &w, &bias}, [](ir::Graph& g, const auto& v) {
-    if (t_autocast == DType::F32) return ir::linear(g, v[0], v[1], v[2]);
-    const ir::ValueId y =
-        autocast_out(g, ir::linear(g, autocast_in(g, v[0]), autocast_in(g, v[1])));
-    return v[2] == ir::kNoValue ? y : ir::add(g, y, v[2]);
+  return lazy_in_trace({&x, &w, &bias}, [](Trace& t, const auto& v) {
+    return ir::linear(t.graph, autocast_in(t, v[0]), autocast_in(t, v[1]), autocast_in(t, v[2]));
   });
 }
 Tensor embedding(const Tensor& weight, const Tensor& ids) {
@@ -171,17 +195,16 @@ Tensor rope(const Tensor& x, double theta) {
 }
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& key_mask, bool causal) {
-  return lazy({&q, &k, &v, &key_mask}, [causal](ir::Graph& g, const auto& x) {
-    if (t_autocast == DType::F32)
-      return ir::scaled_dot_product_attention(g, x[0], x[1], x[2], x[3], causal);
-    return autocast_out(
-        g, ir::scaled_dot_product_attention(g, autocast_in(g, x[0]), autocast_in(g, x[1]),
-                                            autocast_in(g, x[2]), x[3], causal));
+  return lazy_in_trace({&q, &k, &v, &key_mask}, [causal](Trace& t, const auto& x) {
+    return ir::scaled_dot_product_attention(t.graph, autocast_in(t, x[0]), autocast_in(t, x[1]),
+                                            autocast_in(t, x[2]), x[3], causal);
   });
 }
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index) {
   return lazy({&logits, &labels}, [ignore_index](ir::Graph& g, const auto& v) {
-    return ir::cross_entropy(g, v[0], v[1], ignore_index);
+    // Under autocast the loss is computed in f32 from half logits, as PyTorch does.
+    const ir::ValueId x = t_autocast != DType::F32 ? promote_to(g, v[0], DType::F32) : v[0];
+    return ir::cross_entropy(g, x, v[1], ignore_index);
   });
 }
 

@@ -33,6 +33,8 @@ struct Trace {
   std::unordered_map<const TensorImpl*, ir::ValueId> leaf_value;
   std::unordered_map<ir::ValueId, Leaf> leaves;
   std::vector<std::weak_ptr<TensorImpl>> pending;
+  // Casts made by autocast, by (value << 8 | dtype), so each value is cast once.
+  std::unordered_map<uint64_t, ir::ValueId> autocast_casts;
 };
 
 class DeviceContext {
