@@ -4,12 +4,15 @@
 #                                       # build-gpu/ and bundle the shared libraries they need
 #   bash scripts/gpu-check.sh run       # there (with build-gpu/bundle.tar.xz carried): every CUDA
 #                                       # test, the golden models on CUDA, and the 1B Llama
-#                                       # step benchmark beside PyTorch eager. Logs go to
+#                                       # step benchmark beside PyTorch eager; the attention
+#                                       # test and the benchmark again with the tensor-core
+#                                       # attention (SOLO_CUDA_ATTENTION=mma), and attention
+#                                       # alone timed with both kernels. Logs go to
 #                                       # $OUT (or ./gpu-check-out). Under 8 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-run}"
-targets=(test_cuda_elementwise test_cuda_layout test_cuda_nn test_cuda_attention test_golden_models bench_llama_step)
+targets=(test_cuda_elementwise test_cuda_layout test_cuda_nn test_cuda_attention test_golden_models bench_llama_step bench_attention)
 
 if [ "$mode" = prepare ]; then
   bash scripts/setup.sh
@@ -45,12 +48,21 @@ for t in test_cuda_elementwise test_cuda_layout test_cuda_nn test_cuda_attention
   timeout 90 "${solo_env[@]}" "build-gpu/bin/$t" --gtest_brief=1 >"$out/$t.log" 2>&1 || status=1
   grep -E "PASSED|FAILED|SKIPPED|Failure|error" "$out/$t.log" | head -40
 done
+# The attention tests again with the tensor-core kernels as the default (the bf16 tests also
+# pick each family themselves), then attention alone at the benchmark's shape, both kernels.
+echo "== test_cuda_attention (SOLO_CUDA_ATTENTION=mma)"
+timeout 90 "${solo_env[@]}" SOLO_CUDA_ATTENTION=mma build-gpu/bin/test_cuda_attention --gtest_brief=1 >"$out/test_cuda_attention_mma.log" 2>&1 || status=1
+grep -E "PASSED|FAILED|SKIPPED|Failure|error" "$out/test_cuda_attention_mma.log" | head -40
+echo "== attention alone (B 4, T 2048, H 16, D 128, bf16, causal)"
+timeout 60 "${solo_env[@]}" build-gpu/bin/bench_attention 2>&1 | tee "$out/bench_attention.txt" || status=1
 # A ~1B-parameter Llama (hidden 2048, 16 layers, 16 heads, FFN 5632, vocab 32000), seq 2048,
 # bf16 mixed precision, AdamW; MFU against the dense bf16 peak of the card.
 peak=989
 model=(--hidden 2048 --ffn 5632 --layers 16 --heads 16 --kv-heads 16 --seq 2048 --batch "${BATCH:-4}" --steps "${STEPS:-3}")
 echo "== bench (solo)"
 timeout 150 "${solo_env[@]}" build-gpu/bin/bench_llama_step --device cuda --bf16 --peak-tflops "$peak" "${model[@]}" 2>&1 | tee "$out/bench_solo.txt" || status=1
+echo "== bench (solo, SOLO_CUDA_ATTENTION=mma)"
+timeout 150 "${solo_env[@]}" SOLO_CUDA_ATTENTION=mma build-gpu/bin/bench_llama_step --device cuda --bf16 --peak-tflops "$peak" "${model[@]}" 2>&1 | tee "$out/bench_solo_mma.txt" || status=1
 echo "== bench (pytorch eager)"
 timeout 150 python3 bench/pytorch_llama_step.py --device cuda --bf16 "${model[@]}" 2>&1 | tail -3 | tee "$out/bench_torch.txt" || status=1
 exit $status

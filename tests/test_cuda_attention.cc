@@ -2,12 +2,16 @@
 // (T != S), grouped-query heads, padding masks of several dtypes with fully masked queries,
 // head dims 64 and 128 (fast tiles), 40 and 200 (bounded run-time D), T = 300 (ragged tiles);
 // f32 on the same inputs and bf16 against cpu f32 on the same bf16-rounded inputs; gradients
-// through autograd against the reference backend. Every test skips without a CUDA device.
+// through autograd against the reference backend. bf16 runs with both kernel families
+// (SOLO_CUDA_ATTENTION=simt and =mma, the tensor-core kernels for D 64 and 128); tests that do
+// not pick one use the environment's. Every test skips without a CUDA device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -28,6 +32,30 @@ using ir::ValueId;
   if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device"
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Selects the CUDA attention kernels ("simt" or "mma") for the backends created in its scope
+// (the backend reads SOLO_CUDA_ATTENTION when constructed); restores the variable after.
+class AttentionKernels {
+ public:
+  explicit AttentionKernels(const char* kind) {
+    if (const char* v = std::getenv(kVar)) saved_ = v;
+    setenv(kVar, kind, 1);
+  }
+  ~AttentionKernels() {
+    if (saved_)
+      setenv(kVar, saved_->c_str(), 1);
+    else
+      unsetenv(kVar);
+  }
+  AttentionKernels(const AttentionKernels&) = delete;
+  AttentionKernels& operator=(const AttentionKernels&) = delete;
+
+ private:
+  static constexpr const char* kVar = "SOLO_CUDA_ATTENTION";
+  std::optional<std::string> saved_;
+};
+
+constexpr const char* kKernelKinds[] = {"simt", "mma"};
 
 // actual within atol_rel * max|expected| + rtol * |e| of expected, per output (infinities
 // must be equal).
@@ -183,19 +211,41 @@ TEST(CudaAttention, MaskDtypes) {
   }
 }
 
+// bf16 forward of case c on the current kernels against cpu f32 on the same rounded inputs.
+void check_forward_bf16(const Case& c, uint64_t seed) {
+  SCOPED_TRACE(name(c));
+  const auto in = forward_inputs(inputs_of(c, seed));
+  std::vector<HostTensor> in16 = in, in32 = in;
+  for (int i = 0; i < 3; ++i) {
+    in16[static_cast<size_t>(i)] = rounded_bf16(in[static_cast<size_t>(i)], DType::BF16);
+    in32[static_cast<size_t>(i)] = rounded_bf16(in[static_cast<size_t>(i)], DType::F32);
+  }
+  const Builder b = attention_builder(1.0 / std::sqrt(double(c.D)), c.causal);
+  expect_near_outputs(run_graph("cuda", in16, b), run_graph("cpu", in32, b), 2e-2, 1e-2,
+                      "cuda bf16 vs cpu f32");
+}
+
+// The same for the backward (dq, dk, dv).
+void check_backward_bf16(const Case& c, uint64_t seed) {
+  SCOPED_TRACE(name(c));
+  const auto in = inputs_of(c, seed);
+  std::vector<HostTensor> in16 = in, in32 = in;
+  for (int i = 0; i < 4; ++i) {
+    in16[static_cast<size_t>(i)] = rounded_bf16(in[static_cast<size_t>(i)], DType::BF16);
+    in32[static_cast<size_t>(i)] = rounded_bf16(in[static_cast<size_t>(i)], DType::F32);
+  }
+  // The bf16 forward output feeds Delta = rowsum(dout * out), so errors are a few bf16 ulps.
+  const Builder b = backward_builder(1.0 / std::sqrt(double(c.D)), c.causal);
+  expect_near_outputs(run_graph("cuda", in16, b), run_graph("cpu", in32, b), 3e-2, 2e-2,
+                      "cuda bf16 vs cpu f32");
+}
+
 TEST(CudaAttention, ForwardBf16MatchesCpu) {
   SKIP_WITHOUT_CUDA();
-  for (const Case& c : kCases) {
-    SCOPED_TRACE(name(c));
-    const auto in = forward_inputs(inputs_of(c, 400));
-    std::vector<HostTensor> in16 = in, in32 = in;
-    for (int i = 0; i < 3; ++i) {
-      in16[static_cast<size_t>(i)] = rounded_bf16(in[static_cast<size_t>(i)], DType::BF16);
-      in32[static_cast<size_t>(i)] = rounded_bf16(in[static_cast<size_t>(i)], DType::F32);
-    }
-    const Builder b = attention_builder(1.0 / std::sqrt(double(c.D)), c.causal);
-    expect_near_outputs(run_graph("cuda", in16, b), run_graph("cpu", in32, b), 2e-2, 1e-2,
-                        "cuda bf16 vs cpu f32");
+  for (const char* kind : kKernelKinds) {
+    SCOPED_TRACE(kind);
+    AttentionKernels kernels(kind);
+    for (const Case& c : kCases) check_forward_bf16(c, 400);
   }
 }
 
@@ -212,18 +262,84 @@ TEST(CudaAttention, BackwardF32MatchesCpu) {
 
 TEST(CudaAttention, BackwardBf16MatchesCpu) {
   SKIP_WITHOUT_CUDA();
-  for (const Case& c : kCases) {
+  for (const char* kind : kKernelKinds) {
+    SCOPED_TRACE(kind);
+    AttentionKernels kernels(kind);
+    for (const Case& c : kCases) check_backward_bf16(c, 600);
+  }
+}
+
+// Shapes aimed at the tensor-core kernels (bf16, D 64 and 128): ragged query and key tiles
+// (100, 300), causal and not, T != S, grouped heads, padding masks with fully masked queries
+// (causal cases), exact tiles, and the long causal sequence.
+const Case kMmaCases[] = {
+    {2, 100, 100, 4, 2, 64, true, true},      // causal GQA, masked queries, one ragged tile
+    {2, 300, 300, 4, 2, 128, false, true},    // non-causal, mask, ragged
+    {1, 300, 300, 4, 2, 128, true, true},     // causal, mask, ragged, D = 128
+    {1, 100, 300, 4, 4, 64, false, false},    // T != S
+    {1, 300, 100, 4, 1, 128, false, true},    // S < T, one kv head for four query heads
+    {2, 128, 128, 2, 2, 64, true, false},     // exact tiles
+    {1, 1024, 1024, 4, 2, 128, true, false},  // long causal
+    {1, 1024, 1024, 4, 2, 64, false, true},   // long, masked
+};
+
+TEST(CudaAttention, MmaForwardBf16MatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  AttentionKernels kernels("mma");
+  for (const Case& c : kMmaCases) check_forward_bf16(c, 800);
+}
+
+TEST(CudaAttention, MmaBackwardBf16MatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  AttentionKernels kernels("mma");
+  for (const Case& c : kMmaCases) check_backward_bf16(c, 900);
+}
+
+// Fully masked queries: zero output and lse -inf from the tensor-core kernels too, and zero
+// gradients for them (their rows of dq) and for masked keys (dk, dv).
+TEST(CudaAttention, MmaFullyMaskedQueries) {
+  SKIP_WITHOUT_CUDA();
+  AttentionKernels kernels("mma");
+  for (const int64_t D : {64, 128}) {
+    const Case c{2, 70, 70, 4, 2, D, true, true};
     SCOPED_TRACE(name(c));
-    const auto in = inputs_of(c, 600);
-    std::vector<HostTensor> in16 = in, in32 = in;
-    for (int i = 0; i < 4; ++i) {
-      in16[static_cast<size_t>(i)] = rounded_bf16(in[static_cast<size_t>(i)], DType::BF16);
-      in32[static_cast<size_t>(i)] = rounded_bf16(in[static_cast<size_t>(i)], DType::F32);
-    }
-    // The bf16 forward output feeds Delta = rowsum(dout * out), so errors are a few bf16 ulps.
-    const Builder b = backward_builder(1.0 / std::sqrt(double(c.D)), c.causal);
-    expect_near_outputs(run_graph("cuda", in16, b), run_graph("cpu", in32, b), 3e-2, 2e-2,
-                        "cuda bf16 vs cpu f32");
+    auto in = inputs_of(c, 1000);
+    for (int i = 0; i < 4; ++i)
+      in[static_cast<size_t>(i)] = rounded_bf16(in[static_cast<size_t>(i)], DType::BF16);
+    const auto out = run_graph("cuda", forward_inputs(in), attention_builder(0.125, true));
+    const auto grads = run_graph("cuda", in, backward_builder(0.125, true));
+    for (int64_t t = 0; t < 4; ++t)
+      for (int64_t h = 0; h < c.Hq; ++h) {
+        EXPECT_EQ(out[1].values[static_cast<size_t>(h * c.T + t)], -kInf);
+        for (int64_t d = 0; d < c.D; ++d) {
+          const auto i = static_cast<size_t>((t * c.Hq + h) * c.D + d);
+          EXPECT_EQ(out[0].values[i], 0.0);
+          EXPECT_EQ(grads[0].values[i], 0.0);  // dq
+        }
+      }
+    for (int64_t s = 0; s < 4; ++s)  // batch 0, keys 0..3 are masked
+      for (int64_t h = 0; h < c.Hkv; ++h)
+        for (int64_t d = 0; d < c.D; ++d) {
+          const auto i = static_cast<size_t>((s * c.Hkv + h) * c.D + d);
+          EXPECT_EQ(grads[1].values[i], 0.0);  // dk
+          EXPECT_EQ(grads[2].values[i], 0.0);  // dv
+        }
+  }
+}
+
+// A value other than mma / simt is an error naming the accepted ones (before any device use,
+// so this runs without a GPU too).
+TEST(CudaAttention, UnknownKernelSelectionIsAnError) {
+  AttentionKernels kernels("fast");
+  try {
+    make_backend("cuda");
+    ADD_FAILURE() << "the cuda backend accepted SOLO_CUDA_ATTENTION=fast";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    if (msg.find("not built in") != std::string::npos) GTEST_SKIP() << "no CUDA backend";
+    EXPECT_NE(msg.find("SOLO_CUDA_ATTENTION"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("mma"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("simt"), std::string::npos) << msg;
   }
 }
 

@@ -7,11 +7,13 @@
 // loops over every query head of its group (no atomics: deterministic).
 // Tiles: D <= 64 and D <= 128 use 64 x 64 tiles; D <= 256 uses 32 x 32 tiles (shared memory);
 // the head dim is a run-time value below the template bound, so any D <= 256 works.
-#include <cuda_fp16.h>
-
+// With SOLO_CUDA_ATTENTION=mma, bf16 calls with D 64 or 128 go to the tensor-core kernels of
+// attention_mma.cu instead (same contract; the delta precompute and scratch are shared).
 #include <cmath>
 #include <cstdint>
 
+#include "solo/backend/cuda/attention_common.cuh"
+#include "solo/backend/cuda/attention_mma.h"
 #include "solo/backend/cuda/cuda_util.cuh"
 
 namespace solo {
@@ -22,74 +24,13 @@ using cuda::dispatch_f32_bf16;
 using cuda::from_float;
 using cuda::stream_of;
 using cuda::to_float;
+using cuda::attn::kNoMask;
+using cuda::attn::mask_at;
+using cuda::attn::mask_kind;
+using cuda::attn::Params;
+using cuda::attn::row_of;
 
 constexpr int kRowThreads = 4;  // threads per query row (fwd, dq) or key row (dk/dv)
-
-// How key_mask [B, S] is stored (any dtype; nonzero = attend).
-enum MaskKind : int {
-  kNoMask,
-  kMaskF32,
-  kMaskF64,
-  kMaskBF16,
-  kMaskF16,
-  kMaskI32,
-  kMaskI64,
-  kMaskU8
-};
-
-int mask_kind(DType dt) {
-  switch (dt) {
-    case DType::F32:
-      return kMaskF32;
-    case DType::F64:
-      return kMaskF64;
-    case DType::BF16:
-      return kMaskBF16;
-    case DType::F16:
-      return kMaskF16;
-    case DType::I32:
-      return kMaskI32;
-    case DType::I64:
-      return kMaskI64;
-    case DType::Bool:
-      return kMaskU8;
-  }
-  return kNoMask;
-}
-
-__device__ __forceinline__ bool mask_at(const void* m, int kind, int64_t i) {
-  switch (kind) {
-    case kMaskF32:
-      return static_cast<const float*>(m)[i] != 0.f;
-    case kMaskF64:
-      return static_cast<const double*>(m)[i] != 0.0;
-    case kMaskBF16:
-      return __bfloat162float(static_cast<const __nv_bfloat16*>(m)[i]) != 0.f;
-    case kMaskF16:
-      return __half2float(static_cast<const __half*>(m)[i]) != 0.f;
-    case kMaskI32:
-      return static_cast<const int32_t*>(m)[i] != 0;
-    case kMaskI64:
-      return static_cast<const int64_t*>(m)[i] != 0;
-    case kMaskU8:
-      return static_cast<const uint8_t*>(m)[i] != 0;
-    default:
-      return true;
-  }
-}
-
-struct Params {
-  int B, T, S, Hq, Hkv, D, group;  // group = Hq / Hkv
-  float scale;
-  bool causal;
-  const void* mask;  // [B, S] or null
-  int mask_kind;
-};
-
-// Row i of a [B, L, H, D] tensor at (b, l, h).
-__device__ __forceinline__ int64_t row_of(int b, int l, int h, int L, int H, int D) {
-  return ((static_cast<int64_t>(b) * L + l) * H + h) * D;
-}
 
 // Stages rows [r0, r0 + rows) of x [B, L, H, D] at (b, ., h) as float into s [rows][ld]
 // (zeros past L).
@@ -257,9 +198,16 @@ void dispatch_dim(int D, F&& f) {
     f.template operator()<256, 32, 32>();
 }
 
+// The tensor-core kernels (attention_mma.cu) when the backend selects them and they cover the
+// call (bf16, D 64 or 128); otherwise these.
+bool use_mma(const KernelCall& c, const Params& p) {
+  return cuda::context_of(c).attention_mma && cuda::attention_mma_supports(c, p);
+}
+
 void attention(const KernelCall& c) {
   const Params p = params_of(c, 3);
   if (static_cast<int64_t>(p.B) * p.T * p.Hq == 0) return;
+  if (use_mma(c, p)) return cuda::attention_mma_forward(c, p);
   dispatch_f32_bf16(c.op, c.in[0].dtype, [&](auto zero) {
     using T = decltype(zero);
     dispatch_dim(p.D, [&]<int DMAX, int BQ, int BK>() { launch_fwd<T, DMAX, BQ, BK>(c, p); });
@@ -491,6 +439,7 @@ void launch_bwd(const KernelCall& c, const Params& p, float* delta) {
 void attention_backward(const KernelCall& c) {
   const Params p = params_of(c, 6);
   if (static_cast<int64_t>(p.D) * p.B == 0) return;
+  const bool mma = use_mma(c, p);
   dispatch_f32_bf16(c.op, c.in[0].dtype, [&](auto zero) {
     using T = decltype(zero);
     const int64_t rows = static_cast<int64_t>(p.B) * p.T * p.Hq;
@@ -501,6 +450,7 @@ void attention_backward(const KernelCall& c) {
           c.in[3].as<T>(), c.in[5].as<T>(), dp, rows, p.T, p.Hq, p.D);
       check_launch("AttentionBackward");
     }
+    if (mma) return cuda::attention_mma_backward(c, p, dp);
     dispatch_dim(p.D, [&]<int DMAX, int BQ, int BK>() { launch_bwd<T, DMAX, BQ, BK>(c, p, dp); });
   });
 }

@@ -3,6 +3,9 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "solo/core/error.h"
 
 #define SOLO_CUDA_CHECK(expr)                                                               \
@@ -37,6 +40,17 @@ constexpr size_t kGranule = 2 << 20;  // blocks are cached in 2 MiB steps
 size_t rounded(size_t bytes) {
   return (bytes + kGranule - 1) / kGranule * kGranule;
 }
+
+// SOLO_CUDA_ATTENTION: "mma" = tensor-core attention kernels, "simt" (or unset) = the
+// CUDA-core ones, which stay the default until the tensor-core kernels are verified on GPUs.
+bool attention_mma_from_env() {
+  const char* v = std::getenv("SOLO_CUDA_ATTENTION");
+  if (v == nullptr || *v == '\0') return false;
+  const std::string s = v;
+  SOLO_CHECK(s == "mma" || s == "simt", "SOLO_CUDA_ATTENTION='", s,
+             "' is not supported: use 'mma' (tensor cores) or 'simt' (CUDA cores, the default)");
+  return s == "mma";
+}
 }  // namespace
 
 bool cuda_device_available() {
@@ -45,6 +59,7 @@ bool cuda_device_available() {
 }
 
 CudaBackend::CudaBackend() {
+  ctx_.attention_mma = attention_mma_from_env();  // a bad value fails before touching the device
   SOLO_CHECK(cuda_device_available(), "no CUDA device is available; use the cpu backend or a ",
              "flavor without GPUs");
   SOLO_CUDA_CHECK(cudaSetDevice(0));

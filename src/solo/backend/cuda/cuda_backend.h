@@ -19,11 +19,16 @@ struct CudaContext {
   void* workspace = nullptr;  // cuBLASLt workspace
   size_t workspace_bytes = 0;
   int sm_count = 0;
+  // Attention on tensor cores (attention_mma.cu) for bf16 with head dim 64 or 128; false: the
+  // CUDA-core kernels. From SOLO_CUDA_ATTENTION ("mma" or "simt"; unset = "simt").
+  bool attention_mma = false;
 };
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend();  // throws solo::Error when no CUDA device is usable
+  // Throws solo::Error when no CUDA device is usable or SOLO_CUDA_ATTENTION is not one of
+  // "mma", "simt".
+  CudaBackend();
   ~CudaBackend() override;
   const char* name() const override { return "cuda"; }
   void run(const KernelCall& call) const override;
