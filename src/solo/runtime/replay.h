@@ -20,8 +20,10 @@ struct ReplayState {
   static constexpr int kMaxRecordings = 3;
   // Inputs up to this size are always staged: copying them costs less than re-recording.
   static constexpr size_t kSmallInputBytes = size_t{64} << 10;
-  // Staging more than this per run would cost more than queueing the kernels saves.
-  static constexpr size_t kMaxSlotBytes = size_t{64} << 20;
+  // Slots cost memory and a copy per run (microseconds per 10 MB on a GPU); launches matter
+  // only while the GPU outruns the host, i.e. for models up to a few hundred million
+  // parameters, whose gradients (outputs of every step) fit in this. Larger plans run eagerly.
+  static constexpr size_t kMaxSlotBytes = size_t{1} << 30;
 
   int runs = 0;           // runs of the plan so far (eager, recorded or replayed)
   int recordings = 0;     // times the plan was recorded
