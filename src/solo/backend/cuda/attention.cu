@@ -25,6 +25,7 @@ using cuda::from_float;
 using cuda::stream_of;
 using cuda::to_float;
 using cuda::attn::kNoMask;
+using cuda::attn::load_key_ok;
 using cuda::attn::mask_at;
 using cuda::attn::mask_kind;
 using cuda::attn::Params;
@@ -43,14 +44,6 @@ __device__ void load_tile(const T* __restrict__ x, float* s, int ld, int rows, i
   }
 }
 
-// Key j of the tile at k0 is usable (in range and not masked): ok [BK] in shared memory.
-__device__ void load_key_ok(float* ok, int BK, int k0, int b, const Params& p) {
-  for (int j = threadIdx.x; j < BK; j += blockDim.x) {
-    const int s = k0 + j;
-    ok[j] = s < p.S && mask_at(p.mask, p.mask_kind, static_cast<int64_t>(b) * p.S + s) ? 1.f : 0.f;
-  }
-}
-
 __device__ __forceinline__ float dot(const float* a, const float* b, int D) {
   float acc = 0.f;
 #pragma unroll 8
@@ -58,14 +51,13 @@ __device__ __forceinline__ float dot(const float* a, const float* b, int D) {
   return acc;
 }
 
-// Sum / max over the kRowThreads consecutive lanes of a row.
+// A row's sum and max over its kRowThreads lanes.
+static_assert(kRowThreads == 4, "row reductions are quad shuffles");
 __device__ __forceinline__ float row_sum(float v) {
-  v += __shfl_xor_sync(0xffffffffu, v, 1);
-  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+  return cuda::attn::quad_sum(v);
 }
 __device__ __forceinline__ float row_max(float v) {
-  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+  return cuda::attn::quad_max(v);
 }
 
 // ---- forward ----------------------------------------------------------------------------------

@@ -76,4 +76,23 @@ __device__ __forceinline__ int64_t row_of(int b, int l, int h, int L, int H, int
   return ((static_cast<int64_t>(b) * L + l) * H + h) * D;
 }
 
+// ok[j] = 1 when key k0 + j (j < n) exists and is not masked, else 0; the block shares the work.
+__device__ __forceinline__ void load_key_ok(float* ok, int n, int k0, int b, const Params& p) {
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    const int s = k0 + j;
+    ok[j] = s < p.S && mask_at(p.mask, p.mask_kind, static_cast<int64_t>(b) * p.S + s) ? 1.f : 0.f;
+  }
+}
+
+// Sum / max over the 4 lanes of a quad (lanes 4i..4i+3), which share a row in both kernel
+// families.
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
 }  // namespace solo::cuda::attn

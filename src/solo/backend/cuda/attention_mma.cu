@@ -46,8 +46,11 @@
 namespace solo::cuda {
 namespace {
 
+using attn::load_key_ok;
 using attn::mask_at;
 using attn::Params;
+using attn::quad_max;
+using attn::quad_sum;
 using attn::row_of;
 using bf16 = __nv_bfloat16;
 
@@ -183,24 +186,6 @@ __device__ __forceinline__ void load_tile(bf16* s, const bf16* __restrict__ x, i
   }
 }
 
-// ok[j] = 1 when key k0 + j exists and is not masked, else 0.
-__device__ __forceinline__ void load_key_ok(float* ok, int k0, int b, const Params& p) {
-  for (int j = threadIdx.x; j < kTile; j += kThreads) {
-    const int s = k0 + j;
-    ok[j] = s < p.S && mask_at(p.mask, p.mask_kind, static_cast<int64_t>(b) * p.S + s) ? 1.f : 0.f;
-  }
-}
-
-// Row sum / max over the 4 lanes (t = 0..3) that share a row of a C fragment.
-__device__ __forceinline__ float quad_sum(float v) {
-  v += __shfl_xor_sync(0xffffffffu, v, 1);
-  return v + __shfl_xor_sync(0xffffffffu, v, 2);
-}
-__device__ __forceinline__ float quad_max(float v) {
-  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-}
-
 // Stores rows g and g + 8 of a warp's [16 x D] f32 accumulator (times mul[r]) as bf16 at
 // x [B, L, H, D] rows (b, l0 + g (+ 8), h); rows >= L are skipped.
 template <int D>
@@ -252,7 +237,7 @@ __global__ void __launch_bounds__(kThreads)
   if (ntiles > 0) {
     load_tile<D>(sK, k, 0, b, hk, p.S, p.Hkv);
     load_tile<D>(sV, v, 0, b, hk, p.S, p.Hkv);
-    load_key_ok(sOk, 0, b, p);
+    load_key_ok(sOk, kTile, 0, b, p);
   }
   cp_async_commit();
   cp_async_wait<0>();
@@ -274,7 +259,7 @@ __global__ void __launch_bounds__(kThreads)
       const int nb = buf ^ 1;
       load_tile<D>(sK + nb * kTile * LD, k, k0 + kTile, b, hk, p.S, p.Hkv);
       load_tile<D>(sV + nb * kTile * LD, v, k0 + kTile, b, hk, p.S, p.Hkv);
-      load_key_ok(sOk + nb * kTile, k0 + kTile, b, p);
+      load_key_ok(sOk + nb * kTile, kTile, k0 + kTile, b, p);
     }
     cp_async_commit();   // possibly empty: keeps one group per iteration
     cp_async_wait<1>();  // this tile's group has landed (the prefetch may be in flight)
@@ -397,7 +382,7 @@ __global__ void __launch_bounds__(kThreads)
   if (ntiles > 0) {
     load_tile<D>(sK, k, 0, b, hk, p.S, p.Hkv);
     load_tile<D>(sV, v, 0, b, hk, p.S, p.Hkv);
-    load_key_ok(sOk, 0, b, p);
+    load_key_ok(sOk, kTile, 0, b, p);
   }
   cp_async_commit();
 
@@ -412,7 +397,7 @@ __global__ void __launch_bounds__(kThreads)
       const int nb = buf ^ 1;
       load_tile<D>(sK + nb * kTile * LD, k, k0 + kTile, b, hk, p.S, p.Hkv);
       load_tile<D>(sV + nb * kTile * LD, v, k0 + kTile, b, hk, p.S, p.Hkv);
-      load_key_ok(sOk + nb * kTile, k0 + kTile, b, p);
+      load_key_ok(sOk + nb * kTile, kTile, k0 + kTile, b, p);
     }
     cp_async_commit();
     cp_async_wait<1>();
