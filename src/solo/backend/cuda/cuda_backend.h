@@ -22,7 +22,10 @@ struct CudaContext {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend();  // throws solo::Error when no CUDA device is usable
+  // Runs on CUDA device `device` of those visible. A Session rank sees only its own GPU
+  // (CUDA_VISIBLE_DEVICES from its local rank), so 0 is right there. Throws solo::Error when
+  // that device is not usable.
+  explicit CudaBackend(int device = 0);
   ~CudaBackend() override;
   const char* name() const override { return "cuda"; }
   void run(const KernelCall& call) const override;
@@ -30,6 +33,8 @@ class CudaBackend final : public Backend {
   void copy_to_host(void* dst, const void* src, size_t bytes) const override;
   void copy(void* dst, const void* src, size_t bytes) const override;
   void synchronize() const override;
+  int device_index() const override { return device_; }
+  void* stream() const override { return ctx_.stream; }
   const CudaContext& context() const { return ctx_; }
 
  protected:
@@ -37,6 +42,7 @@ class CudaBackend final : public Backend {
   void raw_deallocate(void* p, size_t bytes) override;
 
  private:
+  int device_;
   CudaContext ctx_;
   std::multimap<size_t, void*> free_blocks_;  // cached device blocks by rounded size
 };
