@@ -109,7 +109,6 @@ class NcclCommunicator final : public Communicator {
       check_cuda(cudaEventCreateWithFlags(&comm_done_, cudaEventDisableTiming), op,
                  "cudaEventCreateWithFlags");
       check_cuda(cudaMalloc(&barrier_word_, sizeof(int32_t)), op, "cudaMalloc");
-      check_cuda(cudaMemset(barrier_word_, 0, sizeof(int32_t)), op, "cudaMemset");
       const ncclResult_t rc = ncclCommInitRank(&comm_, size_, boot.id, rank_);
       if (rc != ncclSuccess) {
         comm_ = nullptr;
@@ -269,7 +268,7 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;
   cudaEvent_t compute_done_ = nullptr;  // recorded on compute_, waited on by stream_
   cudaEvent_t comm_done_ = nullptr;     // recorded on stream_, waited on by compute_
-  void* barrier_word_ = nullptr;        // one int32 on the device for barrier()
+  void* barrier_word_ = nullptr;        // one int32 barrier() reduces; its value is unused
   ncclComm_t comm_ = nullptr;
   bool failed_ = false;
 };
