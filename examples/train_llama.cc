@@ -56,6 +56,8 @@ int main(int argc, char** argv) {
     // the program as N ranks and never returns here in the launching process.
     Session session(argc, argv);
     auto model = models::LlamaForCausalLM::from_pretrained(model_dir);
+    const Device device = session.device();  // cpu, or this rank's GPU on GPU flavors
+    model->to(device);
     model->train();
     const data::TokenDataset data(dataset);
     data::BatchingOptions batching;
@@ -86,9 +88,9 @@ int main(int argc, char** argv) {
     for (int64_t step = 1; step <= total; ++step) {
       if (!loader.next(batch)) loader.next(batch);  // next epoch
       const auto start = std::chrono::steady_clock::now();
-      const Tensor ids = Tensor::from_vector(batch.input_ids, batch.shape());
-      const Tensor labels = Tensor::from_vector(batch.labels, batch.shape());
-      const Tensor mask = Tensor::from_vector(batch.attention_mask, batch.shape());
+      const Tensor ids = Tensor::from_vector(batch.input_ids, batch.shape(), device);
+      const Tensor labels = Tensor::from_vector(batch.labels, batch.shape(), device);
+      const Tensor mask = Tensor::from_vector(batch.attention_mask, batch.shape(), device);
       Tensor loss;
       {
         std::optional<AutocastGuard> autocast;

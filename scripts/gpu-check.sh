@@ -3,20 +3,27 @@
 #   bash scripts/gpu-check.sh prepare   # here: build the CUDA tests and benchmarks into
 #                                       # build-gpu/ and bundle the shared libraries they need
 #   bash scripts/gpu-check.sh run       # there (with build-gpu/bundle.tar.xz carried): every CUDA
-#                                       # test, the golden models on CUDA, and the 1B Llama
-#                                       # step benchmark beside PyTorch eager; the attention
-#                                       # test and the benchmark again with the tensor-core
-#                                       # attention (SOLO_CUDA_ATTENTION=mma), and attention
-#                                       # alone timed with both kernels. Logs go to
+#                                       # test (the attention ones with both kernel
+#                                       # families), the NCCL communicator on one rank, the
+#                                       # golden models on CUDA, attention alone timed with
+#                                       # both kernels, a small Llama with and without CUDA
+#                                       # graphs, and the 1B Llama step benchmark beside
+#                                       # PyTorch eager with each attention kernel. Logs go to
 #                                       # $OUT (or ./gpu-check-out). Under 8 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-run}"
-targets=(test_cuda_elementwise test_cuda_layout test_cuda_nn test_cuda_attention test_golden_models bench_llama_step bench_attention)
+targets=(test_cuda_elementwise test_cuda_layout test_cuda_nn test_cuda_attention test_golden_models mpi_test_nccl bench_llama_step bench_attention)
 
 if [ "$mode" = prepare ]; then
   bash scripts/setup.sh
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DSOLO_WERROR=ON >/dev/null
+  # mpi_test_nccl exists only when CMake found NCCL.
+  if ! ninja -C build-gpu -t targets all | grep -q '^mpi_test_nccl:'; then
+    kept=()
+    for t in "${targets[@]}"; do [ "$t" = mpi_test_nccl ] || kept+=("$t"); done
+    targets=("${kept[@]}")
+  fi
   ninja -C build-gpu "${targets[@]}"
   mkdir -p build-gpu/lib build-gpu/bin
   for t in "${targets[@]}"; do
@@ -24,8 +31,9 @@ if [ "$mode" = prepare ]; then
     strip -o "build-gpu/bin/$t" "$f"
   done
   # Shared libraries outside glibc and the CUDA driver/toolkit (those are on the GPU machine).
+  # libnccl (200+ MB) stays too: the run half uses the GPU machine's (PyTorch's wheel).
   ldd build-gpu/bin/* | awk '/=> \// {print $3}' | sort -u |
-    grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux|libstdc\+\+|libgcc_s|libcuda|libcublas[A-Za-z]*|libcudart)[.-]' |
+    grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux|libstdc\+\+|libgcc_s|libcuda|libcublas[A-Za-z]*|libcudart|libnccl)[.-]' |
     while read -r lib; do cp -L "$lib" build-gpu/lib/; done
   # One compressed bundle travels (the GPU machine's carry limit is 64 MiB).
   tar -C build-gpu -cf - bin lib | xz -T2 -6 >build-gpu/bundle.tar.xz
@@ -39,8 +47,19 @@ if [ ! -d build-gpu/bin ]; then  # python's lzma needs no xz binary on the GPU m
   python3 -c "import tarfile; tarfile.open('build-gpu/bundle.tar.xz').extractall('build-gpu')"
 fi
 cublas=$(dirname "$(find /usr/local /opt /usr/lib -name 'libcublasLt.so.13*' 2>/dev/null | head -1)")
+# Every binary links NCCL (the data-parallel path): PyTorch's nvidia-nccl wheel, else any
+# libnccl.so.2 on the machine.
+nccl=$(python3 -c 'import os, nvidia.nccl as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null || true)
+if [ ! -f "$nccl/libnccl.so.2" ]; then
+  nccl=$(dirname "$( (find /usr /opt -name 'libnccl.so.2*' 2>/dev/null || true) | head -1)")
+fi
+if [ -f "$nccl/libnccl.so.2" ]; then
+  echo "libnccl: $nccl" | tee "$out/nccl.txt"
+else
+  echo "libnccl.so.2 not found (pip install nvidia-nccl-cu13): the binaries will not start" | tee "$out/nccl.txt"
+fi
 # Only our binaries see the bundled libraries (python keeps its own).
-solo_env=(env "LD_LIBRARY_PATH=$PWD/build-gpu/lib:$cublas:${LD_LIBRARY_PATH:-}" "SOLO_SOURCE_DIR=$PWD")
+solo_env=(env "LD_LIBRARY_PATH=$PWD/build-gpu/lib:$cublas:$nccl:${LD_LIBRARY_PATH:-}" "SOLO_SOURCE_DIR=$PWD")
 nvidia-smi -L | tee "$out/device.txt"
 status=0
 for t in test_cuda_elementwise test_cuda_layout test_cuda_nn test_cuda_attention test_golden_models; do
@@ -55,6 +74,19 @@ timeout 90 "${solo_env[@]}" SOLO_CUDA_ATTENTION=mma build-gpu/bin/test_cuda_atte
 grep -E "PASSED|FAILED|SKIPPED|Failure|error" "$out/test_cuda_attention_mma.log" | head -40
 echo "== attention alone (B 4, T 2048, H 16, D 128, bf16, causal)"
 timeout 60 "${solo_env[@]}" build-gpu/bin/bench_attention 2>&1 | tee "$out/bench_attention.txt" || status=1
+# NCCL as one process (no mpirun there): one rank, bootstrapped over the local communicator.
+if [ -x build-gpu/bin/mpi_test_nccl ]; then
+  echo "== mpi_test_nccl"
+  timeout 60 "${solo_env[@]}" NCCL_DEBUG=WARN build-gpu/bin/mpi_test_nccl --gtest_brief=1 >"$out/mpi_test_nccl.log" 2>&1 || status=1
+  grep -E "PASSED|FAILED|SKIPPED|Failure|error|NCCL WARN" "$out/mpi_test_nccl.log" | head -40
+fi
+# A small Llama (hidden 512, 8 layers, seq 256, batch 8, bf16): short kernels, where replaying
+# the recorded step as a CUDA graph should pay; then the same without graphs.
+small=(--hidden 512 --ffn 1376 --layers 8 --heads 8 --kv-heads 8 --seq 256 --batch 8 --steps 20)
+echo "== small Llama (CUDA graphs on, then off)"
+timeout 60 "${solo_env[@]}" build-gpu/bin/bench_llama_step --device cuda --bf16 "${small[@]}" 2>&1 | tee "$out/bench_small_graphs.txt" || status=1
+timeout 60 "${solo_env[@]}" SOLO_CUDA_GRAPHS=0 build-gpu/bin/bench_llama_step --device cuda --bf16 "${small[@]}" 2>&1 | tee "$out/bench_small_eager.txt" || status=1
+timeout 90 python3 bench/pytorch_llama_step.py --device cuda --bf16 "${small[@]}" 2>&1 | tail -1 | tee "$out/bench_small_torch.txt" || status=1
 # A ~1B-parameter Llama (hidden 2048, 16 layers, 16 heads, FFN 5632, vocab 32000), seq 2048,
 # bf16 mixed precision, AdamW; MFU against the dense bf16 peak of the card.
 peak=989

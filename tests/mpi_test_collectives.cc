@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -112,6 +113,33 @@ TEST(MpiCommunicator, AllReduceSumLargeBuffer) {
   for (size_t i = 0; i < count; ++i)
     if (data[i] != static_cast<float>(i % 1024 + 1) * ranks_sum) ++wrong;
   EXPECT_EQ(wrong, 0u) << "rank " << r;
+}
+
+// The host average (Communicator's default): the mean of r*1000 + i is 500*(n-1) + i.
+TEST(MpiCommunicator, AllReduceAverage) {
+  auto comm = make_mpi_communicator();
+  const int r = comm->rank(), n = comm->size();
+  std::vector<float> f(1001);
+  std::vector<double> d(1001);
+  for (size_t i = 0; i < f.size(); ++i) {
+    f[i] = static_cast<float>(r * 1000 + static_cast<int>(i));
+    d[i] = r * 1000 + static_cast<double>(i);
+  }
+  comm->all_reduce(f.data(), f.size(), DType::F32, /*average=*/true);
+  comm->all_reduce(d.data(), d.size(), DType::F64, /*average=*/true);
+  size_t wrong = 0;
+  for (size_t i = 0; i < f.size(); ++i) {
+    const double want = 500.0 * (n - 1) + static_cast<double>(i);
+    if (std::abs(f[i] - want) > 1e-6 * want + 1e-6 || std::abs(d[i] - want) > 1e-12 * want) ++wrong;
+  }
+  EXPECT_EQ(wrong, 0u) << "rank " << r << ": f[1] " << f[1] << ", d[1] " << d[1];
+  // Integers cannot be averaged; every rank refuses before summing.
+  std::vector<int32_t> ints(3, r);
+  EXPECT_NE(error_of([&] {
+              comm->all_reduce(ints.data(), 3, DType::I32, true);
+            }).find("averaging needs f32 or f64"),
+            std::string::npos);
+  EXPECT_EQ(ints, std::vector<int32_t>(3, r));
 }
 
 // Rank r sends r*1000 + j at index j of its size*count buffer; rank r receives

@@ -45,6 +45,19 @@ TEST(LocalCommunicator, AllReduceSumLeavesDataUnchanged) {
   EXPECT_EQ(l, (std::vector<int64_t>{int64_t{1} << 40, -7}));
 }
 
+TEST(LocalCommunicator, AllReduceAverageOfOneRankIsTheData) {
+  auto comm = make_local_communicator();
+  EXPECT_FALSE(comm->device_memory());
+  std::vector<double> d = {1.5, -2.0};
+  comm->all_reduce(d.data(), d.size(), DType::F64, /*average=*/true);
+  EXPECT_EQ(d, (std::vector<double>{1.5, -2.0}));
+  std::vector<int64_t> l = {3};
+  EXPECT_NE(error_of([&] {
+              comm->all_reduce(l.data(), 1, DType::I64, true);
+            }).find("averaging needs f32 or f64 on communicator 'local'"),
+            std::string::npos);
+}
+
 TEST(LocalCommunicator, ReduceScatterAndAllGatherCopy) {
   auto comm = make_local_communicator();
   const std::vector<double> send = {1.0, 2.0, 3.0, 4.0};

@@ -81,6 +81,10 @@ class Backend {
   virtual void copy(void* dst, const void* src, size_t bytes) const = 0;
   // Waits for queued work (asynchronous backends); used to time ops one by one.
   virtual void synchronize() const {}
+  // Asynchronous backends: the device index and the stream (cudaStream_t) their work is queued
+  // on, so that a device communicator can order its collectives with it. -1 and null otherwise.
+  virtual int device_index() const { return -1; }
+  virtual void* stream() const { return nullptr; }
 
   // Recording (backends where queueing work costs more than running it: cuda). Between
   // begin_recording and end_recording, run() and copy() record instead of running; the

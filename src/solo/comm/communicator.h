@@ -1,6 +1,6 @@
 // Communicators: collectives over the ranks of a job. `local` is the one-rank communicator;
-// `mpi` runs over Open MPI on host buffers (NCCL on device buffers comes with the GPU
-// backend). Every rank must call the same collectives in the same order.
+// `mpi` runs over Open MPI on host buffers; `nccl` (comm/nccl/, built with CUDA and NCCL)
+// runs on device buffers. Every rank must call the same collectives in the same order.
 #pragma once
 #include <cstddef>
 #include <memory>
@@ -15,9 +15,15 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual const char* name() const = 0;
+  // True when the buffers passed to the collectives are device memory (NCCL), false for host
+  // memory (local, MPI). Device communicators queue their work and return before it is done.
+  virtual bool device_memory() const { return false; }
 
   // In place: data[i] = sum over ranks of data[i]. count elements of dtype (float or integer).
   virtual void all_reduce_sum(void* data, size_t count, DType dtype) = 0;
+  // all_reduce_sum, then with `average` divided by size() (float dtypes only). The default sums
+  // and scales on the host; device communicators average in the collective itself.
+  virtual void all_reduce(void* data, size_t count, DType dtype, bool average);
   // send holds size() * count elements; rank r receives into recv (count elements) the sum
   // over ranks of send[r*count, (r+1)*count).
   virtual void reduce_scatter_sum(const void* send, void* recv, size_t count, DType dtype) = 0;

@@ -242,21 +242,20 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
 }
 
 void Executor::run_collective(const ir::Node& node, const TensorRef& in, const TensorRef& out) {
+  // In place on the output. On a device this copy is queued on the backend's stream; a device
+  // communicator orders its collective after that stream's queued work.
   backend_.copy(out.data, in.data, in.bytes());
   if (!comm_ || comm_->size() == 1 || !backend_.holds_data()) return;
-  // Host buffers go straight to MPI; device buffers will go through NCCL.
-  SOLO_CHECK(std::string(backend_.name()) == "cpu" || std::string(backend_.name()) == "reference",
-             "AllReduce on backend '", backend_.name(), "' needs a device communicator (NCCL)");
-  comm_->all_reduce_sum(out.data, static_cast<size_t>(out.numel()), out.dtype);
-  if (node.attrs.i("average")) {
-    const double inv = 1.0 / comm_->size();
-    if (out.dtype == DType::F32)
-      for (int64_t i = 0; i < out.numel(); ++i) out.as<float>()[i] *= static_cast<float>(inv);
-    else if (out.dtype == DType::F64)
-      for (int64_t i = 0; i < out.numel(); ++i) out.as<double>()[i] *= inv;
-    else
-      SOLO_FAIL("AllReduce: averaging needs f32 or f64, got ", dtype_name(out.dtype));
-  }
+  const bool host_buffers =
+      std::string(backend_.name()) == "cpu" || std::string(backend_.name()) == "reference";
+  SOLO_CHECK(host_buffers || comm_->device_memory(), "AllReduce on backend '", backend_.name(),
+             "' needs a device communicator (NCCL), but communicator '", comm_->name(),
+             "' works on host memory; build Solo with NCCL or train on the cpu backend");
+  SOLO_CHECK(!host_buffers || !comm_->device_memory(), "AllReduce on backend '", backend_.name(),
+             "' holds host memory, but communicator '", comm_->name(),
+             "' works on device memory; attach a host communicator (MPI) to this device");
+  comm_->all_reduce(out.data, static_cast<size_t>(out.numel()), out.dtype,
+                    node.attrs.i("average") != 0);
 }
 
 std::string OpProfile::report() const {

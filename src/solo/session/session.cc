@@ -211,6 +211,10 @@ Session::Session(int argc, char** argv)
 #endif
 }
 
+Device Session::device() const {
+  return compute_device(flavor_);
+}
+
 Session::~Session() {
   if (comm_ && comm_->size() > 1) set_data_parallel(compute_device(flavor_), nullptr);
 #ifdef SOLO_HAVE_JOB_RECORDS

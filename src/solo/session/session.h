@@ -11,6 +11,7 @@
 
 #include "solo/cluster/inventory.h"
 #include "solo/comm/communicator.h"
+#include "solo/tensor/tensor.h"
 
 namespace solo {
 
@@ -24,7 +25,12 @@ class Session {
   int rank() const { return comm_->rank(); }
   int world_size() const { return comm_->size(); }
   bool is_main() const { return rank() == 0; }
+  // Host communicator of the job's ranks (MPI in a job, local otherwise).
   comm::Communicator& comm() const { return *comm_; }
+  // The device this rank computes on: cpu, or cuda on GPU flavors (the rank's own GPU: the
+  // Session leaves each rank only the GPU of its local rank visible, as device 0). Gradients
+  // of tensors on it are averaged over the ranks, through NCCL on cuda.
+  Device device() const;
   const cluster::Flavor& flavor() const { return flavor_; }
   const std::string& job_id() const { return job_id_; }
 

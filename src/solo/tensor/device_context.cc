@@ -8,6 +8,10 @@
 #include "solo/core/hash.h"
 #include "solo/tensor/tensor_impl.h"
 
+#ifdef SOLO_HAVE_NCCL
+#include "solo/comm/nccl/nccl_communicator.h"
+#endif
+
 namespace solo {
 
 DeviceContext::DeviceContext(const Device& d)
@@ -36,6 +40,24 @@ DeviceContext& device_context(const Device& d) {
   auto& slot = contexts[d.type];
   if (!slot) slot = std::make_unique<DeviceContext>(d);
   return *slot;
+}
+
+void DeviceContext::set_data_parallel(comm::Communicator* c) {
+  data_parallel_ = nullptr;
+  device_comm_.reset();  // collective: every rank detaches together, as it attached
+  if (!c || c->size() == 1 || c->device_memory() || backend_->stream() == nullptr) {
+    data_parallel_ = c;
+    return;
+  }
+#ifdef SOLO_HAVE_NCCL
+  // The device's buffers need a device communicator: NCCL, bootstrapped over c, ordered with
+  // the backend's stream.
+  device_comm_ = comm::make_nccl_communicator(*c, backend_->device_index(), backend_->stream());
+  data_parallel_ = device_comm_.get();
+#else
+  SOLO_FAIL("data parallelism on device '", device_.type, "' needs NCCL, which this build of ",
+            "Solo lacks: install NCCL (with the CUDA toolkit) and rebuild, or use a cpu flavor");
+#endif
 }
 
 ir::ValueId DeviceContext::value_of(const Tensor& t) {

@@ -100,7 +100,9 @@ size_t last_flush_peak_bytes(const Device& d = {});
 // Data parallelism: with a communicator of N > 1 ranks attached to a device, backward()
 // averages the gradients over the ranks (bucketed all-reduces appended to the step graph,
 // as DDP does during backward), so every rank applies the same update. solo::Session
-// attaches its communicator; pass nullptr to detach.
+// attaches its communicator; pass nullptr to detach. On a GPU device `c` (MPI) bootstraps an
+// NCCL communicator that runs the all-reduces on device buffers; attaching and detaching are
+// then collective over the ranks of `c`.
 void set_data_parallel(const Device& d, comm::Communicator* c);
 int data_parallel_size(const Device& d = {});
 

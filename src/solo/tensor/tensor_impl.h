@@ -53,8 +53,10 @@ class DeviceContext {
   // A new realized tensor holding `storage`.
   Tensor realized(std::shared_ptr<Storage> storage, const ir::TensorType& type);
   void flush();
-  // The data-parallel group gradients are averaged over in backward() (null: one rank).
-  void set_data_parallel(comm::Communicator* c) { data_parallel_ = c; }
+  // The data-parallel group gradients are averaged over in backward() (null: one rank); it
+  // must outlive its use. On a device backend (one with a stream), a host communicator of
+  // several ranks only bootstraps an NCCL communicator that this context owns and uses instead.
+  void set_data_parallel(comm::Communicator* c);
   comm::Communicator* data_parallel() const { return data_parallel_; }
   size_t last_peak_bytes() const { return last_peak_bytes_; }
   uint64_t last_graph_hash() const { return last_graph_hash_; }
@@ -68,6 +70,7 @@ class DeviceContext {
   size_t last_peak_bytes_ = 0;
   uint64_t last_graph_hash_ = 0;
   comm::Communicator* data_parallel_ = nullptr;
+  std::unique_ptr<comm::Communicator> device_comm_;  // the NCCL one, on a device backend
   // Memory plans by (graph hash, requested outputs); a program has few distinct graphs.
   static constexpr size_t kPlanCacheSize = 16;
   // With each plan, what replaying its recorded work needs (backends that record: cuda).

@@ -58,11 +58,15 @@ bool cuda_device_available() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-CudaBackend::CudaBackend() {
+CudaBackend::CudaBackend(int device) : device_(device) {
   ctx_.attention_mma = attention_mma_from_env();  // a bad value fails before touching the device
   SOLO_CHECK(cuda_device_available(), "no CUDA device is available; use the cpu backend or a ",
              "flavor without GPUs");
-  SOLO_CUDA_CHECK(cudaSetDevice(0));
+  int count = 0;
+  SOLO_CUDA_CHECK(cudaGetDeviceCount(&count));
+  SOLO_CHECK(device >= 0 && device < count, "CUDA device ", device, " does not exist: ", count,
+             " are visible; use an index in [0, ", count, ") or check CUDA_VISIBLE_DEVICES");
+  SOLO_CUDA_CHECK(cudaSetDevice(device));
   cudaStream_t stream;
   SOLO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   ctx_.stream = stream;
@@ -74,11 +78,11 @@ CudaBackend::CudaBackend() {
   // Kernels take scratch with cudaMallocAsync; keep freed pool memory instead of returning it
   // to the driver at every synchronisation (re-mapping it each step costs milliseconds).
   cudaMemPool_t pool;
-  SOLO_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, 0));
+  SOLO_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
   uint64_t keep = UINT64_MAX;
   SOLO_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
   int sms = 0;
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   ctx_.sm_count = sms;
   register_cuda_elementwise_kernels(kernels_);
   register_cuda_layout_kernels(kernels_);

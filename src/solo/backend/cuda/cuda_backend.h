@@ -26,9 +26,10 @@ struct CudaContext {
 
 class CudaBackend final : public Backend {
  public:
-  // Throws solo::Error when no CUDA device is usable or SOLO_CUDA_ATTENTION is not one of
-  // "mma", "simt".
-  CudaBackend();
+  // Runs on CUDA device `device` of those visible. A Session rank sees only its own GPU
+  // (CUDA_VISIBLE_DEVICES from its local rank), so 0 is right there. Throws solo::Error when
+  // that device is not usable or SOLO_CUDA_ATTENTION is not one of "mma", "simt".
+  explicit CudaBackend(int device = 0);
   ~CudaBackend() override;
   const char* name() const override { return "cuda"; }
   void run(const KernelCall& call) const override;
@@ -40,6 +41,8 @@ class CudaBackend final : public Backend {
   bool can_record() const override { return true; }
   void begin_recording() override;
   std::unique_ptr<Recording> end_recording() override;
+  int device_index() const override { return device_; }
+  void* stream() const override { return ctx_.stream; }
   const CudaContext& context() const { return ctx_; }
 
  protected:
@@ -47,6 +50,7 @@ class CudaBackend final : public Backend {
   void raw_deallocate(void* p, size_t bytes) override;
 
  private:
+  int device_;
   CudaContext ctx_;
   std::multimap<size_t, void*> free_blocks_;  // cached device blocks by rounded size
   bool recording_ = false;

@@ -1,0 +1,288 @@
+#include "solo/comm/nccl/nccl_communicator.h"
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <thread>
+
+#include "solo/core/error.h"
+
+namespace solo::comm {
+
+namespace {
+
+constexpr const char* kSameCalls =
+    "every rank must call the same collectives in the same order with the same sizes, on "
+    "buffers of this communicator's device";
+
+[[noreturn]] void fail_nccl(ncclResult_t rc, const char* op, const char* call, const char* hint) {
+  // ncclGetLastError ignores its argument and returns the most detailed text NCCL has.
+  const char* last = ncclGetLastError(nullptr);
+  SOLO_FAIL(op, ": ", call, " failed: ", ncclGetErrorString(rc),
+            last && *last ? std::string(" (") + last + ")" : std::string(), "; ", hint,
+            " (NCCL_DEBUG=WARN prints more)");
+}
+
+void check_cuda(cudaError_t rc, const char* op, const char* call) {
+  if (rc == cudaSuccess) return;
+  SOLO_FAIL(op, ": ", call, " failed: ", cudaGetErrorString(rc),
+            "; check that the device is healthy and the buffers are on it");
+}
+
+// Sets the current device for a scope (NCCL creates its communicator on the current device)
+// and restores the caller's.
+class DeviceScope {
+ public:
+  DeviceScope(int device, const char* op) {
+    check_cuda(cudaGetDevice(&previous_), op, "cudaGetDevice");
+    if (previous_ != device) check_cuda(cudaSetDevice(device), op, "cudaSetDevice");
+  }
+  ~DeviceScope() { cudaSetDevice(previous_); }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+// Types that move as data (gathers); bool travels as bytes.
+ncclDataType_t nccl_type(DType dtype, const char* op) {
+  switch (dtype) {
+    case DType::F32:
+      return ncclFloat32;
+    case DType::F64:
+      return ncclFloat64;
+    case DType::BF16:
+      return ncclBfloat16;
+    case DType::F16:
+      return ncclFloat16;
+    case DType::I32:
+      return ncclInt32;
+    case DType::I64:
+      return ncclInt64;
+    case DType::Bool:
+      return ncclUint8;
+  }
+  SOLO_FAIL(op, ": dtype ", static_cast<int>(dtype),
+            " has no NCCL type; use f32, f64, bf16, f16, i32, i64 or bool");
+}
+
+// Types that can be summed: as above, except bool.
+ncclDataType_t nccl_sum_type(DType dtype, const char* op) {
+  SOLO_CHECK(dtype != DType::Bool, op,
+             ": a sum of bool is not meaningful; cast to i32 (or i64) to count, then compare");
+  return nccl_type(dtype, op);
+}
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(Communicator& bootstrap, int device, void* compute_stream)
+      : rank_(bootstrap.rank()),
+        size_(bootstrap.size()),
+        compute_(static_cast<cudaStream_t>(compute_stream)) {
+    constexpr const char* op = "make_nccl_communicator";
+    SOLO_CHECK(!bootstrap.device_memory(), op, ": the bootstrap communicator '", bootstrap.name(),
+               "' works on device memory; bootstrap over a host communicator (MPI or local)");
+    // Rank 0 also sends its status, so that a failure there ends every rank instead of
+    // leaving them waiting for an id that never comes.
+    struct {
+      ncclUniqueId id;
+      int32_t status;
+    } boot{};
+    if (rank_ == 0) boot.status = ncclGetUniqueId(&boot.id);
+    bootstrap.broadcast(&boot, sizeof boot, 0);
+    if (boot.status != ncclSuccess)
+      fail_nccl(static_cast<ncclResult_t>(boot.status), op,
+                rank_ == 0 ? "ncclGetUniqueId" : "ncclGetUniqueId on rank 0",
+                "NCCL could not start (is a network interface up?)");
+
+    DeviceScope scope(device, op);
+    try {
+      check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), op,
+                 "cudaStreamCreateWithFlags");
+      check_cuda(cudaEventCreateWithFlags(&compute_done_, cudaEventDisableTiming), op,
+                 "cudaEventCreateWithFlags");
+      check_cuda(cudaEventCreateWithFlags(&comm_done_, cudaEventDisableTiming), op,
+                 "cudaEventCreateWithFlags");
+      check_cuda(cudaMalloc(&barrier_word_, sizeof(int32_t)), op, "cudaMalloc");
+      const ncclResult_t rc = ncclCommInitRank(&comm_, size_, boot.id, rank_);
+      if (rc != ncclSuccess) {
+        comm_ = nullptr;
+        fail_nccl(rc, op, "ncclCommInitRank",
+                  "each rank needs a GPU of its own (ranks sharing a GPU are refused) and every "
+                  "rank must create the communicator together");
+      }
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+
+  ~NcclCommunicator() override { release(); }
+  NcclCommunicator(const NcclCommunicator&) = delete;
+  NcclCommunicator& operator=(const NcclCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const char* name() const override { return "nccl"; }
+  bool device_memory() const override { return true; }
+
+  void all_reduce_sum(void* data, size_t count, DType dtype) override {
+    all_reduce(data, count, dtype, false);
+  }
+
+  void all_reduce(void* data, size_t count, DType dtype, bool average) override {
+    constexpr const char* op = "all_reduce";
+    const ncclDataType_t t = nccl_sum_type(dtype, op);
+    // ncclAvg divides inside the collective: no second pass over the buffer.
+    SOLO_CHECK(!average || is_floating(dtype), op, ": averaging needs a float dtype, got ",
+               dtype_name(dtype), "; cast to f32 first");
+    const ncclRedOp_t red = average ? ncclAvg : ncclSum;
+    if (count == 0) return;
+    enqueue(op, "ncclAllReduce",
+            [&] { return ncclAllReduce(data, data, count, t, red, comm_, stream_); });
+  }
+
+  void reduce_scatter_sum(const void* send, void* recv, size_t count, DType dtype) override {
+    constexpr const char* op = "reduce_scatter_sum";
+    const ncclDataType_t t = nccl_sum_type(dtype, op);
+    if (count == 0) return;
+    enqueue(op, "ncclReduceScatter",
+            [&] { return ncclReduceScatter(send, recv, count, t, ncclSum, comm_, stream_); });
+  }
+
+  void all_gather(const void* send, void* recv, size_t count, DType dtype) override {
+    constexpr const char* op = "all_gather";
+    const ncclDataType_t t = nccl_type(dtype, op);
+    if (count == 0) return;
+    enqueue(op, "ncclAllGather",
+            [&] { return ncclAllGather(send, recv, count, t, comm_, stream_); });
+  }
+
+  void broadcast(void* data, size_t bytes, int root) override {
+    constexpr const char* op = "broadcast";
+    SOLO_CHECK(root >= 0 && root < size_, op, ": root ", root, " is not a rank of this ", size_,
+               "-rank job; use a root in [0, ", size_, ")");
+    if (bytes == 0) return;
+    enqueue(op, "ncclBroadcast",
+            [&] { return ncclBroadcast(data, data, bytes, ncclUint8, root, comm_, stream_); });
+  }
+
+  // NCCL has no tags: messages between two ranks match in the order they are queued.
+  void send(const void* data, size_t bytes, int peer, int tag) override {
+    check_peer("send", peer, tag);
+    if (bytes == 0) return;
+    enqueue("send", "ncclSend",
+            [&] { return ncclSend(data, bytes, ncclUint8, peer, comm_, stream_); });
+  }
+
+  void recv(void* data, size_t bytes, int peer, int tag) override {
+    check_peer("recv", peer, tag);
+    if (bytes == 0) return;
+    enqueue("recv", "ncclRecv",
+            [&] { return ncclRecv(data, bytes, ncclUint8, peer, comm_, stream_); });
+  }
+
+  // Returns once every rank has reached it and this rank's queued work (compute and
+  // collectives) is done; the one place the host waits, watching for NCCL errors meanwhile.
+  void barrier() override {
+    constexpr const char* op = "barrier";
+    enqueue(op, "ncclAllReduce", [&] {
+      return ncclAllReduce(barrier_word_, barrier_word_, 1, ncclInt32, ncclSum, comm_, stream_);
+    });
+    for (;;) {
+      const cudaError_t rc = cudaStreamQuery(stream_);
+      if (rc == cudaSuccess) return;
+      if (rc != cudaErrorNotReady) check_cuda(rc, op, "cudaStreamQuery");
+      check_async(op);
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+ private:
+  // compute stream -> comm stream -> compute stream, by events: the collective starts after
+  // the compute work queued so far, and compute work queued later starts after it (which
+  // also keeps the backend's stream-ordered reuse of freed buffers safe).
+  template <class Call>
+  void enqueue(const char* op, const char* call, Call&& nccl_call) {
+    check_async(op);
+    check_cuda(cudaEventRecord(compute_done_, compute_), op, "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(stream_, compute_done_, 0), op, "cudaStreamWaitEvent");
+    const ncclResult_t rc = nccl_call();
+    if (rc != ncclSuccess) {
+      failed_ = true;
+      fail_nccl(rc, op, call, kSameCalls);
+    }
+    check_cuda(cudaEventRecord(comm_done_, stream_), op, "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(compute_, comm_done_, 0), op, "cudaStreamWaitEvent");
+  }
+
+  // Errors of collectives already queued (a peer that died, a broken link) surface here.
+  void check_async(const char* op) {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t rc = ncclCommGetAsyncError(comm_, &state);
+    if (rc != ncclSuccess || (state != ncclSuccess && state != ncclInProgress)) {
+      failed_ = true;
+      fail_nccl(rc != ncclSuccess ? rc : state, op, "an earlier collective",
+                "a peer rank failed or the link between ranks broke; see the other ranks' errors");
+    }
+  }
+
+  void check_peer(const char* op, int peer, int tag) const {
+    SOLO_CHECK(peer >= 0 && peer < size_, op, ": peer ", peer, " is not a rank of this ", size_,
+               "-rank job; use a peer in [0, ", size_, ")");
+    SOLO_CHECK(peer != rank_, op, ": rank ", rank_,
+               " cannot send to or receive from itself; copy the buffer instead");
+    SOLO_CHECK(tag >= 0, op, ": tag ", tag, " is negative; use a tag >= 0");
+  }
+
+  // ncclCommDestroy waits for the other ranks on this host. After an error, or while an
+  // exception unwinds this rank alone, they may never come: abort instead (local, no wait).
+  void release() noexcept {
+    if (comm_) {
+      ncclResult_t state = ncclSuccess;
+      if (!failed_ && std::uncaught_exceptions() == 0 &&
+          ncclCommGetAsyncError(comm_, &state) == ncclSuccess && state == ncclSuccess)
+        ncclCommDestroy(comm_);  // waits for queued collectives
+      else
+        ncclCommAbort(comm_);
+      comm_ = nullptr;
+    }
+    // Destroying a stream or event with work pending is allowed: CUDA frees them once done.
+    if (barrier_word_) cudaFree(barrier_word_);
+    if (comm_done_) cudaEventDestroy(comm_done_);
+    if (compute_done_) cudaEventDestroy(compute_done_);
+    if (stream_) cudaStreamDestroy(stream_);
+    barrier_word_ = nullptr;
+    comm_done_ = compute_done_ = nullptr;
+    stream_ = nullptr;
+  }
+
+  int rank_;
+  int size_;
+  cudaStream_t compute_;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t compute_done_ = nullptr;  // recorded on compute_, waited on by stream_
+  cudaEvent_t comm_done_ = nullptr;     // recorded on stream_, waited on by compute_
+  void* barrier_word_ = nullptr;        // one int32 barrier() reduces; its value is unused
+  ncclComm_t comm_ = nullptr;
+  bool failed_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, int device,
+                                                     void* compute_stream) {
+  return std::make_unique<NcclCommunicator>(bootstrap, device, compute_stream);
+}
+
+bool nccl_available() {
+  int version = 0;
+  return ncclGetVersion(&version) == ncclSuccess && version > 0;
+}
+
+}  // namespace solo::comm
