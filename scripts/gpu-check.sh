@@ -97,4 +97,16 @@ echo "== bench (solo, SOLO_CUDA_ATTENTION=mma)"
 timeout 150 "${solo_env[@]}" SOLO_CUDA_ATTENTION=mma build-gpu/bin/bench_llama_step --device cuda --bf16 --peak-tflops "$peak" "${model[@]}" 2>&1 | tee "$out/bench_solo_mma.txt" || status=1
 echo "== bench (pytorch eager)"
 timeout 150 python3 bench/pytorch_llama_step.py --device cuda --bf16 "${model[@]}" 2>&1 | tail -3 | tee "$out/bench_torch.txt" || status=1
+# Races and out-of-bounds accesses in the tensor-core attention (needs a runtime where
+# compute-sanitizer works; on others it says so and the check is skipped).
+if command -v compute-sanitizer >/dev/null; then
+  echo "== compute-sanitizer (racecheck, memcheck) on the tensor-core attention"
+  for tool in racecheck memcheck; do
+    rc=0
+    timeout 120 "${solo_env[@]}" compute-sanitizer --tool "$tool" --error-exitcode 9 \
+      build-gpu/bin/test_cuda_attention --gtest_filter='*MmaFullyMasked*:*MmaForward*' \
+      >"$out/sanitizer_$tool.log" 2>&1 || rc=$?
+    echo "$tool: exit $rc; $(grep -E 'ERROR SUMMARY' "$out/sanitizer_$tool.log" | tail -1)"
+  done
+fi
 exit $status
