@@ -119,6 +119,43 @@ TEST(Autocast, EachValueIsCastOncePerGraph) {
   sync();
 }
 
+// The memory plan sees autocast: planned on the meta device, a step of a Llama whose
+// activations dominate needs markedly less under bf16 (activations in bf16; weights,
+// gradients and AdamW state still f32).
+TEST(Autocast, MemoryPlanOfAStepShrinksUnderBf16) {
+  io::LlamaConfig c;
+  c.hidden_size = 256;
+  c.intermediate_size = 688;
+  c.num_hidden_layers = 4;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 4;
+  c.vocab_size = 1000;
+  c.max_position_embeddings = 512;
+  c.rms_norm_eps = 1e-5;
+  const Device meta{"meta"};
+  models::LlamaForCausalLM model(c, 1, meta);
+  optim::AdamW opt(model.parameters(), {.lr = 1e-3});
+  const Tensor ids = Tensor::zeros({8, 512}, DType::I64, meta);
+  auto step_peak = [&](bool bf16) {
+    for (int i = 0; i < 2; ++i) {  // the second step has the steady graph (optimizer state)
+      Tensor loss;
+      {
+        std::optional<AutocastGuard> autocast;
+        if (bf16) autocast.emplace(DType::BF16);
+        loss = model.forward(ids, {}, ids).loss;
+      }
+      loss.backward();
+      opt.step();
+      opt.zero_grad();
+    }
+    return last_flush_peak_bytes(meta);
+  };
+  const size_t f32 = step_peak(false), bf16 = step_peak(true);
+  const size_t state = static_cast<size_t>(model.num_parameters()) * 4 * 4;  // p, grad, m, v
+  EXPECT_LT(bf16, f32);
+  EXPECT_LT(bf16 - state, (f32 - state) * 7 / 10);  // activations: well under the f32 bytes
+}
+
 // Five AdamW steps of a tiny Llama on a fixed batch; returns the losses.
 std::vector<double> train_tiny_llama(bool bf16, std::vector<DType>* state_dtypes = nullptr) {
   io::LlamaConfig c;
