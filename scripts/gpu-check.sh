@@ -90,11 +90,15 @@ timeout 90 python3 bench/pytorch_llama_step.py --device cuda --bf16 "${small[@]}
 # A ~1B-parameter Llama (hidden 2048, 16 layers, 16 heads, FFN 5632, vocab 32000), seq 2048,
 # bf16 mixed precision, AdamW; MFU against the dense bf16 peak of the card.
 peak=989
-model=(--hidden 2048 --ffn 5632 --layers 16 --heads 16 --kv-heads 16 --seq 2048 --batch "${BATCH:-4}" --steps "${STEPS:-3}")
+shape=(--hidden 2048 --ffn 5632 --layers 16 --heads 16 --kv-heads 16 --seq 2048 --batch "${BATCH:-4}")
+model=("${shape[@]}" --steps "${STEPS:-3}")
 echo "== bench (solo)"
 timeout 150 "${solo_env[@]}" build-gpu/bin/bench_llama_step --device cuda --bf16 --peak-tflops "$peak" "${model[@]}" 2>&1 | tee "$out/bench_solo.txt" || status=1
 echo "== bench (solo, SOLO_CUDA_ATTENTION=mma)"
 timeout 150 "${solo_env[@]}" SOLO_CUDA_ATTENTION=mma build-gpu/bin/bench_llama_step --device cuda --bf16 --peak-tflops "$peak" "${model[@]}" 2>&1 | tee "$out/bench_solo_mma.txt" || status=1
+echo "== time per op kind (SOLO_PROFILE=1, tensor-core attention, 1 step)"
+timeout 120 "${solo_env[@]}" SOLO_PROFILE=1 SOLO_CUDA_ATTENTION=mma build-gpu/bin/bench_llama_step --device cuda --bf16 "${shape[@]}" --steps 1 >"$out/profile_1b.txt" 2>&1 || status=1
+grep -A14 "time per op" "$out/profile_1b.txt" || true
 echo "== bench (pytorch eager)"
 timeout 150 python3 bench/pytorch_llama_step.py --device cuda --bf16 "${model[@]}" 2>&1 | tail -3 | tee "$out/bench_torch.txt" || status=1
 # Races and out-of-bounds accesses in the tensor-core attention (needs a runtime where
