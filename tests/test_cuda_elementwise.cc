@@ -268,6 +268,22 @@ TEST(CudaActivationBackward, F32AndBf16) {
   }
 }
 
+TEST(CudaSwiglu, ForwardAndBackwardF32AndBf16) {
+  if (!backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
+  Builder build = [](Graph& g, const std::vector<ValueId>& in) {
+    std::vector<ValueId> out = ir::swiglu_backward(g, in[0], in[1], in[2]);
+    out.push_back(ir::swiglu(g, in[0], in[1]));
+    return out;
+  };
+  // 9: the element-wise tail only; 129 x 257: 16-byte packs plus a tail.
+  for (const Shape& s : {Shape{9}, Shape{129, 257}}) {
+    const auto gate = random_tensor(s, DType::F32, 810, -6, 6);
+    const auto up = random_tensor(s, DType::F32, 811), dy = random_tensor(s, DType::F32, 812);
+    cuda_vs_cpu({gate, up, dy}, build, kRtol, kAtol, "swiglu " + str(s));
+    cuda_bf16_vs_cpu({gate, up, dy}, build, kBf16Rtol, kBf16Atol, "swiglu " + str(s));
+  }
+}
+
 // ---- cast --------------------------------------------------------------------------------
 
 TEST(CudaCast, EveryDtypePair) {

@@ -561,6 +561,87 @@ TEST(GeluBackward, Tanh) {
       {0.5, 1.0829640838457826, -0.08296408384578255});
 }
 
+// ---- swiglu ------------------------------------------------------------------------------
+
+Builder swiglu_builder() {
+  return [](Graph& g, const std::vector<ValueId>& in) {
+    return std::vector<ValueId>{ir::swiglu(g, in[0], in[1])};
+  };
+}
+Builder swiglu_backward_builder() {
+  return [](Graph& g, const std::vector<ValueId>& in) {
+    return ir::swiglu_backward(g, in[0], in[1], in[2]);
+  };
+}
+
+TEST(Swiglu, HandValues) {
+  // silu(0) = 0, silu(1) = s(1), silu(-2) = -2 s(-2), times up = 5, 2, 3
+  const double s1 = 1 / (1 + std::exp(-1.0)), sm2 = 1 / (1 + std::exp(2.0));
+  for (DType dt : {DType::F32, DType::F64})
+    expect_values(run_graph("reference",
+                            {float_tensor({3}, dt, {0, 1, -2}), float_tensor({3}, dt, {5, 2, 3})},
+                            swiglu_builder()),
+                  {{0, 2 * s1, -6 * sm2}}, dt == DType::F32 ? 1e-6 : 1e-14, 1e-12);
+}
+
+TEST(Swiglu, MatchesTheUnfusedOpsAndCpuMatchesReference) {
+  const Builder unfused = [](Graph& g, const std::vector<ValueId>& in) {
+    return std::vector<ValueId>{ir::mul(g, ir::silu(g, in[0]), in[1])};
+  };
+  const std::vector<HostTensor> small = {random_tensor({5, 7}, DType::F64, 1, -6, 6),
+                                         random_tensor({5, 7}, DType::F64, 2)};
+  expect_values(run_graph("reference", small, swiglu_builder()),
+                {run_graph("reference", small, unfused)[0].values}, 1e-15, 1e-15);
+  uint64_t seed = 10;
+  for (const Shape& s : {Shape{37, 53}, Shape{70001}})
+    for (DType dt : {DType::F32, DType::F64})
+      expect_matches_reference("cpu",
+                               {random_tensor(s, dt, seed++, -6, 6), random_tensor(s, dt, seed++)},
+                               swiglu_builder(), kRtol, kAtol);
+}
+
+TEST(Swiglu, GradientsMatchFiniteDifferencesAndReference) {
+  expect_gradients_match_finite_differences(
+      {random_tensor({4, 5}, DType::F64, 3, -3, 3), random_tensor({4, 5}, DType::F64, 4)},
+      swiglu_builder(), {0, 1}, 1e-6, 1e-8);
+  expect_gradients_match_reference(
+      "cpu", {random_tensor({9, 13}, DType::F32, 5, -3, 3), random_tensor({9, 13}, DType::F32, 6)},
+      swiglu_builder(), {0, 1}, kRtol, kAtol);
+}
+
+TEST(SwigluBackward, HandValuesAndCpuMatchesReference) {
+  // gate 1, up 2, dy 3: dup = 3 silu(1) = 3 s1, dgate = 3 * 2 * silu'(1) = 6 s1 (2 - s1)
+  const double s1 = 1 / (1 + std::exp(-1.0));
+  expect_values(run_graph("reference",
+                          {float_tensor({1}, DType::F64, {1}), float_tensor({1}, DType::F64, {2}),
+                           float_tensor({1}, DType::F64, {3})},
+                          swiglu_backward_builder()),
+                {{6 * s1 * (2 - s1)}, {3 * s1}}, 1e-14, 1e-14);
+  uint64_t seed = 20;
+  for (DType dt : {DType::F32, DType::F64})
+    expect_matches_reference(
+        "cpu",
+        {random_tensor({37, 53}, dt, seed++, -6, 6), random_tensor({37, 53}, dt, seed++),
+         random_tensor({37, 53}, dt, seed++)},
+        swiglu_backward_builder(), kRtol, kAtol);
+}
+
+TEST(Swiglu, OperandErrors) {
+  expect_build_error(
+      [](Graph& g) {
+        ir::swiglu(g, in_of(g, {2, 3}), in_of(g, {3, 2}));
+      },
+      {"Swiglu", "f32[2, 3]", "f32[3, 2]"});
+  expect_build_error(
+      [](Graph& g) { ir::swiglu(g, in_of(g, {2}, DType::I32), in_of(g, {2}, DType::I32)); },
+      {"Swiglu", "float", "i32[2]"});
+  expect_build_error(
+      [](Graph& g) {
+        ir::swiglu_backward(g, in_of(g, {2}), in_of(g, {2}), in_of(g, {2}, DType::F64));
+      },
+      {"SwigluBackward", "f64[2]"});
+}
+
 // ---- cast --------------------------------------------------------------------------------
 
 Builder cast_builder(DType to) {

@@ -205,14 +205,18 @@ TEST(Replay, OptimizerStepsReplayWithStateUpdatedInPlace) {
                    upload(rec, std::vector<float>(n))},
                   {*cpu, upload(*cpu, ramp(n, 0.01f, 0.2f)), upload(*cpu, std::vector<float>(n)),
                    upload(*cpu, std::vector<float>(n))}};
+  std::vector<std::shared_ptr<Storage>> grads;
   for (int step = 1; step <= 4; ++step) {
     const std::vector<float> grad_host = ramp(n, 0.001f * static_cast<float>(step), 0.04f);
     const std::vector<float> scalars = {1e-2f,
                                         1.0f / (1.0f - static_cast<float>(std::pow(0.9, step))),
                                         1.0f / (1.0f - static_cast<float>(std::pow(0.999, step)))};
     for (Side& s : sides) {
-      const auto gs = upload(s.b, grad_host), lrs = upload(s.b, {scalars[0]}),
-                 b1s = upload(s.b, {scalars[1]}), b2s = upload(s.b, {scalars[2]});
+      // Each step's gradient is new storage somewhere else (kept, so no address repeats).
+      grads.push_back(upload(s.b, grad_host));
+      const auto& gs = grads.back();
+      const auto lrs = upload(s.b, {scalars[0]}), b1s = upload(s.b, {scalars[1]}),
+                 b2s = upload(s.b, {scalars[2]});
       const std::unordered_map<ValueId, const void*> in = {
           {p, s.p->data()},  {grad, gs->data()}, {m, s.m->data()}, {v, s.v->data()},
           {lr, lrs->data()}, {b1, b1s->data()},  {b2, b2s->data()}};

@@ -112,6 +112,11 @@ Grads rsqrt_vjp(Graph& g, const Node& n, const Grads& dout) {
 }
 
 // The activations have fused backward ops, so the backward pass is one kernel.
+Grads swiglu_vjp(Graph& g, const Node& n, const Grads& dout) {
+  if (dout[0] == kNoValue) return {kNoValue, kNoValue};
+  return ir::swiglu_backward(g, n.inputs[0], n.inputs[1], dout[0]);
+}
+
 Grads silu_vjp(Graph& g, const Node& n, const Grads& dout) {
   return {ir::silu_backward(g, n.inputs[0], dout[0])};
 }
@@ -220,6 +225,7 @@ void register_elementwise_vjps(VjpTable& t) {
   t.set(OpKind::Sqrt, sqrt_vjp);
   t.set(OpKind::Rsqrt, rsqrt_vjp);
   t.set(OpKind::Silu, silu_vjp);
+  t.set(OpKind::Swiglu, swiglu_vjp);
   t.set(OpKind::Gelu, gelu_vjp);
   t.set(OpKind::SiluBackward, silu_backward_vjp);
   t.set(OpKind::GeluBackward, gelu_backward_vjp);

@@ -13,7 +13,7 @@ namespace solo {
   X(Add) X(Sub) X(Mul) X(Div) X(Maximum) X(Minimum) X(Less) X(Where)             \
   X(AddScalar) X(MulScalar) X(PowScalar)                                         \
   X(Neg) X(Exp) X(Log) X(Sqrt) X(Rsqrt) X(Silu) X(Gelu)                          \
-  X(SiluBackward) X(GeluBackward) X(Cast)                                        \
+  X(SiluBackward) X(GeluBackward) X(Swiglu) X(SwigluBackward) X(Cast)             \
   /* reductions and broadcast */                                                 \
   X(Sum) X(Mean) X(BroadcastTo)                                                  \
   /* layout */                                                                   \

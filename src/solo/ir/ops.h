@@ -5,7 +5,8 @@
 //
 // Implementations live in ops_<group>.cc, their VJP rules in autograd/vjp_<group>.cc and
 // their kernels in backend/<name>/<group>.cc:
-//   elementwise: Full, Add, Sub, Mul, Div, Where, *Scalar, unary math, Cast, Sum, Mean, BroadcastTo
+//   elementwise: Full, Add, Sub, Mul, Div, Where, *Scalar, unary math, Swiglu, Cast, Sum, Mean,
+//                BroadcastTo
 //   layout:      Reshape, Permute, Slice, SliceBackward, Concat, MatMul, Embedding(+Backward)
 //   nn:          Softmax, RmsNorm, LayerNorm, Rope, CrossEntropy (+ their Backward ops)
 //   attention:   Attention, AttentionBackward
@@ -45,7 +46,12 @@ ValueId rsqrt(Graph& g, ValueId x);
 ValueId silu(Graph& g, ValueId x);  // x * sigmoid(x)
 // gelu(x); tanh = true uses GPT-2's tanh approximation (attr "tanh").
 ValueId gelu(Graph& g, ValueId x, bool tanh = false);
-ValueId silu_backward(Graph& g, ValueId x, ValueId dy);             // dy * silu'(x)
+ValueId silu_backward(Graph& g, ValueId x, ValueId dy);  // dy * silu'(x)
+// The Llama MLP's gated activation in one pass: silu(gate) * up (same shape and float dtype).
+ValueId swiglu(Graph& g, ValueId gate, ValueId up);
+// -> {dgate, dup} = {dy * up * silu'(gate), dy * silu(gate)}; the fused backward of swiglu
+// (not differentiable itself, like the fused nn backward ops).
+std::vector<ValueId> swiglu_backward(Graph& g, ValueId gate, ValueId up, ValueId dy);
 ValueId gelu_backward(Graph& g, ValueId x, ValueId dy, bool tanh);  // dy * gelu'(x)
 ValueId cast(Graph& g, ValueId x, DType to);                        // attr "dtype"
 // Sum / mean over `axes` (negative allowed; empty = all axes). attrs "axes", "keepdim".

@@ -120,6 +120,22 @@ ValueId gelu_backward(Graph& g, ValueId x, ValueId dy, bool tanh) {
   return activation_backward(g, OpKind::GeluBackward, x, dy, Attrs().set("tanh", tanh));
 }
 
+ValueId swiglu(Graph& g, ValueId gate, ValueId up) {
+  const TensorType &tg = g.type(gate), &tu = g.type(up);
+  check_operands(tg.dtype == tu.dtype && tg.shape == tu.shape, "Swiglu",
+                 "gate and up must have the same shape and dtype", {&tg, &tu});
+  check_operands(is_floating(tg.dtype), "Swiglu", "needs float tensors", {&tg, &tu});
+  return g.add(OpKind::Swiglu, {gate, up}, tg);
+}
+std::vector<ValueId> swiglu_backward(Graph& g, ValueId gate, ValueId up, ValueId dy) {
+  const TensorType &tg = g.type(gate), &tu = g.type(up), &tdy = g.type(dy);
+  for (const TensorType* t : {&tu, &tdy})
+    check_operands(t->dtype == tg.dtype && t->shape == tg.shape, "SwigluBackward",
+                   "gate, up and dy must have the same shape and dtype", {&tg, &tu, &tdy});
+  check_operands(is_floating(tg.dtype), "SwigluBackward", "needs float tensors", {&tg, &tu, &tdy});
+  return g.add_node(OpKind::SwigluBackward, {gate, up, dy}, {tg, tg});
+}
+
 ValueId cast(Graph& g, ValueId x, DType to) {
   if (g.dtype(x) == to) return x;  // like PyTorch's .to(): no copy for the same dtype
   return g.add(OpKind::Cast, {x}, {g.shape(x), to}, Attrs().set("dtype", static_cast<int64_t>(to)));

@@ -54,7 +54,7 @@ LlamaMLP::LlamaMLP(const LlamaConfig& c, uint64_t seed, Device d) {
 
 Tensor LlamaMLP::forward(const Tensor& x) {
   ScopeGuard scope(scope_name());
-  return down_proj_->forward(silu(gate_proj_->forward(x)) * up_proj_->forward(x));
+  return down_proj_->forward(swiglu(gate_proj_->forward(x), up_proj_->forward(x)));
 }
 
 LlamaDecoderLayer::LlamaDecoderLayer(const LlamaConfig& c, uint64_t seed, Device d) {

@@ -105,6 +105,13 @@ SOLO_UNARY(rsqrt)
 SOLO_UNARY(silu)
 #undef SOLO_UNARY
 
+Tensor swiglu(const Tensor& gate, const Tensor& up) {
+  return lazy({&gate, &up}, [](ir::Graph& g, const auto& v) {
+    const DType dt = promoted(g.dtype(v[0]), g.dtype(v[1]));
+    return ir::swiglu(g, promote_to(g, v[0], dt), promote_to(g, v[1], dt));
+  });
+}
+
 Tensor operator+(const Tensor& a, double s) {
   return lazy({&a}, [s](ir::Graph& g, const auto& v) { return ir::add_scalar(g, v[0], s); });
 }

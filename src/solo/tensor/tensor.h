@@ -153,6 +153,8 @@ Tensor log(const Tensor& x);
 Tensor sqrt(const Tensor& x);
 Tensor rsqrt(const Tensor& x);
 Tensor silu(const Tensor& x);
+// silu(gate) * up in one fused op (the Llama MLP's gate).
+Tensor swiglu(const Tensor& gate, const Tensor& up);
 Tensor gelu(const Tensor& x, bool tanh = false);
 Tensor cast(const Tensor& x, DType to);
 Tensor sum(const Tensor& x, std::vector<int64_t> axes = {}, bool keepdim = false);

@@ -446,6 +446,38 @@ void gelu_backward(const KernelCall& c) {
   }
 }
 
+// gate, up [n] -> y [n] = silu(gate) * up: one pass instead of silu then mul.
+void swiglu(const KernelCall& c) {
+  const TensorRef &gate = c.in[0], &up = c.in[1], &y = c.out[0];
+  dispatch_float(c.op, y.dtype, [&](auto zero) {
+    using T = decltype(zero);
+    const T *pg = gate.as<T>(), *pu = up.as<T>();
+    T* py = y.as<T>();
+    const int64_t n = y.numel();
+#pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) py[i] = pg[i] / (T(1) + std::exp(-pg[i])) * pu[i];
+  });
+}
+
+// gate, up, dy [n] -> dgate = dy up silu'(gate), dup = dy silu(gate) [n], one pass;
+// silu'(g) = s (1 + g (1 - s)), s = sigmoid(g).
+void swiglu_backward(const KernelCall& c) {
+  const TensorRef &gate = c.in[0], &up = c.in[1], &dy = c.in[2];
+  const TensorRef &dgate = c.out[0], &dup = c.out[1];
+  dispatch_float(c.op, dgate.dtype, [&](auto zero) {
+    using T = decltype(zero);
+    const T *pg = gate.as<T>(), *pu = up.as<T>(), *pdy = dy.as<T>();
+    T *pdg = dgate.as<T>(), *pdu = dup.as<T>();
+    const int64_t n = dgate.numel();
+#pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) {
+      const T g = pg[i], s = T(1) / (T(1) + std::exp(-g)), d = pdy[i];
+      pdu[i] = d * g * s;
+      pdg[i] = d * pu[i] * s * (T(1) + g * (T(1) - s));
+    }
+  });
+}
+
 // ---- cast --------------------------------------------------------------------------------
 
 // Float to integer truncates toward zero (as PyTorch); NaN gives 0 and out-of-range values
@@ -767,6 +799,8 @@ void register_cpu_elementwise_kernels(KernelTable& t) {
   t.set(OpKind::Silu, silu);
   t.set(OpKind::Gelu, gelu);
   t.set(OpKind::SiluBackward, silu_backward);
+  t.set(OpKind::Swiglu, swiglu);
+  t.set(OpKind::SwigluBackward, swiglu_backward);
   t.set(OpKind::GeluBackward, gelu_backward);
   t.set(OpKind::Cast, cast);
   t.set(OpKind::Sum, sum);

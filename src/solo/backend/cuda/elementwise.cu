@@ -690,6 +690,52 @@ void activation_backward(const KernelCall& c, Slope slope) {
 void silu_backward(const KernelCall& c) {
   activation_backward(c, SiluSlope{});
 }
+
+// silu(gate) * up
+struct SwigluOp {
+  template <class C>
+  __device__ C operator()(C gate, C up) const {
+    return SiluOp{}(gate)*up;
+  }
+};
+
+void swiglu(const KernelCall& c) {
+  const TensorRef &gate = c.in[0], &up = c.in[1], &y = c.out[0];
+  dispatch_floating(c.op, y.dtype, [&](auto zero) {
+    using T = decltype(zero);
+    // gate [n], up [n] -> y [n]
+    launch_map<2>(c, gate.as<const T>(), up.as<const T>(), y.as<T>(), y.numel(), SwigluOp{});
+  });
+}
+
+// gate, up, dy [n] -> dgate = dy up silu'(gate), dup = dy silu(gate) [n], in one pass
+// (arithmetic in compute_t<T>: f32 for bf16).
+template <class T>
+__global__ void swiglu_backward_kernel(const T* __restrict__ gate, const T* __restrict__ up,
+                                       const T* __restrict__ dy, T* __restrict__ dgate,
+                                       T* __restrict__ dup, int64_t n) {
+  using C = compute_t<T>;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const C g = load(gate[i]), d = load(dy[i]);
+    const C s = C(1) / (C(1) + dexp(-g));
+    dup[i] = store<T>(d * g * s);
+    dgate[i] = store<T>(d * load(up[i]) * s * (C(1) + g * (C(1) - s)));
+  }
+}
+
+void swiglu_backward(const KernelCall& c) {
+  const TensorRef &gate = c.in[0], &up = c.in[1], &dy = c.in[2];
+  const TensorRef &dgate = c.out[0], &dup = c.out[1];
+  const int64_t n = dgate.numel();
+  if (n == 0) return;
+  dispatch_floating(c.op, dgate.dtype, [&](auto zero) {
+    using T = decltype(zero);
+    swiglu_backward_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, stream_of(c)>>>(
+        gate.as<const T>(), up.as<const T>(), dy.as<const T>(), dgate.as<T>(), dup.as<T>(), n);
+  });
+  check_launch("SwigluBackward");
+}
 void gelu_backward(const KernelCall& c) {
   activation_backward(c, GeluSlope{c.attrs.i("tanh") != 0});
 }
@@ -1146,6 +1192,8 @@ void register_cuda_elementwise_kernels(KernelTable& t) {
   t.set(OpKind::Silu, silu);
   t.set(OpKind::Gelu, gelu);
   t.set(OpKind::SiluBackward, silu_backward);
+  t.set(OpKind::Swiglu, swiglu);
+  t.set(OpKind::SwigluBackward, swiglu_backward);
   t.set(OpKind::GeluBackward, gelu_backward);
   t.set(OpKind::Cast, cast);
   t.set(OpKind::Sum, sum);

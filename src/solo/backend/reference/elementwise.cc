@@ -232,6 +232,32 @@ void gelu_backward(const KernelCall& c) {
   activation_backward(c, [t](auto x) { return gelu_slope(x, t); });
 }
 
+// gate, up [*] -> y = silu(gate) * up
+void swiglu(const KernelCall& c) {
+  const TensorRef &gate = c.in[0], &up = c.in[1], &y = c.out[0];
+  dispatch_float(c.op, y.dtype, [&](auto zero) {
+    using T = decltype(zero);
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      const T g = gate.as<T>()[i];
+      y.as<T>()[i] = g / (T(1) + std::exp(-g)) * up.as<T>()[i];
+    }
+  });
+}
+
+// gate, up, dy [*] -> dgate = dy up silu'(gate), dup = dy silu(gate)
+void swiglu_backward(const KernelCall& c) {
+  const TensorRef &gate = c.in[0], &up = c.in[1], &dy = c.in[2];
+  const TensorRef &dgate = c.out[0], &dup = c.out[1];
+  dispatch_float(c.op, dgate.dtype, [&](auto zero) {
+    using T = decltype(zero);
+    for (int64_t i = 0; i < dgate.numel(); ++i) {
+      const T g = gate.as<T>()[i], s = T(1) / (T(1) + std::exp(-g)), d = dy.as<T>()[i];
+      dup.as<T>()[i] = d * g * s;
+      dgate.as<T>()[i] = d * up.as<T>()[i] * s * (T(1) + g * (T(1) - s));
+    }
+  });
+}
+
 // Float to integer truncates toward zero (as PyTorch); NaN gives 0 and out-of-range values
 // saturate, where C++ would be undefined.
 template <class I>
@@ -367,6 +393,8 @@ void register_reference_elementwise_kernels(KernelTable& t) {
   t.set(OpKind::Gelu, gelu);
   t.set(OpKind::SiluBackward, silu_backward);
   t.set(OpKind::GeluBackward, gelu_backward);
+  t.set(OpKind::Swiglu, swiglu);
+  t.set(OpKind::SwigluBackward, swiglu_backward);
   t.set(OpKind::Cast, cast);
   t.set(OpKind::Sum, sum);
   t.set(OpKind::Mean, mean);
