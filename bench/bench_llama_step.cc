@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "solo/core/error.h"
 #include "solo/models/llama.h"
 #include "solo/optim/optimizer.h"
 
@@ -42,47 +43,53 @@ int main(int argc, char** argv) {
   app.add_flag("--bf16", bf16, "bf16 mixed precision (autocast; f32 master weights)");
   app.add_option("--peak-tflops", peak_tflops, "device peak, to print MFU");
   CLI11_PARSE(app, argc, argv);
-  if (c.num_key_value_heads > c.num_attention_heads) c.num_key_value_heads = c.num_attention_heads;
-  c.max_position_embeddings = std::max<int64_t>(c.max_position_embeddings, seq);
+  try {
+    if (c.num_key_value_heads > c.num_attention_heads)
+      c.num_key_value_heads = c.num_attention_heads;
+    c.max_position_embeddings = std::max<int64_t>(c.max_position_embeddings, seq);
 
-  const Device dev{device};
-  models::LlamaForCausalLM model(c, 1, dev);
-  optim::AdamW opt(model.parameters(), {.lr = 1e-4});
-  std::vector<int64_t> ids(static_cast<size_t>(batch * seq));
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>((i * 7919) % 32000);
-  const Tensor input = Tensor::from_vector(ids, {batch, seq}, dev);
-  auto step = [&] {
-    Tensor loss;
-    {
-      std::optional<AutocastGuard> autocast;
-      if (bf16) autocast.emplace(DType::BF16);
-      loss = model.forward(input, {}, input).loss;
-    }
-    loss.backward();
-    opt.step();
-    opt.zero_grad();
-    return dev.type == "meta" ? 0.0 : loss.item();  // meta: host overhead only
-  };
-  // Warm-up: optimizer state (step 1 has its own graph), the memory plan of the steady step
-  // (step 2) and, on cuda, its recording (step 3).
-  for (int i = 0; i < 3; ++i) step();
-  const auto start = std::chrono::steady_clock::now();
-  double loss = 0;
-  for (int i = 0; i < steps; ++i) loss = step();
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / steps;
-  const double tokens_per_s = static_cast<double>(batch * seq) / secs;
-  // Training FLOPs per token: 6 N for the weights plus 12 L T H for attention scores.
-  const double flops_per_token =
-      6.0 * static_cast<double>(model.num_parameters()) +
-      12.0 * static_cast<double>(c.num_hidden_layers * seq * c.hidden_size);
-  std::printf("solo: %.1f tokens/s, %.3f s/step, %lld params, loss %.4f, %.1f TFLOP/s",
-              tokens_per_s, secs, static_cast<long long>(model.num_parameters()), loss,
-              tokens_per_s * flops_per_token / 1e12);
-  if (peak_tflops > 0)
-    std::printf(", MFU %.1f%%", 100.0 * tokens_per_s * flops_per_token / 1e12 / peak_tflops);
-  std::printf(", peak memory %.2f GiB, %lld replayed steps\n",
-              last_flush_peak_bytes(dev) / 1073741824.0,
-              static_cast<long long>(replayed_flushes(dev)));
+    const Device dev{device};
+    models::LlamaForCausalLM model(c, 1, dev);
+    optim::AdamW opt(model.parameters(), {.lr = 1e-4});
+    std::vector<int64_t> ids(static_cast<size_t>(batch * seq));
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int64_t>((i * 7919) % 32000);
+    const Tensor input = Tensor::from_vector(ids, {batch, seq}, dev);
+    auto step = [&] {
+      Tensor loss;
+      {
+        std::optional<AutocastGuard> autocast;
+        if (bf16) autocast.emplace(DType::BF16);
+        loss = model.forward(input, {}, input).loss;
+      }
+      loss.backward();
+      opt.step();
+      opt.zero_grad();
+      return dev.type == "meta" ? 0.0 : loss.item();  // meta: host overhead only
+    };
+    // Warm-up: optimizer state (step 1 has its own graph), the memory plan of the steady step
+    // (step 2) and, on cuda, its recording (step 3).
+    for (int i = 0; i < 3; ++i) step();
+    const auto start = std::chrono::steady_clock::now();
+    double loss = 0;
+    for (int i = 0; i < steps; ++i) loss = step();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / steps;
+    const double tokens_per_s = static_cast<double>(batch * seq) / secs;
+    // Training FLOPs per token: 6 N for the weights plus 12 L T H for attention scores.
+    const double flops_per_token =
+        6.0 * static_cast<double>(model.num_parameters()) +
+        12.0 * static_cast<double>(c.num_hidden_layers * seq * c.hidden_size);
+    std::printf("solo: %.1f tokens/s, %.3f s/step, %lld params, loss %.4f, %.1f TFLOP/s",
+                tokens_per_s, secs, static_cast<long long>(model.num_parameters()), loss,
+                tokens_per_s * flops_per_token / 1e12);
+    if (peak_tflops > 0)
+      std::printf(", MFU %.1f%%", 100.0 * tokens_per_s * flops_per_token / 1e12 / peak_tflops);
+    std::printf(", peak memory %.2f GiB, %lld replayed steps\n",
+                last_flush_peak_bytes(dev) / 1073741824.0,
+                static_cast<long long>(replayed_flushes(dev)));
+  } catch (const solo::Error& e) {
+    std::fprintf(stderr, "bench_llama_step: %s\n", e.what());
+    return 1;
+  }
   return 0;
 }

@@ -62,55 +62,77 @@ fi
 solo_env=(env "LD_LIBRARY_PATH=$PWD/build-gpu/lib:$cublas:$nccl:${LD_LIBRARY_PATH:-}" "SOLO_SOURCE_DIR=$PWD")
 nvidia-smi -L | tee "$out/device.txt"
 status=0
+# Steps run most valuable first; each has a timeout, and the optional ones at the end start
+# only while the whole run is under its budget (a device command may run 10 minutes).
+budget=${BUDGET_S:-480}
+have_time() { [ "$SECONDS" -lt "$1" ]; }
+run_test() {  # name, log, then the command
+  local name=$1 log=$2
+  shift 2
+  echo "== $name"
+  local rc=0
+  "$@" >"$out/$log" 2>&1 || rc=$?
+  grep -E "PASSED|FAILED|SKIPPED|Failure|error|NCCL WARN" "$out/$log" | head -40
+  return $rc
+}
 for t in test_cuda_elementwise test_cuda_layout test_cuda_nn test_cuda_attention test_golden_models; do
-  echo "== $t"
-  timeout 90 "${solo_env[@]}" "build-gpu/bin/$t" --gtest_brief=1 >"$out/$t.log" 2>&1 || status=1
-  grep -E "PASSED|FAILED|SKIPPED|Failure|error" "$out/$t.log" | head -40
+  run_test "$t" "$t.log" timeout 90 "${solo_env[@]}" "build-gpu/bin/$t" --gtest_brief=1 || status=1
 done
-# The attention tests again with the tensor-core kernels as the default (the bf16 tests also
-# pick each family themselves), then attention alone at the benchmark's shape, both kernels.
-echo "== test_cuda_attention (SOLO_CUDA_ATTENTION=mma)"
-timeout 90 "${solo_env[@]}" SOLO_CUDA_ATTENTION=mma build-gpu/bin/test_cuda_attention --gtest_brief=1 >"$out/test_cuda_attention_mma.log" 2>&1 || status=1
-grep -E "PASSED|FAILED|SKIPPED|Failure|error" "$out/test_cuda_attention_mma.log" | head -40
-echo "== attention alone (B 4, T 2048, H 16, D 128, bf16, causal)"
-timeout 60 "${solo_env[@]}" build-gpu/bin/bench_attention 2>&1 | tee "$out/bench_attention.txt" || status=1
 # NCCL as one process (no mpirun there): one rank, bootstrapped over the local communicator.
 if [ -x build-gpu/bin/mpi_test_nccl ]; then
-  echo "== mpi_test_nccl"
-  timeout 60 "${solo_env[@]}" NCCL_DEBUG=WARN build-gpu/bin/mpi_test_nccl --gtest_brief=1 >"$out/mpi_test_nccl.log" 2>&1 || status=1
-  grep -E "PASSED|FAILED|SKIPPED|Failure|error|NCCL WARN" "$out/mpi_test_nccl.log" | head -40
+  run_test mpi_test_nccl mpi_test_nccl.log \
+    timeout 60 "${solo_env[@]}" NCCL_DEBUG=WARN build-gpu/bin/mpi_test_nccl --gtest_brief=1 || status=1
 fi
-# A small Llama (hidden 512, 8 layers, seq 256, batch 8, bf16): short kernels, where replaying
-# the recorded step as a CUDA graph should pay; then the same without graphs.
-small=(--hidden 512 --ffn 1376 --layers 8 --heads 8 --kv-heads 8 --seq 256 --batch 8 --steps 20)
-echo "== small Llama (CUDA graphs on, then off)"
-timeout 60 "${solo_env[@]}" build-gpu/bin/bench_llama_step --device cuda --bf16 "${small[@]}" 2>&1 | tee "$out/bench_small_graphs.txt" || status=1
-timeout 60 "${solo_env[@]}" SOLO_CUDA_GRAPHS=0 build-gpu/bin/bench_llama_step --device cuda --bf16 "${small[@]}" 2>&1 | tee "$out/bench_small_eager.txt" || status=1
-timeout 90 python3 bench/pytorch_llama_step.py --device cuda --bf16 "${small[@]}" 2>&1 | tail -1 | tee "$out/bench_small_torch.txt" || status=1
+# The attention tests again with the tensor-core kernels as the default (the bf16 tests also
+# pick each family themselves); the later mma runs only if these pass.
+mma=1
+run_test "test_cuda_attention (SOLO_CUDA_ATTENTION=mma)" test_cuda_attention_mma.log \
+  timeout 90 "${solo_env[@]}" SOLO_CUDA_ATTENTION=mma build-gpu/bin/test_cuda_attention \
+  --gtest_brief=1 || { status=1; mma=0; }
+echo "== attention alone (B 4, T 2048, H 16, D 128, bf16, causal)"
+timeout 60 "${solo_env[@]}" build-gpu/bin/bench_attention 2>&1 | tee "$out/bench_attention.txt" || status=1
 # A ~1B-parameter Llama (hidden 2048, 16 layers, 16 heads, FFN 5632, vocab 32000), seq 2048,
 # bf16 mixed precision, AdamW; MFU against the dense bf16 peak of the card.
 peak=989
 shape=(--hidden 2048 --ffn 5632 --layers 16 --heads 16 --kv-heads 16 --seq 2048 --batch "${BATCH:-4}")
 model=("${shape[@]}" --steps "${STEPS:-3}")
-echo "== bench (solo)"
-timeout 150 "${solo_env[@]}" build-gpu/bin/bench_llama_step --device cuda --bf16 --peak-tflops "$peak" "${model[@]}" 2>&1 | tee "$out/bench_solo.txt" || status=1
-echo "== bench (solo, SOLO_CUDA_ATTENTION=mma)"
-timeout 150 "${solo_env[@]}" SOLO_CUDA_ATTENTION=mma build-gpu/bin/bench_llama_step --device cuda --bf16 --peak-tflops "$peak" "${model[@]}" 2>&1 | tee "$out/bench_solo_mma.txt" || status=1
-echo "== time per op kind (SOLO_PROFILE=1, tensor-core attention, 1 step)"
-timeout 120 "${solo_env[@]}" SOLO_PROFILE=1 SOLO_CUDA_ATTENTION=mma build-gpu/bin/bench_llama_step --device cuda --bf16 "${shape[@]}" --steps 1 >"$out/profile_1b.txt" 2>&1 || status=1
-grep -A14 "time per op" "$out/profile_1b.txt" || true
+attention=simt
+[ "$mma" = 1 ] && attention=mma
 echo "== bench (pytorch eager)"
 timeout 150 python3 bench/pytorch_llama_step.py --device cuda --bf16 "${model[@]}" 2>&1 | tail -3 | tee "$out/bench_torch.txt" || status=1
+for a in $attention $([ "$attention" = mma ] && echo simt); do
+  if [ "$a" = simt ] && [ "$attention" = mma ] && ! have_time $((budget - 150)); then continue; fi
+  echo "== bench (solo, SOLO_CUDA_ATTENTION=$a)"
+  timeout 150 "${solo_env[@]}" SOLO_CUDA_ATTENTION=$a build-gpu/bin/bench_llama_step --device cuda --bf16 \
+    --peak-tflops "$peak" "${model[@]}" 2>&1 | tee "$out/bench_solo_$a.txt" || status=1
+done
+if have_time $((budget - 90)); then
+  echo "== time per op kind (SOLO_PROFILE=1, $attention attention, 1 step)"
+  timeout 90 "${solo_env[@]}" SOLO_PROFILE=1 SOLO_CUDA_ATTENTION=$attention build-gpu/bin/bench_llama_step \
+    --device cuda --bf16 "${shape[@]}" --steps 1 >"$out/profile_1b.txt" 2>&1 || status=1
+  grep -A14 "time per op" "$out/profile_1b.txt" || true
+fi
+# A small Llama (hidden 512, 8 layers, seq 256, batch 8, bf16): short kernels, where replaying
+# the recorded step as a CUDA graph should pay; then the same without graphs, then PyTorch.
+small=(--hidden 512 --ffn 1376 --layers 8 --heads 8 --kv-heads 8 --seq 256 --batch 8 --steps 20)
+if have_time $((budget - 120)); then
+  echo "== small Llama (CUDA graphs on, off; PyTorch eager)"
+  small_env=("${solo_env[@]}" SOLO_CUDA_ATTENTION=$attention)
+  timeout 40 "${small_env[@]}" build-gpu/bin/bench_llama_step --device cuda --bf16 "${small[@]}" 2>&1 | tee "$out/bench_small_graphs.txt" || status=1
+  timeout 40 "${small_env[@]}" SOLO_CUDA_GRAPHS=0 build-gpu/bin/bench_llama_step --device cuda --bf16 "${small[@]}" 2>&1 | tee "$out/bench_small_eager.txt" || status=1
+  timeout 40 python3 bench/pytorch_llama_step.py --device cuda --bf16 "${small[@]}" 2>&1 | tail -1 | tee "$out/bench_small_torch.txt" || status=1
+fi
 # Races and out-of-bounds accesses in the tensor-core attention (needs a runtime where
-# compute-sanitizer works; on others it says so and the check is skipped).
-if command -v compute-sanitizer >/dev/null; then
+# compute-sanitizer works; on others it says so).
+if command -v compute-sanitizer >/dev/null && have_time $((budget - 120)); then
   echo "== compute-sanitizer (racecheck, memcheck) on the tensor-core attention"
   for tool in racecheck memcheck; do
     rc=0
-    timeout 120 "${solo_env[@]}" compute-sanitizer --tool "$tool" --error-exitcode 9 \
+    timeout 60 "${solo_env[@]}" compute-sanitizer --tool "$tool" --error-exitcode 9 \
       build-gpu/bin/test_cuda_attention --gtest_filter='*MmaFullyMasked*:*MmaForward*' \
       >"$out/sanitizer_$tool.log" 2>&1 || rc=$?
     echo "$tool: exit $rc; $(grep -E 'ERROR SUMMARY' "$out/sanitizer_$tool.log" | tail -1)"
   done
 fi
+echo "== done in ${SECONDS}s"
 exit $status
