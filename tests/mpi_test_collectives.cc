@@ -18,41 +18,16 @@
 #include "solo/comm/comm_detail.h"
 #include "solo/comm/communicator.h"
 #include "solo/core/error.h"
+#include "test_support.h"
 
 namespace solo::comm {
 namespace {
 
+using test::dtype_of;
+using test::error_of;
+
 // Small enough that every buffer below spans several messages: exercises the chunked paths.
 constexpr size_t kTinyCap = 64;
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-template <class T>
-DType dtype_of();
-template <>
-DType dtype_of<float>() {
-  return DType::F32;
-}
-template <>
-DType dtype_of<double>() {
-  return DType::F64;
-}
-template <>
-DType dtype_of<int32_t>() {
-  return DType::I32;
-}
-template <>
-DType dtype_of<int64_t>() {
-  return DType::I64;
-}
 
 // Rank r contributes (r+1)*(i+1) at index i: the sum is (i+1) * n(n+1)/2, exact in every type.
 template <class T>

@@ -24,9 +24,13 @@
 #include "solo/core/half.h"
 #include "solo/ir/ops.h"
 #include "solo/runtime/executor.h"
+#include "test_support.h"
 
 namespace solo::comm {
 namespace {
+
+using test::dtype_of;
+using test::error_of;
 
 // What every test uses; made once in main because creating an NCCL communicator is collective.
 struct World {
@@ -40,16 +44,6 @@ World* world = nullptr;
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::atoi(v) : fallback;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 Communicator& comm() {
@@ -93,25 +87,6 @@ class DeviceBuffer {
   size_t n_;
   void* p_;
 };
-
-template <class T>
-DType dtype_of();
-template <>
-DType dtype_of<float>() {
-  return DType::F32;
-}
-template <>
-DType dtype_of<double>() {
-  return DType::F64;
-}
-template <>
-DType dtype_of<int32_t>() {
-  return DType::I32;
-}
-template <>
-DType dtype_of<int64_t>() {
-  return DType::I64;
-}
 
 // Element i on rank r is r*1000 + i: the sum is 1000*n(n-1)/2 + n*i, exact in every type here.
 template <class T>

@@ -13,20 +13,13 @@
 #include "solo/comm/comm_detail.h"
 #include "solo/comm/communicator.h"
 #include "solo/core/error.h"
+#include "test_support.h"
 
 namespace solo::comm {
 namespace {
 
-// Runs f and returns the solo::Error message it throws ("" when it throws nothing).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::dtype_of;
+using test::error_of;
 
 TEST(LocalCommunicator, IsRankZeroOfOne) {
   auto comm = make_local_communicator();
