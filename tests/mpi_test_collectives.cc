@@ -117,6 +117,26 @@ TEST(MpiCommunicator, AllReduceAverage) {
   EXPECT_EQ(ints, std::vector<int32_t>(3, r));
 }
 
+// From send into recv: send is left as it was, recv gets the sum (or mean); also chunked.
+TEST(MpiCommunicator, AllReduceOutOfPlace) {
+  for (size_t cap : {size_t{0}, kTinyCap}) {
+    auto comm = cap ? detail::make_mpi_communicator(cap) : make_mpi_communicator();
+    const int r = comm->rank(), n = comm->size();
+    std::vector<int64_t> send(1001), recv(1001, -1);
+    for (size_t i = 0; i < send.size(); ++i) send[i] = (r + 1) * static_cast<int64_t>(i + 1);
+    const std::vector<int64_t> sent = send;
+    comm->all_reduce(send.data(), recv.data(), send.size(), DType::I64, /*average=*/false);
+    EXPECT_EQ(send, sent);
+    size_t wrong = 0;
+    for (size_t i = 0; i < recv.size(); ++i)
+      wrong += recv[i] != static_cast<int64_t>(i + 1) * n * (n + 1) / 2;
+    EXPECT_EQ(wrong, 0u) << "cap " << cap << ", rank " << r;
+    std::vector<double> in(5, 2.0 * r), mean(5);
+    comm->all_reduce(in.data(), mean.data(), in.size(), DType::F64, /*average=*/true);
+    EXPECT_EQ(mean, std::vector<double>(5, n - 1.0)) << "rank " << r;  // mean of 2r = n - 1
+  }
+}
+
 // Rank r sends r*1000 + j at index j of its size*count buffer; rank r receives
 // sum_q (q*1000 + r*count + j) = 1000*n(n-1)/2 + n*(r*count + j).
 template <class T>

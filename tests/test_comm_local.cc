@@ -38,6 +38,14 @@ TEST(LocalCommunicator, AllReduceSumLeavesDataUnchanged) {
   EXPECT_EQ(l, (std::vector<int64_t>{int64_t{1} << 40, -7}));
 }
 
+TEST(LocalCommunicator, AllReduceOutOfPlaceCopiesSendIntoRecv) {
+  auto comm = make_local_communicator();
+  const std::vector<float> send = {0.5f, -1.f, 8.f};
+  std::vector<float> recv(3, 0.f);
+  comm->all_reduce(send.data(), recv.data(), send.size(), DType::F32, /*average=*/true);
+  EXPECT_EQ(recv, send);
+}
+
 TEST(LocalCommunicator, AllReduceAverageOfOneRankIsTheData) {
   auto comm = make_local_communicator();
   EXPECT_FALSE(comm->device_memory());

@@ -4,10 +4,10 @@
 namespace solo::autograd {
 
 namespace {
-// All-reduce of a replicated value: the gradient passes through unchanged.
+// All-reduce of replicated values: each gradient passes through unchanged.
 std::vector<ir::ValueId> all_reduce_vjp(ir::Graph&, const ir::Node&,
                                         const std::vector<ir::ValueId>& dout) {
-  return {dout[0]};
+  return dout;
 }
 }  // namespace
 

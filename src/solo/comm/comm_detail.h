@@ -20,6 +20,11 @@ inline void check_sum_dtype(DType dtype, const char* op) {
              ": a sum of bool is not meaningful; cast to i32 (or i64) to count, then compare");
 }
 
+// all_reduce's average: the dtype check made before any rank sums (so none is left with a sum
+// it cannot turn into a mean), and the division of the host buffer after the sum.
+void check_average_dtype(const Communicator& c, DType dtype);
+void divide_by_ranks(const Communicator& c, void* data, size_t count, DType dtype);
+
 // Calls f(offset, n) for consecutive pieces of [0, total), each at most max_piece long
 // (max_piece >= 1). Calls nothing when total is 0.
 template <class F>

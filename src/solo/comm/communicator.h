@@ -21,9 +21,13 @@ class Communicator {
 
   // In place: data[i] = sum over ranks of data[i]. count elements of dtype (float or integer).
   virtual void all_reduce_sum(void* data, size_t count, DType dtype) = 0;
-  // all_reduce_sum, then with `average` divided by size() (float dtypes only). The default sums
-  // and scales on the host; device communicators average in the collective itself.
-  virtual void all_reduce(void* data, size_t count, DType dtype, bool average);
+  // recv[i] = sum over ranks of send[i] (send == recv: in place), then with `average` divided
+  // by size() (float dtypes only). The default copies send to recv and sums and scales on the
+  // host; MPI and NCCL reduce from send into recv directly (no copy of ours).
+  virtual void all_reduce(const void* send, void* recv, size_t count, DType dtype, bool average);
+  void all_reduce(void* data, size_t count, DType dtype, bool average) {
+    all_reduce(data, data, count, dtype, average);
+  }
   // send holds size() * count elements; rank r receives into recv (count elements) the sum
   // over ranks of send[r*count, (r+1)*count).
   virtual void reduce_scatter_sum(const void* send, void* recv, size_t count, DType dtype) = 0;

@@ -123,6 +123,22 @@ class MpiCommunicator final : public Communicator {
     });
   }
 
+  // Reduces from send into recv directly (MPI_IN_PLACE when they are the same buffer).
+  void all_reduce(const void* send, void* recv, size_t count, DType dtype, bool average) override {
+    if (average) detail::check_average_dtype(*this, dtype);
+    detail::check_sum_dtype(dtype, "all_reduce");
+    const MPI_Datatype t = mpi_type(dtype);
+    const size_t es = dtype_size(dtype);
+    const auto* s = static_cast<const char*>(send);
+    auto* r = static_cast<char*>(recv);
+    detail::for_each_chunk(count, max_elems(es), [&](size_t off, size_t n) {
+      const void* from = send == recv ? MPI_IN_PLACE : s + off * es;
+      check_mpi(MPI_Allreduce(from, r + off * es, static_cast<int>(n), t, MPI_SUM, comm_),
+                "all_reduce", "MPI_Allreduce");
+    });
+    if (average) detail::divide_by_ranks(*this, recv, count, dtype);
+  }
+
   void reduce_scatter_sum(const void* send, void* recv, size_t count, DType dtype) override {
     detail::check_sum_dtype(dtype, "reduce_scatter_sum");
     const MPI_Datatype t = mpi_type(dtype);

@@ -139,6 +139,8 @@ std::vector<ValueId> adamw_update(Graph& g, ValueId p, ValueId grad, ValueId m, 
 // on one rank. attr "average". Its VJP is the identity (the Megatron pairing: a forward
 // all-reduce of replicated values has a pass-through backward).
 ValueId all_reduce(Graph& g, ValueId x, bool average);
+// The same for several tensors in one node (a bucket of gradients): output k reduces input k.
+std::vector<ValueId> all_reduce(Graph& g, const std::vector<ValueId>& xs, bool average);
 
 // ---- buffer reuse -------------------------------------------------------------------------
 // The input position whose buffer output `output` of `node` may be written into while the

@@ -215,9 +215,11 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
     in_refs.clear();
     out_refs.clear();
     if (node.op == OpKind::AllReduce) {
-      const ValueId in = node.inputs[0];
-      run_collective(node, {data[static_cast<size_t>(in)], g.shape(in), g.dtype(in)},
-                     {data[static_cast<size_t>(out0)], g.shape(out0), g.dtype(out0)});
+      for (size_t k = 0; k < node.inputs.size(); ++k) {
+        const ValueId in = node.inputs[k], out = node.outputs[k];
+        run_collective(node, {data[static_cast<size_t>(in)], g.shape(in), g.dtype(in)},
+                       {data[static_cast<size_t>(out)], g.shape(out), g.dtype(out)});
+      }
       continue;
     }
     for (ValueId v : node.inputs)
@@ -242,10 +244,10 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
 }
 
 void Executor::run_collective(const ir::Node& node, const TensorRef& in, const TensorRef& out) {
-  // In place on the output. On a device this copy is queued on the backend's stream; a device
-  // communicator orders its collective after that stream's queued work.
-  backend_.copy(out.data, in.data, in.bytes());
-  if (!comm_ || comm_->size() == 1 || !backend_.holds_data()) return;
+  if (!comm_ || comm_->size() == 1 || !backend_.holds_data()) {
+    backend_.copy(out.data, in.data, in.bytes());  // one rank: the identity
+    return;
+  }
   const bool host_buffers =
       std::string(backend_.name()) == "cpu" || std::string(backend_.name()) == "reference";
   SOLO_CHECK(host_buffers || comm_->device_memory(), "AllReduce on backend '", backend_.name(),
@@ -254,7 +256,9 @@ void Executor::run_collective(const ir::Node& node, const TensorRef& in, const T
   SOLO_CHECK(!host_buffers || !comm_->device_memory(), "AllReduce on backend '", backend_.name(),
              "' holds host memory, but communicator '", comm_->name(),
              "' works on device memory; attach a host communicator (MPI) to this device");
-  comm_->all_reduce(out.data, static_cast<size_t>(out.numel()), out.dtype,
+  // From the input straight into the output (no copy of ours); a device communicator orders
+  // its collective after the work already queued on the backend's stream.
+  comm_->all_reduce(in.data, out.data, static_cast<size_t>(out.numel()), out.dtype,
                     node.attrs.i("average") != 0);
 }
 

@@ -79,23 +79,19 @@ uint64_t splitmix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// Averages gradients over the data-parallel ranks in buckets of about 25 MiB: each bucket is
-// flattened into one buffer, all-reduced once, and split back (fewer, larger messages).
+// Averages gradients over the data-parallel ranks in buckets of about 25 MiB: one AllReduce
+// node per bucket, which reduces each gradient straight into its output (no flattening
+// copies; a bucket is the unit the planner will overlap with backward).
 void average_over_ranks(ir::Graph& g, std::vector<ir::ValueId>& grads) {
   constexpr size_t kBucketBytes = size_t{25} << 20;
   std::vector<size_t> bucket;
   size_t bytes = 0;
   auto flush_bucket = [&] {
     if (bucket.empty()) return;
-    std::vector<ir::ValueId> flat;
-    for (size_t i : bucket) flat.push_back(ir::reshape(g, grads[i], {g.shape(grads[i]).numel()}));
-    const ir::ValueId reduced = ir::all_reduce(g, ir::concat(g, flat, 0), /*average=*/true);
-    int64_t offset = 0;
-    for (size_t i : bucket) {
-      const Shape shape = g.shape(grads[i]);
-      grads[i] = ir::reshape(g, ir::slice(g, reduced, 0, offset, offset + shape.numel()), shape);
-      offset += shape.numel();
-    }
+    std::vector<ir::ValueId> members;
+    for (size_t i : bucket) members.push_back(grads[i]);
+    const std::vector<ir::ValueId> reduced = ir::all_reduce(g, members, /*average=*/true);
+    for (size_t k = 0; k < bucket.size(); ++k) grads[bucket[k]] = reduced[k];
     bucket.clear();
     bytes = 0;
   };

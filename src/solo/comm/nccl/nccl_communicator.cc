@@ -132,10 +132,10 @@ class NcclCommunicator final : public Communicator {
   bool device_memory() const override { return true; }
 
   void all_reduce_sum(void* data, size_t count, DType dtype) override {
-    all_reduce(data, count, dtype, false);
+    all_reduce(data, data, count, dtype, false);
   }
 
-  void all_reduce(void* data, size_t count, DType dtype, bool average) override {
+  void all_reduce(const void* send, void* recv, size_t count, DType dtype, bool average) override {
     constexpr const char* op = "all_reduce";
     const ncclDataType_t t = nccl_sum_type(dtype, op);
     // ncclAvg divides inside the collective: no second pass over the buffer.
@@ -144,7 +144,7 @@ class NcclCommunicator final : public Communicator {
     const ncclRedOp_t red = average ? ncclAvg : ncclSum;
     if (count == 0) return;
     enqueue(op, "ncclAllReduce",
-            [&] { return ncclAllReduce(data, data, count, t, red, comm_, stream_); });
+            [&] { return ncclAllReduce(send, recv, count, t, red, comm_, stream_); });
   }
 
   void reduce_scatter_sum(const void* send, void* recv, size_t count, DType dtype) override {
