@@ -28,6 +28,17 @@ class Communicator {
   void all_reduce(void* data, size_t count, DType dtype, bool average) {
     all_reduce(data, data, count, dtype, average);
   }
+  // Overlap. An asynchronous communicator (NCCL) may return from start_all_reduce before the
+  // caller's later work is ordered after the collective, so that compute goes on while it
+  // runs; wait_started() orders the caller's later work after every collective started so
+  // far. Until then send must not change and recv must not be read. Host communicators
+  // finish in start_all_reduce.
+  virtual bool asynchronous() const { return false; }
+  virtual void start_all_reduce(const void* send, void* recv, size_t count, DType dtype,
+                                bool average) {
+    all_reduce(send, recv, count, dtype, average);
+  }
+  virtual void wait_started() {}
   // send holds size() * count elements; rank r receives into recv (count elements) the sum
   // over ranks of send[r*count, (r+1)*count).
   virtual void reduce_scatter_sum(const void* send, void* recv, size_t count, DType dtype) = 0;

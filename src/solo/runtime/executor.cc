@@ -21,7 +21,7 @@ size_t aligned(size_t bytes) {
 
 RunResult Executor::run(const ir::Graph& g, const std::vector<ValueId>& outputs,
                         const std::unordered_map<ValueId, const void*>& inputs) {
-  return run(g, plan_memory(g, outputs), inputs);
+  return run(g, plan_memory(g, outputs, {}, comm_ && comm_->asynchronous()), inputs);
 }
 
 RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
@@ -198,8 +198,16 @@ bool Executor::record(const ir::Graph& g, const MemoryPlan& plan,
 void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
                       const std::vector<const void*>& source, std::vector<void*>& data) {
   std::vector<TensorRef> in_refs, out_refs;
-  for (ir::NodeId id : plan.schedule) {
+  // Collectives overlap later nodes only where the plan kept their buffers for it.
+  const bool overlap = plan.async_collectives && comm_ && comm_->asynchronous();
+  bool started = false;  // a collective runs that later work is not yet ordered after
+  for (size_t step = 0; step < plan.schedule.size(); ++step) {
+    const ir::NodeId id = plan.schedule[step];
     const ir::Node& node = g.node(id);
+    if (started && plan.wait_before[step]) {
+      comm_->wait_started();
+      started = false;
+    }
     const ValueId out0 = node.outputs.empty() ? ir::kNoValue : node.outputs[0];
     // Leaves and views need no kernel; if they are requested outputs, copy their bytes.
     if (node.op == OpKind::Input || node.op == OpKind::Reshape) {
@@ -218,8 +226,9 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
       for (size_t k = 0; k < node.inputs.size(); ++k) {
         const ValueId in = node.inputs[k], out = node.outputs[k];
         run_collective(node, {data[static_cast<size_t>(in)], g.shape(in), g.dtype(in)},
-                       {data[static_cast<size_t>(out)], g.shape(out), g.dtype(out)});
+                       {data[static_cast<size_t>(out)], g.shape(out), g.dtype(out)}, overlap);
       }
+      started |= overlap;
       continue;
     }
     for (ValueId v : node.inputs)
@@ -241,9 +250,11 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
       SOLO_FAIL(e.what(), " [at ", g.describe(id), "]");
     }
   }
+  if (started) comm_->wait_started();
 }
 
-void Executor::run_collective(const ir::Node& node, const TensorRef& in, const TensorRef& out) {
+void Executor::run_collective(const ir::Node& node, const TensorRef& in, const TensorRef& out,
+                              bool start) {
   if (!comm_ || comm_->size() == 1 || !backend_.holds_data()) {
     backend_.copy(out.data, in.data, in.bytes());  // one rank: the identity
     return;
@@ -258,8 +269,12 @@ void Executor::run_collective(const ir::Node& node, const TensorRef& in, const T
              "' works on device memory; attach a host communicator (MPI) to this device");
   // From the input straight into the output (no copy of ours); a device communicator orders
   // its collective after the work already queued on the backend's stream.
-  comm_->all_reduce(in.data, out.data, static_cast<size_t>(out.numel()), out.dtype,
-                    node.attrs.i("average") != 0);
+  const auto count = static_cast<size_t>(out.numel());
+  const bool average = node.attrs.i("average") != 0;
+  if (start)
+    comm_->start_all_reduce(in.data, out.data, count, out.dtype, average);
+  else
+    comm_->all_reduce(in.data, out.data, count, out.dtype, average);
 }
 
 std::string OpProfile::report() const {

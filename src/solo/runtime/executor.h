@@ -62,7 +62,8 @@ class Executor {
   // Queues the schedule: Input nodes read `source`, every other value lives at `data`.
   void launch(const ir::Graph& g, const MemoryPlan& plan, const std::vector<const void*>& source,
               std::vector<void*>& data);
-  void run_collective(const ir::Node& node, const TensorRef& in, const TensorRef& out);
+  // start: an asynchronous start (the plan waits for it later).
+  void run_collective(const ir::Node& node, const TensorRef& in, const TensorRef& out, bool start);
   Backend& backend_;
   OpProfile* profile_;
   comm::Communicator* comm_;

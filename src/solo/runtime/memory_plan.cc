@@ -80,10 +80,43 @@ void donate_inputs(const ir::Graph& g, const std::vector<ValueId>& donatable, Me
   }
 }
 
+// Marks where each asynchronous AllReduce is waited for (before the next AllReduce or before
+// the first node reading one of its outputs, else at the end) and keeps its inputs live
+// until then.
+void wait_for_collectives(const ir::Graph& g, MemoryPlan& p) {
+  p.async_collectives = true;
+  const int steps = static_cast<int>(p.schedule.size());
+  p.wait_before.assign(static_cast<size_t>(steps), 0);
+  std::vector<bool> pending(static_cast<size_t>(g.num_values()), false);
+  int started = -1;  // step of the AllReduce not waited for yet
+  auto wait_at = [&](int t) {
+    if (started < 0) return;
+    if (t < steps) p.wait_before[static_cast<size_t>(t)] = 1;
+    for (ValueId in : g.node(p.schedule[static_cast<size_t>(started)]).inputs) {
+      const auto r = static_cast<size_t>(p.root[static_cast<size_t>(in)]);
+      p.last_use[r] = std::max(p.last_use[r], std::min(t, steps - 1));
+    }
+    for (ValueId out : g.node(p.schedule[static_cast<size_t>(started)]).outputs)
+      pending[static_cast<size_t>(out)] = false;
+    started = -1;
+  };
+  for (int t = 0; t < steps; ++t) {
+    const ir::Node& node = g.node(p.schedule[static_cast<size_t>(t)]);
+    bool reads_pending = false;
+    for (ValueId in : node.inputs) reads_pending |= pending[static_cast<size_t>(in)];
+    if (reads_pending || node.op == OpKind::AllReduce) wait_at(t);
+    if (node.op == OpKind::AllReduce) {
+      started = t;
+      for (ValueId out : node.outputs) pending[static_cast<size_t>(out)] = true;
+    }
+  }
+  wait_at(steps);
+}
+
 }  // namespace
 
 MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested,
-                       const std::vector<ValueId>& donatable) {
+                       const std::vector<ValueId>& donatable, bool async_collectives) {
   MemoryPlan p;
   const auto nv = static_cast<size_t>(g.num_values());
   p.placement.assign(nv, Placement::None);
@@ -124,6 +157,7 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested
       }
     }
   }
+  if (async_collectives) wait_for_collectives(g, p);
   // Requested outputs own their storage; a requested view or input is copied into one.
   for (ValueId v : p.outputs) {
     p.placement[static_cast<size_t>(v)] = Placement::Output;

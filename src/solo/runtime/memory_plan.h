@@ -27,6 +27,10 @@ struct MemoryPlan {
   std::vector<ir::ValueId> donor;        // per value: the input a Donated output reuses
   std::vector<int> first_use, last_use;  // per value: schedule steps of definition and last read
   std::vector<ir::ValueId> outputs;      // requested outputs, deduplicated, in request order
+  // With asynchronous collectives: before step t runs, wait_before[t] says the executor must
+  // order the work after the collectives started so far (Communicator::wait_started).
+  bool async_collectives = false;
+  std::vector<uint8_t> wait_before;
   size_t arena_bytes = 0;
   size_t output_bytes = 0;     // outputs in storage of their own (donated ones excluded)
   size_t live_peak_bytes = 0;  // lower bound: most bytes simultaneously live in the arena
@@ -41,8 +45,13 @@ constexpr size_t kArenaAlignment = 64;
 // requested output of the same size is written into one once the input is dead, or by the
 // node that reads it last when that op updates it in place (ir::inplace_input): no new
 // storage, and the output keeps the input's address from step to step.
+// `async_collectives`: the communicator runs AllReduce while later nodes compute (overlap).
+// Each AllReduce is waited for before the next one starts or before its first consumer,
+// whichever comes first, and its inputs stay live until then (the collective still reads
+// them).
 MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ir::ValueId>& outputs,
-                       const std::vector<ir::ValueId>& donatable = {});
+                       const std::vector<ir::ValueId>& donatable = {},
+                       bool async_collectives = false);
 
 // Throws if two arena values that are live at the same step overlap (used by tests).
 void check_memory_plan(const ir::Graph& g, const MemoryPlan& plan);

@@ -132,11 +132,14 @@ void DeviceContext::flush() {
   for (ir::ValueId v : outputs) key = hash_mix(key, static_cast<uint64_t>(v));
   key = hash_mix(key, 0x5eedu);  // separates the donated inputs from the outputs
   for (ir::ValueId v : donatable) key = hash_mix(key, static_cast<uint64_t>(v));
+  const bool async_collectives = data_parallel_ && data_parallel_->asynchronous();
+  key = hash_mix(key, async_collectives ? 1 : 0);
   auto cached = plan_cache_.find(key);
   if (cached == plan_cache_.end()) {
     if (plan_cache_.size() >= kPlanCacheSize) plan_cache_.clear();
     cached = plan_cache_
-                 .emplace(key, CachedPlan{runtime::plan_memory(trace->graph, outputs, donatable),
+                 .emplace(key, CachedPlan{runtime::plan_memory(trace->graph, outputs, donatable,
+                                                               async_collectives),
                                           runtime::ReplayState{}})
                  .first;
   } else {

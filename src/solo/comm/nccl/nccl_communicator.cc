@@ -135,7 +135,29 @@ class NcclCommunicator final : public Communicator {
     all_reduce(data, data, count, dtype, false);
   }
 
+  bool asynchronous() const override { return true; }
+
+  void start_all_reduce(const void* send, void* recv, size_t count, DType dtype,
+                        bool average) override {
+    queue_all_reduce(send, recv, count, dtype, average, /*join=*/false);
+    started_ = true;
+  }
+
+  // The compute stream waits for the comm stream, which runs the collectives in order.
+  void wait_started() override {
+    if (!started_) return;
+    started_ = false;
+    constexpr const char* op = "wait_started";
+    check_cuda(cudaEventRecord(comm_done_, stream_), op, "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(compute_, comm_done_, 0), op, "cudaStreamWaitEvent");
+  }
+
   void all_reduce(const void* send, void* recv, size_t count, DType dtype, bool average) override {
+    queue_all_reduce(send, recv, count, dtype, average, /*join=*/true);
+  }
+
+  void queue_all_reduce(const void* send, void* recv, size_t count, DType dtype, bool average,
+                        bool join) {
     constexpr const char* op = "all_reduce";
     const ncclDataType_t t = nccl_sum_type(dtype, op);
     // ncclAvg divides inside the collective: no second pass over the buffer.
@@ -143,8 +165,9 @@ class NcclCommunicator final : public Communicator {
                dtype_name(dtype), "; cast to f32 first");
     const ncclRedOp_t red = average ? ncclAvg : ncclSum;
     if (count == 0) return;
-    enqueue(op, "ncclAllReduce",
-            [&] { return ncclAllReduce(send, recv, count, t, red, comm_, stream_); });
+    enqueue(
+        op, "ncclAllReduce",
+        [&] { return ncclAllReduce(send, recv, count, t, red, comm_, stream_); }, join);
   }
 
   void reduce_scatter_sum(const void* send, void* recv, size_t count, DType dtype) override {
@@ -207,8 +230,9 @@ class NcclCommunicator final : public Communicator {
   // compute stream -> comm stream -> compute stream, by events: the collective starts after
   // the compute work queued so far, and compute work queued later starts after it (which
   // also keeps the backend's stream-ordered reuse of freed buffers safe).
+  // join = false leaves the second half to wait_started().
   template <class Call>
-  void enqueue(const char* op, const char* call, Call&& nccl_call) {
+  void enqueue(const char* op, const char* call, Call&& nccl_call, bool join = true) {
     check_async(op);
     check_cuda(cudaEventRecord(compute_done_, compute_), op, "cudaEventRecord");
     check_cuda(cudaStreamWaitEvent(stream_, compute_done_, 0), op, "cudaStreamWaitEvent");
@@ -217,6 +241,7 @@ class NcclCommunicator final : public Communicator {
       failed_ = true;
       fail_nccl(rc, op, call, kSameCalls);
     }
+    if (!join) return;
     check_cuda(cudaEventRecord(comm_done_, stream_), op, "cudaEventRecord");
     check_cuda(cudaStreamWaitEvent(compute_, comm_done_, 0), op, "cudaStreamWaitEvent");
   }
@@ -268,7 +293,8 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;
   cudaEvent_t compute_done_ = nullptr;  // recorded on compute_, waited on by stream_
   cudaEvent_t comm_done_ = nullptr;     // recorded on stream_, waited on by compute_
-  void* barrier_word_ = nullptr;        // one int32 barrier() reduces; its value is unused
+  bool started_ = false;          // start_all_reduce queued work that compute does not wait for yet
+  void* barrier_word_ = nullptr;  // one int32 barrier() reduces; its value is unused
   ncclComm_t comm_ = nullptr;
   bool failed_ = false;
 };
