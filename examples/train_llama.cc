@@ -119,6 +119,7 @@ int main(int argc, char** argv) {
             static_cast<long long>(step), static_cast<long long>(total), window_loss / window_steps,
             window_time / window_steps, tokens / window_time);
         std::fflush(stdout);
+        session.report_memory();  // every rank's device memory, for `solo smi`
         window_loss = window_time = 0;
         window_steps = 0;
       }

@@ -6,8 +6,10 @@
 //                                 wait in a collective that can never finish
 //   session_probe stall           rank 0 sleeps for a minute while the others wait: a job to
 //                                 interrupt
-//   session_probe jobs            rank 0 also prints to stderr "listed=K", K the number of job
-//                                 records that name this job with its rank count
+//   session_probe jobs            each rank computes a 1 MiB tensor and the ranks report their
+//                                 memory; rank 0 then prints to stderr "listed=K", K the
+//                                 number of job records that name this job with its rank
+//                                 count, and "memory=B0,B1,..." from that record
 #include <signal.h>
 
 #include <chrono>
@@ -29,11 +31,23 @@ int main(int argc, char** argv) try {
     if (session.rank() == victim) ::raise(SIGKILL);
     comm.barrier();
   }
-  if (argc >= 2 && std::string(argv[1]) == "jobs" && session.is_main()) {
-    int listed = 0;
-    for (const auto& r : solo::cluster::list_job_records())
-      listed += r.job_id == session.job_id() && r.ranks == session.world_size();
-    std::fprintf(stderr, "listed=%d\n", listed);
+  if (argc >= 2 && std::string(argv[1]) == "jobs") {
+    const solo::Tensor t = solo::Tensor::zeros({1 << 18}, solo::DType::F32, session.device()) + 1.0;
+    solo::sync(session.device());
+    session.report_memory();
+    if (session.is_main()) {
+      int listed = 0;
+      std::string memory;
+      for (const auto& r : solo::cluster::list_job_records()) {
+        if (r.job_id != session.job_id() || r.ranks != session.world_size()) continue;
+        ++listed;
+        for (int64_t b : r.rank_memory_bytes) {
+          if (!memory.empty()) memory += ',';
+          memory += std::to_string(b);
+        }
+      }
+      std::fprintf(stderr, "listed=%d\nmemory=%s\n", listed, memory.c_str());
+    }
   }
   if (argc >= 2 && std::string(argv[1]) == "stall") {
     if (session.rank() == 0) std::this_thread::sleep_for(std::chrono::seconds(60));

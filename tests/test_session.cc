@@ -15,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -364,6 +365,14 @@ TEST(SessionProbe, JobRecordLivesAsLongAsTheJob) {
   ASSERT_FALSE(r.timed_out) << r.err;
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(count(r.err, "listed=1\n"), 1u) << r.err;
+  // Both ranks reported at least the 1 MiB tensor each computed.
+  const size_t at = r.err.find("memory=");
+  ASSERT_NE(at, std::string::npos) << r.err;
+  std::istringstream memory(r.err.substr(at + 7, r.err.find('\n', at) - at - 7));
+  std::vector<int64_t> bytes;
+  for (std::string b; std::getline(memory, b, ',');) bytes.push_back(std::stoll(b));
+  ASSERT_EQ(bytes.size(), 2u) << r.err;
+  for (int64_t b : bytes) EXPECT_GE(b, int64_t{1} << 20) << r.err;
   const fs::path jobs = home.path / ".cache" / "solo" / "jobs";
   ASSERT_TRUE(fs::is_directory(jobs));
   EXPECT_TRUE(fs::is_empty(jobs)) << "a job record outlived its job";

@@ -191,24 +191,40 @@ Session::Session(int argc, char** argv)
   announce(inventory_, flavor_, *comm_);
   if (!is_main()) return;
   info(detail::concat("Virtual accelerator is ready. Job ", job_id_, "."));
+  started_ = static_cast<int64_t>(std::time(nullptr));
+  for (int i = 0; i < argc; ++i) {
+    if (i > 0) command_ += ' ';
+    command_ += argv[i];
+  }
+  write_record({});
+}
+
+void Session::write_record(const std::vector<int64_t>& rank_memory_bytes) const {
 #ifdef SOLO_HAVE_JOB_RECORDS
   cluster::JobRecord record;
   record.job_id = job_id_;
   record.flavor = flavor_.name;
   record.ranks = world_size();
   record.pid = ::getpid();
-  record.started = static_cast<int64_t>(std::time(nullptr));
-  for (int i = 0; i < argc; ++i) {
-    if (i > 0) record.command += ' ';
-    record.command += argv[i];
-  }
+  record.started = started_;
+  record.command = command_;
+  record.rank_memory_bytes = rank_memory_bytes;
   try {
     cluster::write_job_record(record);
   } catch (const std::exception& e) {
     // `solo smi` not listing the job is no reason to stop training.
     std::fprintf(stderr, "[warn] the job is not listed by `solo smi`: %s\n", e.what());
   }
+#else
+  (void)rank_memory_bytes;
 #endif
+}
+
+void Session::report_memory() {
+  const auto mine = static_cast<int64_t>(device_memory_peak_bytes(device()));
+  std::vector<int64_t> all(static_cast<size_t>(world_size()));
+  comm_->all_gather(&mine, all.data(), 1, DType::I64);
+  if (is_main()) write_record(all);
 }
 
 Device Session::device() const {

@@ -5,6 +5,7 @@
 // returns in that case. Inside a job (or for one device) it initialises the communicator,
 // binds the rank to its device and logs the events of DESIGN.md §1.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,12 +34,18 @@ class Session {
   Device device() const;
   const cluster::Flavor& flavor() const { return flavor_; }
   const std::string& job_id() const { return job_id_; }
+  // Collective: every rank reports its device's memory peak (device_memory_peak_bytes) and
+  // rank 0 updates the job's record, which `solo smi` shows. Call it where the program logs.
+  void report_memory();
 
  private:
+  void write_record(const std::vector<int64_t>& rank_memory_bytes) const;  // rank 0's record
   cluster::Inventory inventory_;
   cluster::Flavor flavor_;
   std::unique_ptr<comm::Communicator> comm_;
   std::string job_id_;
+  std::string command_;  // the command line, for the job record
+  int64_t started_ = 0;  // Unix time of the start, for the job record
 };
 
 // Builds the launcher command line for `argv` on flavor `f` (mpirun with a hostfile, or

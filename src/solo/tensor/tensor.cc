@@ -313,6 +313,9 @@ void sync(const Device& d) {
 size_t last_flush_peak_bytes(const Device& d) {
   return device_context(d).last_peak_bytes();
 }
+size_t device_memory_peak_bytes(const Device& d) {
+  return device_context(d).backend().peak_bytes();
+}
 void set_data_parallel(const Device& d, comm::Communicator* c) {
   device_context(d).set_data_parallel(c);
 }

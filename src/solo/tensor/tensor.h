@@ -97,6 +97,9 @@ void sync(const Device& d = {});
 
 // Bytes of device memory that the last flush allocated at its peak (arena + outputs).
 size_t last_flush_peak_bytes(const Device& d = {});
+// Bytes of the device's memory held at the peak of the last flush, everything included
+// (parameters, optimizer state, the step's arena and outputs); what `solo smi` shows.
+size_t device_memory_peak_bytes(const Device& d = {});
 // Data parallelism: with a communicator of N > 1 ranks attached to a device, backward()
 // averages the gradients over the ranks (bucketed all-reduces appended to the step graph,
 // as DDP does during backward), so every rank applies the same update. solo::Session
