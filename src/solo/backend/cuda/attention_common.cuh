@@ -77,8 +77,11 @@ __device__ __forceinline__ int64_t row_of(int b, int l, int h, int L, int H, int
 }
 
 // ok[j] = 1 when key k0 + j (j < n) exists and is not masked, else 0; the block shares the work.
+// Threads: the block size when the kernel knows it at compile time (fewer registers), else 0.
+template <int Threads = 0>
 __device__ __forceinline__ void load_key_ok(float* ok, int n, int k0, int b, const Params& p) {
-  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+  const int stride = Threads > 0 ? Threads : static_cast<int>(blockDim.x);
+  for (int j = threadIdx.x; j < n; j += stride) {
     const int s = k0 + j;
     ok[j] = s < p.S && mask_at(p.mask, p.mask_kind, static_cast<int64_t>(b) * p.S + s) ? 1.f : 0.f;
   }

@@ -237,7 +237,7 @@ __global__ void __launch_bounds__(kThreads)
   if (ntiles > 0) {
     load_tile<D>(sK, k, 0, b, hk, p.S, p.Hkv);
     load_tile<D>(sV, v, 0, b, hk, p.S, p.Hkv);
-    load_key_ok(sOk, kTile, 0, b, p);
+    load_key_ok<kThreads>(sOk, kTile, 0, b, p);
   }
   cp_async_commit();
   cp_async_wait<0>();
@@ -259,7 +259,7 @@ __global__ void __launch_bounds__(kThreads)
       const int nb = buf ^ 1;
       load_tile<D>(sK + nb * kTile * LD, k, k0 + kTile, b, hk, p.S, p.Hkv);
       load_tile<D>(sV + nb * kTile * LD, v, k0 + kTile, b, hk, p.S, p.Hkv);
-      load_key_ok(sOk + nb * kTile, kTile, k0 + kTile, b, p);
+      load_key_ok<kThreads>(sOk + nb * kTile, kTile, k0 + kTile, b, p);
     }
     cp_async_commit();   // possibly empty: keeps one group per iteration
     cp_async_wait<1>();  // this tile's group has landed (the prefetch may be in flight)
@@ -382,7 +382,7 @@ __global__ void __launch_bounds__(kThreads)
   if (ntiles > 0) {
     load_tile<D>(sK, k, 0, b, hk, p.S, p.Hkv);
     load_tile<D>(sV, v, 0, b, hk, p.S, p.Hkv);
-    load_key_ok(sOk, kTile, 0, b, p);
+    load_key_ok<kThreads>(sOk, kTile, 0, b, p);
   }
   cp_async_commit();
 
@@ -397,7 +397,7 @@ __global__ void __launch_bounds__(kThreads)
       const int nb = buf ^ 1;
       load_tile<D>(sK + nb * kTile * LD, k, k0 + kTile, b, hk, p.S, p.Hkv);
       load_tile<D>(sV + nb * kTile * LD, v, k0 + kTile, b, hk, p.S, p.Hkv);
-      load_key_ok(sOk + nb * kTile, kTile, k0 + kTile, b, p);
+      load_key_ok<kThreads>(sOk + nb * kTile, kTile, k0 + kTile, b, p);
     }
     cp_async_commit();
     cp_async_wait<1>();
