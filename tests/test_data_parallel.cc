@@ -70,12 +70,12 @@ class DataParallel : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 
-  static RunResult train(const std::string& flavor, int batch) {
+  static RunResult train(const std::string& flavor, int batch, const std::string& extra = "") {
     const std::string cmd =
         "SOLO_FLAVOR=" + flavor + " " + (build_dir() / "examples" / "train_llama").string() +
         " --model-name-or-path " + (dir_ / "model").string() + " --dataset " +
         (dir_ / "train.tok").string() + " --batch-size " + std::to_string(batch) +
-        " --block-size 32 --max-steps 10 --log-interval 1 --lr 1e-3";
+        " --block-size 32 --max-steps 10 --log-interval 1 --lr 1e-3" + extra;
     return run(cmd);
   }
   static inline fs::path dir_;
@@ -94,6 +94,21 @@ TEST_F(DataParallel, LossesMatchOneDeviceOnTwoAndFourDevices) {
     for (size_t i = 0; i < got.size(); ++i)
       EXPECT_NEAR(got[i], reference[i], 1e-4 * reference[i]) << flavor << " step " << i + 1;
   }
+}
+
+// Mixed precision: each rank rounds its own half of the batch to bf16, so the agreement is
+// to bf16 precision rather than f32's; the f32 master weights keep the runs together.
+TEST_F(DataParallel, Bf16LossesMatchOneDeviceOnTwoDevices) {
+  const RunResult one = train("cpu-1", 8, " --bf16");
+  ASSERT_EQ(one.status, 0) << one.output;
+  const std::vector<double> reference = losses(one.output);
+  ASSERT_EQ(reference.size(), 10u) << one.output;
+  const RunResult two = train("cpu-2", 8, " --bf16");
+  ASSERT_EQ(two.status, 0) << two.output;
+  const std::vector<double> got = losses(two.output);
+  ASSERT_EQ(got.size(), reference.size()) << two.output;
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], reference[i], 2e-4 * reference[i]) << "step " << i + 1;
 }
 
 TEST_F(DataParallel, UnsplittableBatchIsAClearError) {
