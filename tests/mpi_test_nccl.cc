@@ -346,6 +346,35 @@ TEST_F(Nccl, ExecutorAllReduceAverageOnDevice) {
   EXPECT_EQ(wrong, 0u) << "rank " << r << ", got[1] " << got[1];
 }
 
+// Two gradient buckets overlapped with compute, as backward() builds them: the executor
+// starts each AllReduce without making compute wait, and waits before the next bucket and
+// before the first reader of a reduced value. Rank r holds x = r + 1 at every element:
+//   a = 3x, r1 = sum(a) = 3 S; c = (x + 1) * 2; r2 = sum(c + 5) = 2 S + 7n;
+//   out = r1 + r2 + c, with S = n(n+1)/2 the sum of x over ranks.
+TEST_F(Nccl, ExecutorOverlapsBucketsWithCompute) {
+  const int r = comm().rank(), n = comm().size();
+  const int64_t count = 1 << 20;  // large enough to keep the comm stream busy for a while
+  ir::Graph g;
+  const ir::ValueId x = g.input({Shape{count}, DType::F32}, "x");
+  const ir::ValueId a = ir::mul_scalar(g, x, 3.0);
+  const ir::ValueId r1 = ir::all_reduce(g, a, /*average=*/false);
+  const ir::ValueId c = ir::mul_scalar(g, ir::add_scalar(g, x, 1.0), 2.0);
+  const ir::ValueId r2 = ir::all_reduce(g, ir::add_scalar(g, c, 5.0), false);
+  const ir::ValueId out = ir::add(g, ir::add(g, r1, r2), c);
+  const runtime::MemoryPlan plan = runtime::plan_memory(g, {out}, {}, comm().asynchronous());
+  EXPECT_TRUE(plan.async_collectives);
+  DeviceBuffer<float> in(std::vector<float>(static_cast<size_t>(count), r + 1.0f));
+  runtime::Executor executor(backend(), nullptr, &comm());
+  runtime::RunResult result = executor.run(g, plan, {{x, in.data()}});
+  std::vector<float> got(static_cast<size_t>(count));
+  backend().copy_to_host(got.data(), result.outputs[0]->data(), got.size() * sizeof(float));
+  const float s = n * (n + 1) / 2.0f;
+  const float want = 3 * s + (2 * s + 7.0f * n) + 2 * (r + 2.0f);
+  size_t wrong = 0;
+  for (float v : got) wrong += v != want;
+  EXPECT_EQ(wrong, 0u) << "rank " << r << ", got[0] " << got[0] << ", want " << want;
+}
+
 // Why this process cannot run the tests, or "" when it can. Decided on every rank alike.
 std::string skip_reason(Communicator& bootstrap, int local_size) {
   int devices = 0;
