@@ -64,6 +64,9 @@ class Backend {
   virtual const char* name() const = 0;
   // False for `meta`, whose memory is accounted but never touched.
   virtual bool holds_data() const { return true; }
+  // True when tensors live in host memory (cpu, reference, meta's nothing); false for device
+  // memory (cuda), which collectives need a device communicator for.
+  virtual bool host_memory() const { return true; }
 
   // Allocation is accounted here so the executor's peak can be checked against the plan.
   void* allocate(size_t bytes);

@@ -113,29 +113,12 @@ class MpiCommunicator final : public Communicator {
   const char* name() const override { return "mpi"; }
 
   void all_reduce_sum(void* data, size_t count, DType dtype) override {
-    detail::check_sum_dtype(dtype, "all_reduce_sum");
-    const MPI_Datatype t = mpi_type(dtype);
-    const size_t es = dtype_size(dtype);
-    auto* p = static_cast<char*>(data);
-    detail::for_each_chunk(count, max_elems(es), [&](size_t off, size_t n) {
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, p + off * es, static_cast<int>(n), t, MPI_SUM, comm_),
-                "all_reduce_sum", "MPI_Allreduce");
-    });
+    sum_into(data, data, count, dtype, "all_reduce_sum");
   }
 
-  // Reduces from send into recv directly (MPI_IN_PLACE when they are the same buffer).
   void all_reduce(const void* send, void* recv, size_t count, DType dtype, bool average) override {
     if (average) detail::check_average_dtype(*this, dtype);
-    detail::check_sum_dtype(dtype, "all_reduce");
-    const MPI_Datatype t = mpi_type(dtype);
-    const size_t es = dtype_size(dtype);
-    const auto* s = static_cast<const char*>(send);
-    auto* r = static_cast<char*>(recv);
-    detail::for_each_chunk(count, max_elems(es), [&](size_t off, size_t n) {
-      const void* from = send == recv ? MPI_IN_PLACE : s + off * es;
-      check_mpi(MPI_Allreduce(from, r + off * es, static_cast<int>(n), t, MPI_SUM, comm_),
-                "all_reduce", "MPI_Allreduce");
-    });
+    sum_into(send, recv, count, dtype, "all_reduce");
     if (average) detail::divide_by_ranks(*this, recv, count, dtype);
   }
 
@@ -225,6 +208,21 @@ class MpiCommunicator final : public Communicator {
 
  private:
   size_t max_elems(size_t elem_size) const { return std::max<size_t>(1, max_bytes_ / elem_size); }
+
+  // recv = sum over ranks of send, straight from send into recv (MPI_IN_PLACE when they are
+  // the same buffer), in messages under the cap.
+  void sum_into(const void* send, void* recv, size_t count, DType dtype, const char* op) {
+    detail::check_sum_dtype(dtype, op);
+    const MPI_Datatype t = mpi_type(dtype);
+    const size_t es = dtype_size(dtype);
+    const auto* s = static_cast<const char*>(send);
+    auto* r = static_cast<char*>(recv);
+    detail::for_each_chunk(count, max_elems(es), [&](size_t off, size_t n) {
+      const void* from = send == recv ? MPI_IN_PLACE : s + off * es;
+      check_mpi(MPI_Allreduce(from, r + off * es, static_cast<int>(n), t, MPI_SUM, comm_), op,
+                "MPI_Allreduce");
+    });
+  }
 
   void check_peer(const char* op, int peer, int tag) const {
     SOLO_CHECK(peer >= 0 && peer < size_, op, ": peer ", peer, " is not a rank of this ", size_,

@@ -11,14 +11,6 @@ namespace solo::runtime {
 
 using ir::ValueId;
 
-namespace {
-
-size_t aligned(size_t bytes) {
-  return (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
-}
-
-}  // namespace
-
 RunResult Executor::run(const ir::Graph& g, const std::vector<ValueId>& outputs,
                         const std::unordered_map<ValueId, const void*>& inputs) {
   return run(g, plan_memory(g, outputs, {}, comm_ && comm_->asynchronous()), inputs);
@@ -132,7 +124,7 @@ bool Executor::record(const ir::Graph& g, const MemoryPlan& plan,
   size_t slot_bytes = 0;
   auto add_slot = [&](size_t v) {
     slot[v] = static_cast<int64_t>(slot_bytes);
-    slot_bytes += aligned(g.type(static_cast<ValueId>(v)).bytes());
+    slot_bytes += align_up(g.type(static_cast<ValueId>(v)).bytes());
   };
   for (size_t v = 0; v < nv; ++v) {
     if (!bound[v] || donor[v]) continue;
@@ -259,8 +251,7 @@ void Executor::run_collective(const ir::Node& node, const TensorRef& in, const T
     backend_.copy(out.data, in.data, in.bytes());  // one rank: the identity
     return;
   }
-  const bool host_buffers =
-      std::string(backend_.name()) == "cpu" || std::string(backend_.name()) == "reference";
+  const bool host_buffers = backend_.host_memory();
   SOLO_CHECK(host_buffers || comm_->device_memory(), "AllReduce on backend '", backend_.name(),
              "' needs a device communicator (NCCL), but communicator '", comm_->name(),
              "' works on host memory; build Solo with NCCL or train on the cpu backend");

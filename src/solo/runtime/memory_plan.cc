@@ -12,10 +12,6 @@ using ir::ValueId;
 
 namespace {
 
-size_t align_up(size_t n) {
-  return (n + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
-}
-
 // Marks the nodes that the requested outputs depend on.
 std::vector<bool> needed_nodes(const ir::Graph& g, const std::vector<ValueId>& outputs) {
   std::vector<bool> needed(static_cast<size_t>(g.num_nodes()), false);
@@ -114,6 +110,10 @@ void wait_for_collectives(const ir::Graph& g, MemoryPlan& p) {
 }
 
 }  // namespace
+
+size_t align_up(size_t n) {
+  return (n + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
+}
 
 MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested,
                        const std::vector<ValueId>& donatable, bool async_collectives) {

@@ -40,6 +40,8 @@ struct MemoryPlan {
 };
 
 constexpr size_t kArenaAlignment = 64;
+// bytes rounded up to kArenaAlignment: the room a buffer takes in an arena.
+size_t align_up(size_t bytes);
 
 // `donatable`: inputs whose buffers the caller gives up (nothing reads them after the run). A
 // requested output of the same size is written into one once the input is dead, or by the

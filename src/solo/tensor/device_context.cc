@@ -45,7 +45,7 @@ DeviceContext& device_context(const Device& d) {
 void DeviceContext::set_data_parallel(comm::Communicator* c) {
   data_parallel_ = nullptr;
   device_comm_.reset();  // collective: every rank detaches together, as it attached
-  if (!c || c->size() == 1 || c->device_memory() || backend_->stream() == nullptr) {
+  if (!c || c->size() == 1 || c->device_memory() || backend_->host_memory()) {
     data_parallel_ = c;
     return;
   }

@@ -92,6 +92,7 @@ SOLO_BINARY(operator*, mul)
 SOLO_BINARY(operator/, div)
 SOLO_BINARY(maximum, maximum)
 SOLO_BINARY(minimum, minimum)
+SOLO_BINARY(swiglu, swiglu)
 #undef SOLO_BINARY
 
 #define SOLO_UNARY(fn)                                                              \
@@ -104,13 +105,6 @@ SOLO_UNARY(sqrt)
 SOLO_UNARY(rsqrt)
 SOLO_UNARY(silu)
 #undef SOLO_UNARY
-
-Tensor swiglu(const Tensor& gate, const Tensor& up) {
-  return lazy({&gate, &up}, [](ir::Graph& g, const auto& v) {
-    const DType dt = promoted(g.dtype(v[0]), g.dtype(v[1]));
-    return ir::swiglu(g, promote_to(g, v[0], dt), promote_to(g, v[1], dt));
-  });
-}
 
 Tensor operator+(const Tensor& a, double s) {
   return lazy({&a}, [s](ir::Graph& g, const auto& v) { return ir::add_scalar(g, v[0], s); });

@@ -32,6 +32,7 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(int device = 0);
   ~CudaBackend() override;
   const char* name() const override { return "cuda"; }
+  bool host_memory() const override { return false; }
   void run(const KernelCall& call) const override;
   void copy_from_host(void* dst, const void* src, size_t bytes) const override;
   void copy_to_host(void* dst, const void* src, size_t bytes) const override;
