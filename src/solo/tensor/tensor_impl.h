@@ -54,7 +54,7 @@ class DeviceContext {
   Tensor realized(std::shared_ptr<Storage> storage, const ir::TensorType& type);
   void flush();
   // The data-parallel group gradients are averaged over in backward() (null: one rank); it
-  // must outlive its use. On a device backend (one with a stream), a host communicator of
+  // must outlive its use. On a device backend (not host_memory()), a host communicator of
   // several ranks only bootstraps an NCCL communicator that this context owns and uses instead.
   void set_data_parallel(comm::Communicator* c);
   comm::Communicator* data_parallel() const { return data_parallel_; }
