@@ -5,6 +5,7 @@
 // a consumer that did not wait, or an input whose buffer was reused early, gives wrong values.
 #include <gtest/gtest.h>
 
+#include <span>
 #include <vector>
 
 #include "solo/backend/backend.h"
@@ -42,6 +43,10 @@ class DeferredCommunicator final : public comm::Communicator {
         {static_cast<const float*>(send), static_cast<float*>(recv), count, average});
     ++starts;
   }
+  void start_all_reduce_group(std::span<const comm::ReduceBuffer> buffers, bool average) override {
+    ++groups;
+    Communicator::start_all_reduce_group(buffers, average);
+  }
   void wait_started() override {
     for (const Request& r : started_) reduce(r);
     started_.clear();
@@ -54,7 +59,7 @@ class DeferredCommunicator final : public comm::Communicator {
   void recv(void*, size_t, int, int) override { unused(); }
   void barrier() override {}
 
-  int starts = 0, waits = 0;
+  int starts = 0, waits = 0, groups = 0;
 
  private:
   struct Request {
@@ -150,6 +155,97 @@ TEST(Overlap, ExecutorPlansForItsCommunicator) {
   backend->copy_to_host(got.data(), r.outputs[0]->data(), 256);
   EXPECT_EQ(got, std::vector<float>(64, 28.0f));
   EXPECT_EQ(comm.starts, 2);
+}
+
+// Gradient buckets are appended after the whole backward graph; an overlapped plan starts
+// each one as soon as its inputs exist:
+//   a = 3x; r = allreduce(a) = 6x (appended last); chain: c = ((x + 1) * 2 + 5) * 2;
+//   out = r + c = 6x + 4x + 14 = 10x + 14.
+TEST(Overlap, CollectivesStartAsSoonAsTheirInputsExist) {
+  Graph g;
+  const ValueId x = g.input({{4096}, DType::F32}, "x");
+  const ValueId a = ir::mul_scalar(g, x, 3.0);
+  const ValueId c = ir::mul_scalar(
+      g, ir::add_scalar(g, ir::mul_scalar(g, ir::add_scalar(g, x, 1.0), 2.0), 5.0), 2.0);
+  const ValueId r = ir::all_reduce(g, a, /*average=*/false);
+  const ValueId out = ir::add(g, r, c);
+  const MemoryPlan sync = plan_memory(g, {out});
+  const MemoryPlan async = plan_memory(g, {out}, {}, /*async_collectives=*/true);
+  check_memory_plan(g, async);
+  EXPECT_EQ(step_of(sync, g, r), step_of(sync, g, c) + 1);    // node order
+  EXPECT_EQ(step_of(async, g, r), step_of(async, g, a) + 1);  // right after its input
+  EXPECT_TRUE(async.wait_before[static_cast<size_t>(step_of(async, g, out))]);
+
+  auto backend = make_backend("cpu");
+  std::vector<float> xs(4096);
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<float>(i % 37) - 18.0f;
+  Storage xd(*backend, xs.size() * 4);
+  backend->copy_from_host(xd.data(), xs.data(), xd.bytes());
+  DeferredCommunicator comm(2);
+  const RunResult res = Executor(*backend, nullptr, &comm).run(g, async, {{x, xd.data()}});
+  std::vector<float> got(xs.size());
+  backend->copy_to_host(got.data(), res.outputs[0]->data(), xd.bytes());
+  size_t wrong = 0;
+  for (size_t i = 0; i < got.size(); ++i) wrong += got[i] != 10.0f * xs[i] + 14.0f;
+  EXPECT_EQ(wrong, 0u);
+}
+
+// An output of a started collective that nothing reads is still written until the wait, so
+// its bytes must not be handed to compute in between:
+//   [r0, r1] = allreduce(3x, 2x); c = 5x; d = c + 1; out = r0 + d + x = 12x + 1.
+TEST(Overlap, UnreadOutputsStayLiveUntilTheWait) {
+  const int64_t n = 1 << 14;
+  Graph g;
+  const ValueId x = g.input({{n}, DType::F32}, "x");
+  const std::vector<ValueId> r =
+      ir::all_reduce(g, {ir::mul_scalar(g, x, 3.0), ir::mul_scalar(g, x, 2.0)}, false);
+  const ValueId c = ir::mul_scalar(g, x, 5.0);
+  const ValueId d = ir::add_scalar(g, c, 1.0);
+  const ValueId out = ir::add(g, ir::add(g, r[0], d), x);
+  const MemoryPlan plan = plan_memory(g, {out}, {}, /*async_collectives=*/true);
+  check_memory_plan(g, plan);
+  const int wait = step_of(plan, g, out) - 1;  // before the first read of r0
+  ASSERT_TRUE(plan.wait_before[static_cast<size_t>(wait)]);
+  EXPECT_GE(plan.last_use[static_cast<size_t>(r[1])], wait);
+
+  auto backend = make_backend("cpu");
+  std::vector<float> xs(static_cast<size_t>(n));
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<float>(i % 53) - 26.0f;
+  Storage xd(*backend, xs.size() * 4);
+  backend->copy_from_host(xd.data(), xs.data(), xd.bytes());
+  DeferredCommunicator comm(2);
+  const RunResult res = Executor(*backend, nullptr, &comm).run(g, plan, {{x, xd.data()}});
+  std::vector<float> got(xs.size());
+  backend->copy_to_host(got.data(), res.outputs[0]->data(), xd.bytes());
+  size_t wrong = 0;
+  for (size_t i = 0; i < got.size(); ++i) wrong += got[i] != 12.0f * xs[i] + 1.0f;
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(comm.groups, 1);  // the two tensors went as one group
+  EXPECT_EQ(comm.starts, 2);
+}
+
+// A kernel that fails after a collective started still leaves later work ordered after the
+// collective: the executor waits before the error leaves it (the buffers are freed then).
+TEST(Overlap, AnErrorAfterAStartStillWaitsForIt) {
+  Graph g;
+  const ValueId x = g.input({{8, 4}, DType::F32}, "x");
+  const ValueId ids = g.input({{2}, DType::I64}, "ids");
+  const ValueId r = ir::all_reduce(g, ir::mul_scalar(g, x, 3.0), false);
+  const ValueId e = ir::embedding(g, x, ids);  // id 99 is out of range: the kernel throws
+  const ValueId out = ir::add(g, ir::sum(g, r), ir::sum(g, e));
+  const MemoryPlan plan = plan_memory(g, {out}, {}, /*async_collectives=*/true);
+  ASSERT_LT(step_of(plan, g, r), step_of(plan, g, e));
+  auto backend = make_backend("cpu");
+  std::vector<float> xs(32, 1.0f);
+  std::vector<int64_t> bad_ids{1, 99};
+  Storage xd(*backend, 128), id(*backend, 16);
+  backend->copy_from_host(xd.data(), xs.data(), 128);
+  backend->copy_from_host(id.data(), bad_ids.data(), 16);
+  DeferredCommunicator comm(2);
+  EXPECT_THROW(Executor(*backend, nullptr, &comm).run(g, plan, {{x, xd.data()}, {ids, id.data()}}),
+               Error);
+  EXPECT_EQ(comm.starts, 1);
+  EXPECT_EQ(comm.waits, 1);
 }
 
 }  // namespace

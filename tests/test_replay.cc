@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "solo/backend/backend.h"
+#include "solo/comm/communicator.h"
+#include "solo/core/error.h"
 #include "solo/ir/ops.h"
 #include "solo/runtime/executor.h"
 
@@ -262,6 +264,57 @@ TEST(Replay, DonatedInputsThatKeepMovingRunEagerly) {
   EXPECT_TRUE(state.disabled);
   EXPECT_EQ(state.recordings, ReplayState::kMaxRecordings);
   EXPECT_EQ(state.arena, nullptr);  // the memory kept for replays went back
+}
+
+// Rank 0 of two identical ranks on host f32 buffers: a sum doubles.
+class TwinCommunicator final : public comm::Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 2; }
+  const char* name() const override { return "twin"; }
+  void all_reduce_sum(void* data, size_t count, DType dtype) override {
+    SOLO_CHECK(dtype == DType::F32, "twin communicator: f32 only");
+    for (size_t i = 0; i < count; ++i) static_cast<float*>(data)[i] *= 2.0f;
+  }
+  void reduce_scatter_sum(const void*, void*, size_t, DType) override { unused(); }
+  void all_gather(const void*, void*, size_t, DType) override { unused(); }
+  void broadcast(void*, size_t, int) override { unused(); }
+  void send(const void*, size_t, int, int) override { unused(); }
+  void recv(void*, size_t, int, int) override { unused(); }
+  void barrier() override {}
+
+ private:
+  [[noreturn]] static void unused() { SOLO_FAIL("twin communicator: not used here"); }
+};
+
+// Whether a collective is recorded must be the same on every rank (NCCL), but recording is
+// decided from a rank's own addresses: plans with collectives across ranks run eagerly.
+// Over one rank the collective is a copy, and the plan is recorded as usual.
+TEST(Replay, PlansWithCollectivesAcrossRanksAreNotRecorded) {
+  Graph g;
+  const ValueId x = g.input({{1024}, DType::F32}, "x");
+  const ValueId y = ir::add_scalar(g, ir::all_reduce(g, ir::mul_scalar(g, x, 3.0), false), 1.0);
+  const MemoryPlan plan = plan_memory(g, {y});
+  const std::vector<float> xs = ramp(1024, 0.5f, 10.0f);
+  TwinCommunicator twin;
+  const auto one_rank = comm::make_local_communicator();
+  for (comm::Communicator* c : {static_cast<comm::Communicator*>(&twin), one_rank.get()}) {
+    SCOPED_TRACE(c->name());
+    RecordingCpuBackend rec;
+    Executor exec(rec, nullptr, c);
+    ReplayState state;
+    const auto xd = upload(rec, xs);
+    for (int step = 0; step < 4; ++step) {
+      const RunResult r = exec.run(g, plan, {{x, xd->data()}}, {}, &state);
+      const std::vector<float> got = download(rec, *r.outputs[0]);
+      size_t wrong = 0;
+      for (size_t i = 0; i < xs.size(); ++i)
+        wrong += got[i] != 3.0f * xs[i] * static_cast<float>(c->size()) + 1.0f;
+      EXPECT_EQ(wrong, 0u) << "step " << step;
+    }
+    EXPECT_EQ(state.recordings, c->size() == 1 ? 1 : 0);
+    EXPECT_EQ(state.replays, c->size() == 1 ? 3 : 0);  // the second run records and replays
+  }
 }
 
 }  // namespace

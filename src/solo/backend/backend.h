@@ -3,6 +3,7 @@
 #pragma once
 #include <array>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -88,6 +89,10 @@ class Backend {
   // on, so that a device communicator can order its collectives with it. -1 and null otherwise.
   virtual int device_index() const { return -1; }
   virtual void* stream() const { return nullptr; }
+  // Asynchronous backends: called over and over while the host waits for queued work, so
+  // that a failed collective on another stream (a dead peer) ends the wait with its error
+  // instead of a hang. Null: wait without checks.
+  virtual void set_wait_check(std::function<void()> check) { (void)check; }
 
   // Recording (backends where queueing work costs more than running it: cuda). Between
   // begin_recording and end_recording, run() and copy() record instead of running; the

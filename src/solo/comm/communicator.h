@@ -4,10 +4,19 @@
 #pragma once
 #include <cstddef>
 #include <memory>
+#include <span>
 
 #include "solo/core/dtype.h"
 
 namespace solo::comm {
+
+// One tensor of a grouped all-reduce: count elements of dtype from send into recv.
+struct ReduceBuffer {
+  const void* send;
+  void* recv;
+  size_t count;
+  DType dtype;
+};
 
 class Communicator {
  public:
@@ -39,6 +48,18 @@ class Communicator {
     all_reduce(send, recv, count, dtype, average);
   }
   virtual void wait_started() {}
+  // Several all-reduces as one group (a gradient bucket): NCCL launches them together; the
+  // default runs them one by one, in order.
+  virtual void all_reduce_group(std::span<const ReduceBuffer> buffers, bool average) {
+    for (const ReduceBuffer& b : buffers) all_reduce(b.send, b.recv, b.count, b.dtype, average);
+  }
+  virtual void start_all_reduce_group(std::span<const ReduceBuffer> buffers, bool average) {
+    for (const ReduceBuffer& b : buffers)
+      start_all_reduce(b.send, b.recv, b.count, b.dtype, average);
+  }
+  // Throws if a collective already queued has failed (a device communicator's peer died or
+  // its link broke); a host waiting on queued work calls it while it waits.
+  virtual void check_errors() {}
   // send holds size() * count elements; rank r receives into recv (count elements) the sum
   // over ranks of send[r*count, (r+1)*count).
   virtual void reduce_scatter_sum(const void* send, void* recv, size_t count, DType dtype) = 0;

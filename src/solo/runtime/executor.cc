@@ -38,7 +38,15 @@ RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
                  "the memory plan reuses input v", d, " but its storage was not donated");
     }
 
-  const bool may_replay = replay && !replay->disabled && !profile_ && backend_.can_record();
+  // A plan with collectives across ranks is never recorded: whether a collective is captured
+  // must be the same on every rank (NCCL), while recording and re-recording are decided from
+  // this rank's own addresses and errors.
+  const bool collectives =
+      comm_ && comm_->size() > 1 &&
+      std::any_of(plan.schedule.begin(), plan.schedule.end(),
+                  [&](ir::NodeId n) { return g.node(n).op == OpKind::AllReduce; });
+  const bool may_replay =
+      replay && !replay->disabled && !profile_ && backend_.can_record() && !collectives;
   RunResult result;
   if (!(may_replay && replay->runs > 0 && replayed(g, plan, bound, donated, *replay, result)))
     result = run_eagerly(g, plan, bound, donated);
@@ -193,6 +201,19 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
   // Collectives overlap later nodes only where the plan kept their buffers for it.
   const bool overlap = plan.async_collectives && comm_ && comm_->asynchronous();
   bool started = false;  // a collective runs that later work is not yet ordered after
+  // On an error, later work (and the reuse of this run's buffers once they are freed) must
+  // still come after the collectives already started.
+  struct JoinStarted {
+    comm::Communicator* comm;
+    const bool& started;
+    ~JoinStarted() {
+      if (!started) return;
+      try {
+        comm->wait_started();
+      } catch (const Error&) {  // the error being thrown already says what went wrong
+      }
+    }
+  } join{comm_, started};
   for (size_t step = 0; step < plan.schedule.size(); ++step) {
     const ir::NodeId id = plan.schedule[step];
     const ir::Node& node = g.node(id);
@@ -215,11 +236,7 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
     in_refs.clear();
     out_refs.clear();
     if (node.op == OpKind::AllReduce) {
-      for (size_t k = 0; k < node.inputs.size(); ++k) {
-        const ValueId in = node.inputs[k], out = node.outputs[k];
-        run_collective(node, {data[static_cast<size_t>(in)], g.shape(in), g.dtype(in)},
-                       {data[static_cast<size_t>(out)], g.shape(out), g.dtype(out)}, overlap);
-      }
+      run_all_reduce(g, node, data, overlap);
       started |= overlap;
       continue;
     }
@@ -242,13 +259,18 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
       SOLO_FAIL(e.what(), " [at ", g.describe(id), "]");
     }
   }
-  if (started) comm_->wait_started();
+  if (started) {
+    started = false;
+    comm_->wait_started();
+  }
 }
 
-void Executor::run_collective(const ir::Node& node, const TensorRef& in, const TensorRef& out,
-                              bool start) {
+void Executor::run_all_reduce(const ir::Graph& g, const ir::Node& node,
+                              const std::vector<void*>& data, bool start) {
   if (!comm_ || comm_->size() == 1 || !backend_.holds_data()) {
-    backend_.copy(out.data, in.data, in.bytes());  // one rank: the identity
+    for (size_t k = 0; k < node.inputs.size(); ++k)  // one rank: the identity
+      backend_.copy(data[static_cast<size_t>(node.outputs[k])],
+                    data[static_cast<size_t>(node.inputs[k])], g.type(node.inputs[k]).bytes());
     return;
   }
   const bool host_buffers = backend_.host_memory();
@@ -258,14 +280,19 @@ void Executor::run_collective(const ir::Node& node, const TensorRef& in, const T
   SOLO_CHECK(!host_buffers || !comm_->device_memory(), "AllReduce on backend '", backend_.name(),
              "' holds host memory, but communicator '", comm_->name(),
              "' works on device memory; attach a host communicator (MPI) to this device");
-  // From the input straight into the output (no copy of ours); a device communicator orders
-  // its collective after the work already queued on the backend's stream.
-  const auto count = static_cast<size_t>(out.numel());
+  // From each input straight into its output (no copy of ours), the bucket as one group; a
+  // device communicator orders it after the work already queued on the backend's stream.
+  std::vector<comm::ReduceBuffer> buffers;
+  for (size_t k = 0; k < node.inputs.size(); ++k) {
+    const ValueId in = node.inputs[k], out = node.outputs[k];
+    buffers.push_back({data[static_cast<size_t>(in)], data[static_cast<size_t>(out)],
+                       static_cast<size_t>(g.shape(out).numel()), g.dtype(out)});
+  }
   const bool average = node.attrs.i("average") != 0;
   if (start)
-    comm_->start_all_reduce(in.data, out.data, count, out.dtype, average);
+    comm_->start_all_reduce_group(buffers, average);
   else
-    comm_->all_reduce(in.data, out.data, count, out.dtype, average);
+    comm_->all_reduce_group(buffers, average);
 }
 
 std::string OpProfile::report() const {

@@ -62,8 +62,10 @@ class Executor {
   // Queues the schedule: Input nodes read `source`, every other value lives at `data`.
   void launch(const ir::Graph& g, const MemoryPlan& plan, const std::vector<const void*>& source,
               std::vector<void*>& data);
-  // start: an asynchronous start (the plan waits for it later).
-  void run_collective(const ir::Node& node, const TensorRef& in, const TensorRef& out, bool start);
+  // Reduces every input of an AllReduce node into its output; start: an asynchronous start
+  // (the plan waits for it later).
+  void run_all_reduce(const ir::Graph& g, const ir::Node& node, const std::vector<void*>& data,
+                      bool start);
   Backend& backend_;
   OpProfile* profile_;
   comm::Communicator* comm_;

@@ -92,8 +92,12 @@ void wait_for_collectives(const ir::Graph& g, MemoryPlan& p) {
       const auto r = static_cast<size_t>(p.root[static_cast<size_t>(in)]);
       p.last_use[r] = std::max(p.last_use[r], std::min(t, steps - 1));
     }
-    for (ValueId out : g.node(p.schedule[static_cast<size_t>(started)]).outputs)
-      pending[static_cast<size_t>(out)] = false;
+    // The collective writes its outputs until the wait, read or not.
+    for (ValueId out : g.node(p.schedule[static_cast<size_t>(started)]).outputs) {
+      const auto o = static_cast<size_t>(out);
+      pending[o] = false;
+      p.last_use[o] = std::max(p.last_use[o], std::min(t, steps - 1));
+    }
     started = -1;
   };
   for (int t = 0; t < steps; ++t) {
@@ -107,6 +111,33 @@ void wait_for_collectives(const ir::Graph& g, MemoryPlan& p) {
     }
   }
   wait_at(steps);
+}
+
+// Moves each AllReduce to just after the last producer of its inputs (keeping the order of
+// the collectives), so that an asynchronous one runs while the rest of the backward pass
+// computes; the gradient buckets are appended after the whole backward graph.
+std::vector<NodeId> start_collectives_early(const ir::Graph& g, const std::vector<NodeId>& order) {
+  std::vector<NodeId> schedule;
+  std::vector<int> position(static_cast<size_t>(g.num_nodes()), -1);
+  std::vector<std::vector<NodeId>> after(order.size());  // collectives to insert after step i
+  int last_collective = -1;
+  for (size_t i = 0; i < order.size(); ++i)
+    position[static_cast<size_t>(order[i])] = static_cast<int>(i);
+  for (NodeId n : order) {
+    const ir::Node& node = g.node(n);
+    if (node.op != OpKind::AllReduce) continue;
+    int ready = last_collective;  // collectives keep their order: every rank issues them alike
+    for (ValueId in : node.inputs)
+      ready = std::max(ready, position[static_cast<size_t>(g.value(in).producer)]);
+    SOLO_CHECK(ready >= 0, "memory plan: AllReduce without inputs");
+    after[static_cast<size_t>(ready)].push_back(n);
+    last_collective = ready;
+  }
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (g.node(order[i]).op != OpKind::AllReduce) schedule.push_back(order[i]);
+    schedule.insert(schedule.end(), after[i].begin(), after[i].end());
+  }
+  return schedule;
 }
 
 }  // namespace
@@ -134,6 +165,7 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested
   const std::vector<bool> needed = needed_nodes(g, p.outputs);
   for (NodeId n = 0; n < g.num_nodes(); ++n)
     if (needed[static_cast<size_t>(n)]) p.schedule.push_back(n);
+  if (async_collectives) p.schedule = start_collectives_early(g, p.schedule);
 
   // Placement and liveness over the schedule. A value's bytes stay live while it or any
   // view of it may still be read.

@@ -43,7 +43,11 @@ DeviceContext& device_context(const Device& d) {
 }
 
 void DeviceContext::set_data_parallel(comm::Communicator* c) {
+  // Plans (and their recordings) were made for the old communicator: drop them first, since
+  // NCCL will not destroy a communicator while a CUDA graph holding its kernels lives.
+  plan_cache_.clear();
   data_parallel_ = nullptr;
+  backend_->set_wait_check(nullptr);
   device_comm_.reset();  // collective: every rank detaches together, as it attached
   if (!c || c->size() == 1 || c->device_memory() || backend_->host_memory()) {
     data_parallel_ = c;
@@ -54,6 +58,7 @@ void DeviceContext::set_data_parallel(comm::Communicator* c) {
   // the backend's stream.
   device_comm_ = comm::make_nccl_communicator(*c, backend_->device_index(), backend_->stream());
   data_parallel_ = device_comm_.get();
+  backend_->set_wait_check([comm = device_comm_.get()] { comm->check_errors(); });
 #else
   SOLO_FAIL("data parallelism on device '", device_.type, "' needs NCCL, which this build of ",
             "Solo lacks: install NCCL (with the CUDA toolkit) and rebuild, or use a cpu flavor");

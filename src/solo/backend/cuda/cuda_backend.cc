@@ -3,8 +3,10 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "solo/core/error.h"
 
@@ -142,10 +144,12 @@ void* CudaBackend::raw_allocate(size_t bytes) {
   }
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, size);
-  if (err != cudaSuccess) {  // release the cache and retry once before giving up
+  if (err != cudaSuccess) {  // release the caches and retry once before giving up
     cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.stream));
     for (auto& [s, q] : free_blocks_) cudaFree(q);
     free_blocks_.clear();
+    cudaMemPool_t pool;  // kernels' scratch (cudaMallocAsync) is kept in the default pool
+    if (cudaDeviceGetDefaultMemPool(&pool, device_) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
     err = cudaMalloc(&p, size);
   }
   SOLO_CHECK(err == cudaSuccess, "cuda: out of device memory allocating ", bytes, " bytes (",
@@ -163,7 +167,7 @@ void CudaBackend::copy_from_host(void* dst, const void* src, size_t bytes) const
   if (!bytes) return;
   auto s = static_cast<cudaStream_t>(ctx_.stream);
   SOLO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
-  SOLO_CUDA_CHECK(cudaStreamSynchronize(s));  // the host buffer may go away after return
+  wait_for_stream();  // the host buffer may go away after return
 }
 
 void CudaBackend::copy_to_host(void* dst, const void* src, size_t bytes) const {
@@ -171,7 +175,7 @@ void CudaBackend::copy_to_host(void* dst, const void* src, size_t bytes) const {
   if (!bytes) return;
   auto s = static_cast<cudaStream_t>(ctx_.stream);
   SOLO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
-  SOLO_CUDA_CHECK(cudaStreamSynchronize(s));
+  wait_for_stream();
 }
 
 void CudaBackend::copy(void* dst, const void* src, size_t bytes) const {
@@ -181,7 +185,24 @@ void CudaBackend::copy(void* dst, const void* src, size_t bytes) const {
 }
 
 void CudaBackend::synchronize() const {
-  SOLO_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.stream)));
+  wait_for_stream();
+}
+
+void CudaBackend::wait_for_stream() const {
+  auto s = static_cast<cudaStream_t>(ctx_.stream);
+  if (!wait_check_) {
+    SOLO_CUDA_CHECK(cudaStreamSynchronize(s));
+    return;
+  }
+  // The stream may wait on a collective whose peer died: NCCL reports that as an
+  // asynchronous error, which wait_check_ throws (and the communicator then aborts).
+  for (;;) {
+    const cudaError_t rc = cudaStreamQuery(s);
+    if (rc == cudaSuccess) return;
+    if (rc != cudaErrorNotReady) SOLO_CUDA_CHECK(rc);
+    wait_check_();
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
 }
 
 }  // namespace solo

@@ -4,6 +4,7 @@
 // (SOLO_HAVE_CUDA).
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -44,6 +45,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<Recording> end_recording() override;
   int device_index() const override { return device_; }
   void* stream() const override { return ctx_.stream; }
+  void set_wait_check(std::function<void()> check) override { wait_check_ = std::move(check); }
   const CudaContext& context() const { return ctx_; }
 
  protected:
@@ -55,6 +57,9 @@ class CudaBackend final : public Backend {
   CudaContext ctx_;
   std::multimap<size_t, void*> free_blocks_;  // cached device blocks by rounded size
   bool recording_ = false;
+  std::function<void()> wait_check_;
+  // Waits for the stream's work: cudaStreamSynchronize, or polling with wait_check_.
+  void wait_for_stream() const;
 };
 
 // True when the CUDA runtime sees at least one device (used by tests to skip).

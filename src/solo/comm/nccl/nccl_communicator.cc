@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -87,21 +88,11 @@ class NcclCommunicator final : public Communicator {
     constexpr const char* op = "make_nccl_communicator";
     SOLO_CHECK(!bootstrap.device_memory(), op, ": the bootstrap communicator '", bootstrap.name(),
                "' works on device memory; bootstrap over a host communicator (MPI or local)");
-    // Rank 0 also sends its status, so that a failure there ends every rank instead of
-    // leaving them waiting for an id that never comes.
-    struct {
-      ncclUniqueId id;
-      int32_t status;
-    } boot{};
-    if (rank_ == 0) boot.status = ncclGetUniqueId(&boot.id);
-    bootstrap.broadcast(&boot, sizeof boot, 0);
-    if (boot.status != ncclSuccess)
-      fail_nccl(static_cast<ncclResult_t>(boot.status), op,
-                rank_ == 0 ? "ncclGetUniqueId" : "ncclGetUniqueId on rank 0",
-                "NCCL could not start (is a network interface up?)");
-
-    DeviceScope scope(device, op);
+    // This rank's CUDA setup first, then every rank learns whether all succeeded: a rank that
+    // failed alone would leave the others waiting in ncclCommInitRank.
+    std::string local_error;
     try {
+      DeviceScope scope(device, op);
       check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), op,
                  "cudaStreamCreateWithFlags");
       check_cuda(cudaEventCreateWithFlags(&compute_done_, cudaEventDisableTiming), op,
@@ -109,6 +100,36 @@ class NcclCommunicator final : public Communicator {
       check_cuda(cudaEventCreateWithFlags(&comm_done_, cudaEventDisableTiming), op,
                  "cudaEventCreateWithFlags");
       check_cuda(cudaMalloc(&barrier_word_, sizeof(int32_t)), op, "cudaMalloc");
+    } catch (const Error& e) {
+      local_error = e.what();
+    }
+    int32_t failed_ranks = local_error.empty() ? 0 : 1;
+    try {
+      bootstrap.all_reduce_sum(&failed_ranks, 1, DType::I32);
+    } catch (...) {
+      release();
+      throw;
+    }
+    if (failed_ranks > 0) {
+      release();
+      if (!local_error.empty()) throw Error(local_error);
+      SOLO_FAIL(op, ": CUDA setup failed on ", failed_ranks,
+                " other rank(s); see their errors (each rank needs a working GPU of its own)");
+    }
+    // Rank 0 also sends its status, so that a failure there ends every rank instead of
+    // leaving them waiting for an id that never comes.
+    struct {
+      ncclUniqueId id;
+      int32_t status;
+    } boot{};
+    if (rank_ == 0) boot.status = ncclGetUniqueId(&boot.id);
+    try {
+      bootstrap.broadcast(&boot, sizeof boot, 0);
+      if (boot.status != ncclSuccess)
+        fail_nccl(static_cast<ncclResult_t>(boot.status), op,
+                  rank_ == 0 ? "ncclGetUniqueId" : "ncclGetUniqueId on rank 0",
+                  "NCCL could not start (is a network interface up?)");
+      DeviceScope scope(device, op);
       const ncclResult_t rc = ncclCommInitRank(&comm_, size_, boot.id, rank_);
       if (rc != ncclSuccess) {
         comm_ = nullptr;
@@ -156,6 +177,45 @@ class NcclCommunicator final : public Communicator {
     queue_all_reduce(send, recv, count, dtype, average, /*join=*/true);
   }
 
+  // One event pair and one NCCL group for the whole bucket: NCCL launches its reductions
+  // together instead of one kernel (and two event waits) per tensor.
+  void all_reduce_group(std::span<const ReduceBuffer> buffers, bool average) override {
+    queue_all_reduce_group(buffers, average, /*join=*/true);
+  }
+  void start_all_reduce_group(std::span<const ReduceBuffer> buffers, bool average) override {
+    queue_all_reduce_group(buffers, average, /*join=*/false);
+    started_ = true;
+  }
+
+  void check_errors() override { check_async("a wait for queued work"); }
+
+  void queue_all_reduce_group(std::span<const ReduceBuffer> buffers, bool average, bool join) {
+    constexpr const char* op = "all_reduce";
+    bool any = false;
+    for (const ReduceBuffer& b : buffers) {
+      nccl_sum_type(b.dtype, op);
+      SOLO_CHECK(!average || is_floating(b.dtype), op, ": averaging needs a float dtype, got ",
+                 dtype_name(b.dtype), "; cast to f32 first");
+      any |= b.count > 0;
+    }
+    if (!any) return;
+    const ncclRedOp_t red = average ? ncclAvg : ncclSum;
+    enqueue(
+        op, "ncclAllReduce (grouped)",
+        [&] {
+          ncclResult_t rc = ncclGroupStart();
+          for (size_t i = 0; rc == ncclSuccess && i < buffers.size(); ++i) {
+            const ReduceBuffer& b = buffers[i];
+            if (b.count > 0)
+              rc = ncclAllReduce(b.send, b.recv, b.count, nccl_sum_type(b.dtype, op), red, comm_,
+                                 stream_);
+          }
+          const ncclResult_t end = ncclGroupEnd();  // closes the group even after a failure
+          return rc != ncclSuccess ? rc : end;
+        },
+        join);
+  }
+
   void queue_all_reduce(const void* send, void* recv, size_t count, DType dtype, bool average,
                         bool join) {
     constexpr const char* op = "all_reduce";
@@ -195,7 +255,10 @@ class NcclCommunicator final : public Communicator {
             [&] { return ncclBroadcast(data, data, bytes, ncclUint8, root, comm_, stream_); });
   }
 
-  // NCCL has no tags: messages between two ranks match in the order they are queued.
+  // NCCL has no tags: messages between two ranks match in the order they are queued. Each
+  // call blocks its stream until the peer's matching call runs, so two ranks exchanging
+  // with each other must order their sends and receives opposite ways (a ring in which every
+  // rank sends first would wait forever).
   void send(const void* data, size_t bytes, int peer, int tag) override {
     check_peer("send", peer, tag);
     if (bytes == 0) return;
@@ -265,8 +328,10 @@ class NcclCommunicator final : public Communicator {
     SOLO_CHECK(tag >= 0, op, ": tag ", tag, " is negative; use a tag >= 0");
   }
 
-  // ncclCommDestroy waits for the other ranks on this host. After an error, or while an
-  // exception unwinds this rank alone, they may never come: abort instead (local, no wait).
+  // ncclCommDestroy waits for this rank's queued collectives, which, after an error or while
+  // an exception unwinds this rank alone, may wait for peers that never come: abort then
+  // (stops them, no wait). Either call blocks while a CUDA graph holding kernels of this
+  // communicator lives, so device contexts drop their recordings first.
   void release() noexcept {
     if (comm_) {
       ncclResult_t state = ncclSuccess;
