@@ -121,6 +121,32 @@ TEST_F(Nccl, AllReduceSumEveryDType) {
   }
 }
 
+// A bucket of tensors as one group (out of place, mixed sizes, an empty one): each is the
+// closed-form mean of r*1000 + i, as if reduced alone.
+TEST_F(Nccl, GroupedAllReduceAveragesEveryTensor) {
+  const int r = comm().rank(), n = comm().size();
+  const std::vector<size_t> counts = {1, 0, 4099, 65536};
+  std::vector<std::unique_ptr<DeviceBuffer<float>>> send, recv;
+  std::vector<ReduceBuffer> buffers;
+  for (size_t count : counts) {
+    std::vector<float> host(count);
+    for (size_t i = 0; i < count; ++i) host[i] = static_cast<float>(r * 1000 + static_cast<int>(i));
+    send.push_back(std::make_unique<DeviceBuffer<float>>(host));
+    recv.push_back(std::make_unique<DeviceBuffer<float>>(count));
+    buffers.push_back({send.back()->data(), recv.back()->data(), count, DType::F32});
+  }
+  comm().all_reduce_group(buffers, /*average=*/true);
+  for (size_t k = 0; k < counts.size(); ++k) {
+    const std::vector<float> got = recv[k]->download();
+    size_t wrong = 0;
+    for (size_t i = 0; i < counts[k]; ++i) {
+      const double want = 500.0 * (n - 1) + static_cast<double>(i);  // ncclAvg may scale by 1/n
+      wrong += std::abs(got[i] - want) > 1e-6 * want + 1e-6;
+    }
+    EXPECT_EQ(wrong, 0u) << "tensor " << k << ", rank " << r;
+  }
+}
+
 // Mean of r*1000 + i over the ranks: 500*(n-1) + i.
 template <class T>
 void check_average(size_t count) {
@@ -406,14 +432,31 @@ int main(int argc, char** argv) {
   const int local_size = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 1);
   w.skip = skip_reason(*w.bootstrap, local_size);
   int status = 0;
+  if (w.skip.empty()) {
+    // Every rank learns whether all have a device before any enters NCCL's init, where a rank
+    // that failed alone would leave the others waiting.
+    std::string error;
+    try {
+      w.backend = std::make_unique<solo::CudaBackend>(local_rank);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    int32_t failed = error.empty() ? 0 : 1;
+    w.bootstrap->all_reduce_sum(&failed, 1, solo::DType::I32);
+    if (failed > 0) {
+      w.skip = "a rank has no usable GPU";
+      status = 1;
+      if (!error.empty())
+        std::fprintf(stderr, "mpi_test_nccl: rank %d: %s\n", w.bootstrap->rank(), error.c_str());
+    }
+  }
   try {
     if (w.skip.empty()) {
-      w.backend = std::make_unique<solo::CudaBackend>(local_rank);
       w.nccl = make_nccl_communicator(*w.bootstrap, local_rank, w.backend->stream());
-    } else if (w.bootstrap->rank() == 0) {
+    } else if (status == 0 && w.bootstrap->rank() == 0) {
       std::fprintf(stderr, "mpi_test_nccl: skipping every test: %s\n", w.skip.c_str());
     }
-    status = RUN_ALL_TESTS() != 0 ? 1 : 0;
+    status = RUN_ALL_TESTS() != 0 || status != 0 ? 1 : 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mpi_test_nccl: rank %d: %s\n", w.bootstrap->rank(), e.what());
     status = 1;
