@@ -13,6 +13,7 @@
 #include "solo/core/error.h"
 #include "solo/ir/ops.h"
 #include "solo/runtime/executor.h"
+#include "test_support.h"
 
 namespace solo::runtime {
 namespace {
@@ -21,7 +22,7 @@ using ir::Graph;
 using ir::ValueId;
 
 // Rank 0 of `ranks` identical ranks, on host f32 buffers: a sum is ranks * x, a mean is x.
-class DeferredCommunicator final : public comm::Communicator {
+class DeferredCommunicator final : public test::SingleProcessCommunicator {
  public:
   explicit DeferredCommunicator(int ranks) : ranks_(ranks) {}
   int rank() const override { return 0; }
@@ -52,13 +53,6 @@ class DeferredCommunicator final : public comm::Communicator {
     started_.clear();
     ++waits;
   }
-  void reduce_scatter_sum(const void*, void*, size_t, DType) override { unused(); }
-  void all_gather(const void*, void*, size_t, DType) override { unused(); }
-  void broadcast(void*, size_t, int) override { unused(); }
-  void send(const void*, size_t, int, int) override { unused(); }
-  void recv(void*, size_t, int, int) override { unused(); }
-  void barrier() override {}
-
   int starts = 0, waits = 0, groups = 0;
 
  private:
@@ -72,7 +66,6 @@ class DeferredCommunicator final : public comm::Communicator {
     const float factor = r.average ? 1.0f : static_cast<float>(ranks_);
     for (size_t i = 0; i < r.count; ++i) r.recv[i] = r.send[i] * factor;
   }
-  [[noreturn]] static void unused() { SOLO_FAIL("deferred communicator: not used here"); }
   int ranks_;
   std::vector<Request> started_;
 };
@@ -98,6 +91,29 @@ int step_of(const MemoryPlan& p, const Graph& g, ValueId v) {
   for (size_t t = 0; t < p.schedule.size(); ++t)
     if (p.schedule[t] == g.value(v).producer) return static_cast<int>(t);
   return -1;
+}
+
+// Runs a graph of one f32 input x on the cpu backend with `comm` and counts the elements of
+// its first output that differ from want(x).
+template <class Want>
+size_t wrong_elements(const Graph& g, const MemoryPlan& plan, ValueId x, comm::Communicator& comm,
+                      const std::vector<float>& xs, Want want) {
+  auto backend = make_backend("cpu");
+  Storage xd(*backend, xs.size() * sizeof(float));
+  backend->copy_from_host(xd.data(), xs.data(), xd.bytes());
+  const RunResult res = Executor(*backend, nullptr, &comm).run(g, plan, {{x, xd.data()}});
+  std::vector<float> got(xs.size());
+  backend->copy_to_host(got.data(), res.outputs[0]->data(), xd.bytes());
+  size_t wrong = 0;
+  for (size_t i = 0; i < got.size(); ++i) wrong += got[i] != want(xs[i]);
+  return wrong;
+}
+
+std::vector<float> ramp(size_t n, int period) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i)
+    v[i] = static_cast<float>(static_cast<int>(i) % period - period / 2);
+  return v;
 }
 
 TEST(Overlap, PlanWaitsBeforeTheNextCollectiveAndKeepsInputsLive) {
@@ -176,18 +192,10 @@ TEST(Overlap, CollectivesStartAsSoonAsTheirInputsExist) {
   EXPECT_EQ(step_of(async, g, r), step_of(async, g, a) + 1);  // right after its input
   EXPECT_TRUE(async.wait_before[static_cast<size_t>(step_of(async, g, out))]);
 
-  auto backend = make_backend("cpu");
-  std::vector<float> xs(4096);
-  for (size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<float>(i % 37) - 18.0f;
-  Storage xd(*backend, xs.size() * 4);
-  backend->copy_from_host(xd.data(), xs.data(), xd.bytes());
   DeferredCommunicator comm(2);
-  const RunResult res = Executor(*backend, nullptr, &comm).run(g, async, {{x, xd.data()}});
-  std::vector<float> got(xs.size());
-  backend->copy_to_host(got.data(), res.outputs[0]->data(), xd.bytes());
-  size_t wrong = 0;
-  for (size_t i = 0; i < got.size(); ++i) wrong += got[i] != 10.0f * xs[i] + 14.0f;
-  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(
+      wrong_elements(g, async, x, comm, ramp(4096, 37), [](float v) { return 10.0f * v + 14.0f; }),
+      0u);
 }
 
 // An output of a started collective that nothing reads is still written until the wait, so
@@ -208,18 +216,10 @@ TEST(Overlap, UnreadOutputsStayLiveUntilTheWait) {
   ASSERT_TRUE(plan.wait_before[static_cast<size_t>(wait)]);
   EXPECT_GE(plan.last_use[static_cast<size_t>(r[1])], wait);
 
-  auto backend = make_backend("cpu");
-  std::vector<float> xs(static_cast<size_t>(n));
-  for (size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<float>(i % 53) - 26.0f;
-  Storage xd(*backend, xs.size() * 4);
-  backend->copy_from_host(xd.data(), xs.data(), xd.bytes());
   DeferredCommunicator comm(2);
-  const RunResult res = Executor(*backend, nullptr, &comm).run(g, plan, {{x, xd.data()}});
-  std::vector<float> got(xs.size());
-  backend->copy_to_host(got.data(), res.outputs[0]->data(), xd.bytes());
-  size_t wrong = 0;
-  for (size_t i = 0; i < got.size(); ++i) wrong += got[i] != 12.0f * xs[i] + 1.0f;
-  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(wrong_elements(g, plan, x, comm, ramp(static_cast<size_t>(n), 53),
+                           [](float v) { return 12.0f * v + 1.0f; }),
+            0u);
   EXPECT_EQ(comm.groups, 1);  // the two tensors went as one group
   EXPECT_EQ(comm.starts, 2);
 }

@@ -12,6 +12,7 @@
 #include "solo/core/error.h"
 #include "solo/ir/ops.h"
 #include "solo/runtime/executor.h"
+#include "test_support.h"
 
 namespace solo::runtime {
 namespace {
@@ -267,7 +268,7 @@ TEST(Replay, DonatedInputsThatKeepMovingRunEagerly) {
 }
 
 // Rank 0 of two identical ranks on host f32 buffers: a sum doubles.
-class TwinCommunicator final : public comm::Communicator {
+class TwinCommunicator final : public test::SingleProcessCommunicator {
  public:
   int rank() const override { return 0; }
   int size() const override { return 2; }
@@ -276,15 +277,6 @@ class TwinCommunicator final : public comm::Communicator {
     SOLO_CHECK(dtype == DType::F32, "twin communicator: f32 only");
     for (size_t i = 0; i < count; ++i) static_cast<float*>(data)[i] *= 2.0f;
   }
-  void reduce_scatter_sum(const void*, void*, size_t, DType) override { unused(); }
-  void all_gather(const void*, void*, size_t, DType) override { unused(); }
-  void broadcast(void*, size_t, int) override { unused(); }
-  void send(const void*, size_t, int, int) override { unused(); }
-  void recv(void*, size_t, int, int) override { unused(); }
-  void barrier() override {}
-
- private:
-  [[noreturn]] static void unused() { SOLO_FAIL("twin communicator: not used here"); }
 };
 
 // Whether a collective is recorded must be the same on every rank (NCCL), but recording is

@@ -1,10 +1,11 @@
-// Small helpers shared by test files: the dtype of a C++ element type, and the message of
-// the solo::Error a call throws.
+// Small helpers shared by test files: the dtype of a C++ element type, the message of the
+// solo::Error a call throws, and a base for communicators that stand in for a job.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <type_traits>
 
+#include "solo/comm/communicator.h"
 #include "solo/core/dtype.h"
 #include "solo/core/error.h"
 
@@ -32,5 +33,20 @@ std::string error_of(F&& f) {
   }
   return "";
 }
+
+// Base of the communicators that single-process tests define to stand in for a job: the
+// collectives a test does not use fail if called.
+class SingleProcessCommunicator : public comm::Communicator {
+ public:
+  void reduce_scatter_sum(const void*, void*, size_t, DType) override { unused(); }
+  void all_gather(const void*, void*, size_t, DType) override { unused(); }
+  void broadcast(void*, size_t, int) override { unused(); }
+  void send(const void*, size_t, int, int) override { unused(); }
+  void recv(void*, size_t, int, int) override { unused(); }
+  void barrier() override {}
+
+ private:
+  [[noreturn]] void unused() const { SOLO_FAIL(name(), " communicator: not used in this test"); }
+};
 
 }  // namespace solo::test
