@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "mpi_test_support.h"
 #include "solo/comm/comm_detail.h"
 #include "solo/comm/communicator.h"
 #include "solo/core/error.h"
@@ -349,25 +350,6 @@ TEST(MpiCommunicator, MismatchedRecvSizesAreErrors) {
   comm->barrier();
 }
 
-// Prints failed assertions with the rank and test name (for ranks other than 0).
-class FailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit FailurePrinter(int rank) : rank_(rank) {}
-  void OnTestStart(const ::testing::TestInfo& info) override {
-    test_ = std::string(info.test_suite_name()) + "." + info.name();
-  }
-  void OnTestPartResult(const ::testing::TestPartResult& result) override {
-    if (!result.failed()) return;
-    std::fprintf(stderr, "[rank %d] %s failed at %s:%d\n%s\n", rank_, test_.c_str(),
-                 result.file_name() ? result.file_name() : "?", result.line_number(),
-                 result.message());
-  }
-
- private:
-  int rank_;
-  std::string test_;
-};
-
 }  // namespace
 }  // namespace solo::comm
 
@@ -381,17 +363,5 @@ int main(int argc, char** argv) {
                  "mpirun -np 2 (or via ctest -R mpi_test)\n");
     return 1;
   }
-  // One report is enough: ranks other than 0 print only their failed assertions.
-  if (world->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new solo::comm::FailurePrinter(world->rank()));
-  }
-  const int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
-  // Every rank exits non-zero when any rank failed, so mpirun and CTest see the failure.
-  int any_failed = failed;
-  MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  if (any_failed && world->rank() == 0 && !failed)
-    std::fprintf(stderr, "mpi_test_collectives: a test failed on another rank\n");
-  return any_failed;
+  return solo::test::run_tests_on_every_rank("mpi_test_collectives", world->rank());
 }

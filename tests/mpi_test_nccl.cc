@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "solo/autograd/autograd.h"
 #include "solo/backend/cuda/cuda_backend.h"
 #include "solo/comm/communicator.h"
 #include "solo/comm/nccl/nccl_communicator.h"
@@ -370,6 +371,35 @@ TEST_F(Nccl, ExecutorAllReduceAverageOnDevice) {
     if (std::abs(got[i] - want) > 1e-6 * want + 1e-6) ++wrong;
   }
   EXPECT_EQ(wrong, 0u) << "rank " << r << ", got[1] " << got[1];
+}
+
+// Gather and reduce-scatter nodes on device buffers through NCCL, with their paired
+// gradient: x [2, 3] = 100 r + i; y = allgather(x, axis 1) [2, 3n]; loss = sum over ranks q of
+// sum(y * (q + 1)) gives dx = n(n+1)/2 at every element (a reduce-scatter of the ones-scaled
+// gradients).
+TEST_F(Nccl, ExecutorGatherAndScatterOnDevice) {
+  const int r = comm().rank(), n = comm().size();
+  ir::Graph g;
+  const ir::ValueId x = g.input({Shape{2, 3}, DType::F32}, "x");
+  const ir::ValueId w = g.input({Shape{}, DType::F32}, "w");
+  const ir::ValueId y = ir::all_gather(g, x, n, /*axis=*/1);
+  const ir::ValueId dx = autograd::gradients(g, ir::mul(g, ir::sum(g, y), w), {x})[0];
+  std::vector<float> host(6);
+  for (size_t i = 0; i < host.size(); ++i) host[i] = static_cast<float>(100 * r + int(i));
+  DeviceBuffer<float> in(host), weight(std::vector<float>{static_cast<float>(r + 1)});
+  runtime::Executor executor(backend(), nullptr, &comm());
+  runtime::RunResult result =
+      executor.run(g, std::vector<ir::ValueId>{y, dx}, {{x, in.data()}, {w, weight.data()}});
+  std::vector<float> gathered(static_cast<size_t>(6 * n)), grad(6);
+  backend().copy_to_host(gathered.data(), result.outputs[0]->data(), gathered.size() * 4);
+  backend().copy_to_host(grad.data(), result.outputs[1]->data(), grad.size() * 4);
+  size_t wrong = 0;
+  for (int j = 0; j < 6 * n; ++j) {
+    const int row = j / (3 * n), b = j % (3 * n) / 3, c = j % 3;
+    wrong += gathered[static_cast<size_t>(j)] != static_cast<float>(100 * b + 3 * row + c);
+  }
+  for (float v : grad) wrong += v != static_cast<float>(n * (n + 1) / 2);
+  EXPECT_EQ(wrong, 0u) << "rank " << r;
 }
 
 // Two gradient buckets overlapped with compute, as backward() builds them: the executor

@@ -21,7 +21,8 @@ namespace {
 // Ops the executor carries out itself: graph inputs are bound to their storage, reshapes
 // alias their operand, collectives go through the communicator.
 bool run_by_executor(OpKind op) {
-  return op == OpKind::Input || op == OpKind::Reshape || op == OpKind::AllReduce;
+  return op == OpKind::Input || op == OpKind::Reshape || op == OpKind::AllReduce ||
+         op == OpKind::AllGather || op == OpKind::ReduceScatter;
 }
 
 std::vector<std::string> missing_kernels(const KernelTable& t) {

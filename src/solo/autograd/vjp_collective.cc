@@ -9,10 +9,24 @@ std::vector<ir::ValueId> all_reduce_vjp(ir::Graph&, const ir::Node&,
                                         const std::vector<ir::ValueId>& dout) {
   return dout;
 }
+// Each rank's x reached every rank: its gradient sums the ranks' gradients of its block.
+std::vector<ir::ValueId> all_gather_vjp(ir::Graph& g, const ir::Node& node,
+                                        const std::vector<ir::ValueId>& dout) {
+  return {ir::reduce_scatter(g, dout[0], node.attrs.i("ranks"), 0, node.attrs.i("group"))};
+}
+
+// Each rank's x contributed its block r to rank r's sum: every rank needs all the blocks'
+// gradients.
+std::vector<ir::ValueId> reduce_scatter_vjp(ir::Graph& g, const ir::Node& node,
+                                            const std::vector<ir::ValueId>& dout) {
+  return {ir::all_gather(g, dout[0], node.attrs.i("ranks"), 0, node.attrs.i("group"))};
+}
 }  // namespace
 
 void register_collective_vjps(VjpTable& t) {
   t.set(OpKind::AllReduce, all_reduce_vjp);
+  t.set(OpKind::AllGather, all_gather_vjp);
+  t.set(OpKind::ReduceScatter, reduce_scatter_vjp);
 }
 
 }  // namespace solo::autograd

@@ -26,8 +26,8 @@ namespace solo {
   X(Attention) X(AttentionBackward) X(CrossEntropy) X(CrossEntropyBackward)      \
   /* optimizer updates */                                                        \
   X(AdamWUpdate)                                                                 \
-  /* collectives (run by the executor through its communicator) */               \
-  X(AllReduce)
+  /* collectives (run by the executor through its communicators) */              \
+  X(AllReduce) X(AllGather) X(ReduceScatter)
 // clang-format on
 
 enum class OpKind : uint16_t {

@@ -135,12 +135,25 @@ std::vector<ValueId> adamw_update(Graph& g, ValueId p, ValueId grad, ValueId m, 
                                   double beta2, double eps, double weight_decay);
 
 // ---- collectives --------------------------------------------------------------------------
-// Sum (average = true: mean) of x over the ranks of the executor's communicator; the identity
-// on one rank. attr "average". Its VJP is the identity (the Megatron pairing: a forward
-// all-reduce of replicated values has a pass-through backward).
-ValueId all_reduce(Graph& g, ValueId x, bool average);
+// Collectives over the ranks of communicator group `group` of the executor (0: the group it
+// is given first, the data-parallel one; the device mesh adds more). attr "group".
+// Gradients follow Megatron's pairing, for a loss that is the sum of the ranks' losses.
+
+// Sum (average = true: mean) of x over the group's ranks; the identity on one rank. attr
+// "average". Its VJP is the identity (a forward all-reduce of replicated values has a
+// pass-through backward).
+ValueId all_reduce(Graph& g, ValueId x, bool average, int64_t group = 0);
 // The same for several tensors in one node (a bucket of gradients): output k reduces input k.
-std::vector<ValueId> all_reduce(Graph& g, const std::vector<ValueId>& xs, bool average);
+std::vector<ValueId> all_reduce(Graph& g, const std::vector<ValueId>& xs, bool average,
+                                int64_t group = 0);
+// x [..., n, ...] on each of `ranks` ranks -> [..., ranks*n, ...] along `axis`: every rank's x
+// in rank order. attrs "ranks" (the group's size, which the shape depends on), "group". The
+// node gathers along axis 0; another axis is moved there and back by permutes. VJP: a
+// reduce-scatter of the gradient (each rank's x was used by every rank).
+ValueId all_gather(Graph& g, ValueId x, int64_t ranks, int64_t axis = 0, int64_t group = 0);
+// x [..., ranks*n, ...] -> [..., n, ...] along `axis`: rank r gets the sum over the ranks of
+// block r. attrs "ranks", "group"; axis 0 in the node as above. VJP: an all-gather.
+ValueId reduce_scatter(Graph& g, ValueId x, int64_t ranks, int64_t axis = 0, int64_t group = 0);
 
 // ---- buffer reuse -------------------------------------------------------------------------
 // The input position whose buffer output `output` of `node` may be written into while the

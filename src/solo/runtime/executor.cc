@@ -42,9 +42,10 @@ RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
   // must be the same on every rank (NCCL), while recording and re-recording are decided from
   // this rank's own addresses and errors.
   const bool collectives =
-      comm_ && comm_->size() > 1 &&
-      std::any_of(plan.schedule.begin(), plan.schedule.end(),
-                  [&](ir::NodeId n) { return g.node(n).op == OpKind::AllReduce; });
+      std::any_of(plan.schedule.begin(), plan.schedule.end(), [&](ir::NodeId n) {
+        const comm::Communicator* c = is_collective(g.node(n).op) ? group_of(g.node(n)) : nullptr;
+        return c && c->size() > 1;
+      });
   const bool may_replay =
       replay && !replay->disabled && !profile_ && backend_.can_record() && !collectives;
   RunResult result;
@@ -235,9 +236,10 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
     }
     in_refs.clear();
     out_refs.clear();
-    if (node.op == OpKind::AllReduce) {
-      run_all_reduce(g, node, data, overlap);
-      started |= overlap;
+    if (is_collective(node.op)) {
+      const bool start = overlap && starts_asynchronously(node);
+      run_collective(g, node, data, start);
+      started |= start;
       continue;
     }
     for (ValueId v : node.inputs)
@@ -265,34 +267,67 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
   }
 }
 
-void Executor::run_all_reduce(const ir::Graph& g, const ir::Node& node,
+comm::Communicator* Executor::group_of(const ir::Node& node) const {
+  const auto group = static_cast<size_t>(node.attrs.i_or("group", 0));
+  return group < groups_.size() ? groups_[group] : nullptr;
+}
+
+void Executor::run_collective(const ir::Graph& g, const ir::Node& node,
                               const std::vector<void*>& data, bool start) {
-  if (!comm_ || comm_->size() == 1 || !backend_.holds_data()) {
-    for (size_t k = 0; k < node.inputs.size(); ++k)  // one rank: the identity
-      backend_.copy(data[static_cast<size_t>(node.outputs[k])],
-                    data[static_cast<size_t>(node.inputs[k])], g.type(node.inputs[k]).bytes());
+  if (!backend_.holds_data()) return;  // meta: shapes only, for any number of ranks
+  const char* op = op_name(node.op);
+  comm::Communicator* comm = group_of(node);
+  const int64_t group = node.attrs.i_or("group", 0);
+  SOLO_CHECK(comm || group == 0, op, " runs on communicator group ", group,
+             ", which the executor was not given (it has ", groups_.size(),
+             "); pass one communicator per mesh axis");
+  const int64_t ranks = node.op == OpKind::AllReduce ? 0 : node.attrs.i("ranks");
+  if (ranks > 0) {
+    const int size = comm ? comm->size() : 1;
+    SOLO_CHECK(size == ranks, op, " was built for ", ranks, " ranks, but communicator group ",
+               group, comm ? " has " : " is not given to the executor: ",
+               comm ? std::to_string(size) + " ranks" : "it runs as 1 rank",
+               "; build the graph for the mesh it runs on");
+  }
+  auto buffer = [&](ValueId v) { return data[static_cast<size_t>(v)]; };
+  if (!comm || comm->size() == 1) {  // one rank: every collective is the identity
+    for (size_t k = 0; k < node.inputs.size(); ++k)
+      backend_.copy(buffer(node.outputs[k]), buffer(node.inputs[k]),
+                    g.type(node.inputs[k]).bytes());
     return;
   }
   const bool host_buffers = backend_.host_memory();
-  SOLO_CHECK(host_buffers || comm_->device_memory(), "AllReduce on backend '", backend_.name(),
-             "' needs a device communicator (NCCL), but communicator '", comm_->name(),
+  SOLO_CHECK(host_buffers || comm->device_memory(), op, " on backend '", backend_.name(),
+             "' needs a device communicator (NCCL), but communicator '", comm->name(),
              "' works on host memory; build Solo with NCCL or train on the cpu backend");
-  SOLO_CHECK(!host_buffers || !comm_->device_memory(), "AllReduce on backend '", backend_.name(),
-             "' holds host memory, but communicator '", comm_->name(),
+  SOLO_CHECK(!host_buffers || !comm->device_memory(), op, " on backend '", backend_.name(),
+             "' holds host memory, but communicator '", comm->name(),
              "' works on device memory; attach a host communicator (MPI) to this device");
-  // From each input straight into its output (no copy of ours), the bucket as one group; a
-  // device communicator orders it after the work already queued on the backend's stream.
-  std::vector<comm::ReduceBuffer> buffers;
-  for (size_t k = 0; k < node.inputs.size(); ++k) {
-    const ValueId in = node.inputs[k], out = node.outputs[k];
-    buffers.push_back({data[static_cast<size_t>(in)], data[static_cast<size_t>(out)],
-                       static_cast<size_t>(g.shape(out).numel()), g.dtype(out)});
+  // From each input straight into its output (no copy of ours); a device communicator orders
+  // its collective after the work already queued on the backend's stream.
+  const ValueId in = node.inputs[0], out = node.outputs[0];
+  switch (node.op) {
+    case OpKind::AllGather:  // rank r's x lands at block r of the output
+      comm->all_gather(buffer(in), buffer(out), static_cast<size_t>(g.shape(in).numel()),
+                       g.dtype(in));
+      return;
+    case OpKind::ReduceScatter:
+      comm->reduce_scatter_sum(buffer(in), buffer(out), static_cast<size_t>(g.shape(out).numel()),
+                               g.dtype(out));
+      return;
+    default:
+      break;
   }
+  std::vector<comm::ReduceBuffer> buffers;  // a bucket of gradients: one group
+  for (size_t k = 0; k < node.inputs.size(); ++k)
+    buffers.push_back({buffer(node.inputs[k]), buffer(node.outputs[k]),
+                       static_cast<size_t>(g.shape(node.outputs[k]).numel()),
+                       g.dtype(node.outputs[k])});
   const bool average = node.attrs.i("average") != 0;
   if (start)
-    comm_->start_all_reduce_group(buffers, average);
+    comm->start_all_reduce_group(buffers, average);
   else
-    comm_->all_reduce_group(buffers, average);
+    comm->all_reduce_group(buffers, average);
 }
 
 std::string OpProfile::report() const {

@@ -30,10 +30,17 @@ struct OpProfile {
 
 class Executor {
  public:
-  // `comm` runs the collective ops (AllReduce); without one they act on a single rank.
+  // `comm` runs the collective ops of group 0 (the data-parallel gradient buckets); without
+  // one they act on a single rank.
   explicit Executor(Backend& backend, OpProfile* profile = nullptr,
                     comm::Communicator* comm = nullptr)
-      : backend_(backend), profile_(profile), comm_(comm) {}
+      : Executor(backend, profile, std::vector<comm::Communicator*>{comm}) {}
+  // groups[k] runs the collectives whose attr "group" is k (the axes of a device mesh).
+  Executor(Backend& backend, OpProfile* profile, std::vector<comm::Communicator*> groups)
+      : backend_(backend),
+        profile_(profile),
+        groups_(std::move(groups)),
+        comm_(groups_.empty() ? nullptr : groups_[0]) {}
 
   // `inputs` maps the value of each Input node in the plan's schedule to its data on this
   // backend; a missing one is an error naming the input. `donated` holds the storage of the
@@ -62,13 +69,16 @@ class Executor {
   // Queues the schedule: Input nodes read `source`, every other value lives at `data`.
   void launch(const ir::Graph& g, const MemoryPlan& plan, const std::vector<const void*>& source,
               std::vector<void*>& data);
-  // Reduces every input of an AllReduce node into its output; start: an asynchronous start
-  // (the plan waits for it later).
-  void run_all_reduce(const ir::Graph& g, const ir::Node& node, const std::vector<void*>& data,
+  // Runs a collective node through its group's communicator; start: an asynchronous start
+  // of an AllReduce (the plan waits for it later).
+  void run_collective(const ir::Graph& g, const ir::Node& node, const std::vector<void*>& data,
                       bool start);
+  // The communicator of the node's group, null when the executor has none for it.
+  comm::Communicator* group_of(const ir::Node& node) const;
   Backend& backend_;
   OpProfile* profile_;
-  comm::Communicator* comm_;
+  std::vector<comm::Communicator*> groups_;
+  comm::Communicator* comm_;  // group 0: the one whose AllReduces may overlap compute
 };
 
 }  // namespace solo::runtime

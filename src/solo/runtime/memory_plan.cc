@@ -104,8 +104,8 @@ void wait_for_collectives(const ir::Graph& g, MemoryPlan& p) {
     const ir::Node& node = g.node(p.schedule[static_cast<size_t>(t)]);
     bool reads_pending = false;
     for (ValueId in : node.inputs) reads_pending |= pending[static_cast<size_t>(in)];
-    if (reads_pending || node.op == OpKind::AllReduce) wait_at(t);
-    if (node.op == OpKind::AllReduce) {
+    if (reads_pending || starts_asynchronously(node)) wait_at(t);
+    if (starts_asynchronously(node)) {
       started = t;
       for (ValueId out : node.outputs) pending[static_cast<size_t>(out)] = true;
     }
@@ -125,7 +125,7 @@ std::vector<NodeId> start_collectives_early(const ir::Graph& g, const std::vecto
     position[static_cast<size_t>(order[i])] = static_cast<int>(i);
   for (NodeId n : order) {
     const ir::Node& node = g.node(n);
-    if (node.op != OpKind::AllReduce) continue;
+    if (!starts_asynchronously(node)) continue;
     int ready = last_collective;  // collectives keep their order: every rank issues them alike
     for (ValueId in : node.inputs)
       ready = std::max(ready, position[static_cast<size_t>(g.value(in).producer)]);
@@ -134,13 +134,21 @@ std::vector<NodeId> start_collectives_early(const ir::Graph& g, const std::vecto
     last_collective = ready;
   }
   for (size_t i = 0; i < order.size(); ++i) {
-    if (g.node(order[i]).op != OpKind::AllReduce) schedule.push_back(order[i]);
+    if (!starts_asynchronously(g.node(order[i]))) schedule.push_back(order[i]);
     schedule.insert(schedule.end(), after[i].begin(), after[i].end());
   }
   return schedule;
 }
 
 }  // namespace
+
+bool is_collective(OpKind op) {
+  return op == OpKind::AllReduce || op == OpKind::AllGather || op == OpKind::ReduceScatter;
+}
+
+bool starts_asynchronously(const ir::Node& node) {
+  return node.op == OpKind::AllReduce && node.attrs.i_or("group", 0) == 0;
+}
 
 size_t align_up(size_t n) {
   return (n + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;

@@ -39,6 +39,12 @@ struct MemoryPlan {
   size_t peak_bytes() const { return arena_bytes + output_bytes; }
 };
 
+// Ops the executor runs through a communicator instead of a kernel.
+bool is_collective(OpKind op);
+// The collectives a plan with `async_collectives` starts and waits for later: the AllReduces
+// of group 0 (the data-parallel gradient buckets). Other collectives finish in order.
+bool starts_asynchronously(const ir::Node& node);
+
 constexpr size_t kArenaAlignment = 64;
 // bytes rounded up to kArenaAlignment: the room a buffer takes in an arena.
 size_t align_up(size_t bytes);
