@@ -1,8 +1,8 @@
-// Collectives as graph nodes (AllGather, ReduceScatter, AllReduce on a chosen group), run by
-// the executor through the MPI communicator under 2, 3 and 4 ranks, and their paired
-// gradients (Megatron's pairing: the backward of a gather is a reduce-scatter and the other
-// way round). Inputs are functions of the rank and index; every expectation is a closed form
-// that each rank checks on its own.
+// Collectives as graph nodes (AllGather, ReduceScatter, AllReduce on a chosen group; Send and
+// Recv between pipeline stages), run by the executor through the MPI communicator under 2, 3
+// and 4 ranks, and their paired gradients (Megatron's pairing: the backward of a gather is a
+// reduce-scatter and the other way round). Inputs are functions of the rank and index; every
+// expectation is a closed form that each rank checks on its own.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -196,6 +196,66 @@ TEST(GraphCollectives, MismatchedRanksAndMissingGroupsAreErrors) {
     run(h, {{a, std::vector<float>(2, 1.0f)}}, {b});
   });
   EXPECT_NE(missing.find("group 1"), std::string::npos) << missing;
+}
+
+// A two-stage pipeline over ranks 0 and 1 (other ranks idle) gives the gradients of the
+// whole model on one rank. Model: h = x W1; z = silu(h) W2; loss = sum(z * z).
+// Stage 0 computes h, sends it, receives dL/dh and seeds its backward with it; stage 1
+// receives h, computes the loss and its gradients, and sends dL/dh back.
+TEST(GraphCollectives, TwoStagePipelineMatchesOneRank) {
+  const int r = world->rank();
+  const ir::TensorType x_t{{4, 3}, DType::F32}, w1_t{{3, 5}, DType::F32}, w2_t{{5, 2}, DType::F32},
+      h_t{{4, 5}, DType::F32};
+  const auto ramp = [](size_t n, float scale) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = scale * static_cast<float>(static_cast<int>(i % 7) - 3);
+    return v;
+  };
+  const std::vector<float> xs = ramp(12, 0.3f), w1s = ramp(15, 0.2f), w2s = ramp(10, 0.25f);
+
+  // The reference: the whole model on this rank alone.
+  Graph whole;
+  const ValueId x = whole.input(x_t, "x"), w1 = whole.input(w1_t, "w1"),
+                w2 = whole.input(w2_t, "w2");
+  const ValueId z = ir::matmul(whole, ir::silu(whole, ir::matmul(whole, x, w1)), w2);
+  const ValueId loss = ir::sum(whole, ir::mul(whole, z, z));
+  const std::vector<ValueId> grads = autograd::gradients(whole, loss, {w1, w2});
+  const auto want = run(whole, {{x, xs}, {w1, w1s}, {w2, w2s}}, {loss, grads[0], grads[1]});
+
+  if (r == 0) {
+    Graph g;
+    const ValueId sx = g.input(x_t, "x"), sw1 = g.input(w1_t, "w1");
+    const ValueId h = ir::matmul(g, sx, sw1);
+    const ValueId sent = ir::send(g, h, /*peer=*/1, /*tag=*/0);
+    const ValueId dh = ir::recv(g, h_t, /*peer=*/1, /*tag=*/1);
+    const ValueId dw1 = autograd::gradients(g, h, {sw1}, /*seed=*/dh)[0];
+    const auto got = run(g, {{sx, xs}, {sw1, w1s}}, {sent, dw1});
+    EXPECT_TRUE(got[0].empty());  // the token holds nothing
+    EXPECT_EQ(got[1], want[1]);   // same kernels in the same order: bit for bit
+  } else if (r == 1) {
+    Graph g;
+    const ValueId h = ir::recv(g, h_t, /*peer=*/0, /*tag=*/0);
+    const ValueId sw2 = g.input(w2_t, "w2");
+    const ValueId sz = ir::matmul(g, ir::silu(g, h), sw2);
+    const ValueId sloss = ir::sum(g, ir::mul(g, sz, sz));
+    const std::vector<ValueId> d = autograd::gradients(g, sloss, {h, sw2});
+    const ValueId sent = ir::send(g, d[0], /*peer=*/0, /*tag=*/1);
+    const auto got = run(g, {{sw2, w2s}}, {sloss, d[1], sent});
+    EXPECT_EQ(got[0], want[0]);
+    EXPECT_EQ(got[1], want[2]);
+  }
+}
+
+// A send to itself, or to a rank outside the group, names the cause.
+TEST(GraphCollectives, PointToPointPeersAreChecked) {
+  const int R = world->size(), r = world->rank();
+  for (int peer : {r, R}) {
+    Graph g;
+    const ValueId x = g.input({{2}, DType::F32}, "x");
+    const ValueId t = ir::send(g, x, peer, 0);
+    const std::string e = test::error_of([&] { run(g, {{x, std::vector<float>(2, 1.0f)}}, {t}); });
+    EXPECT_NE(e.find("a peer is another rank of the group"), std::string::npos) << e;
+  }
 }
 
 }  // namespace

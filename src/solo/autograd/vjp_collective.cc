@@ -21,9 +21,19 @@ std::vector<ir::ValueId> reduce_scatter_vjp(ir::Graph& g, const ir::Node& node,
                                             const std::vector<ir::ValueId>& dout) {
   return {ir::all_gather(g, dout[0], node.attrs.i("ranks"), 0, node.attrs.i("group"))};
 }
+// A received tensor is a leaf of this rank's graph (its gradient goes back to the sender by
+// an explicit send), and a send's token carries no gradient.
+std::vector<ir::ValueId> recv_vjp(ir::Graph&, const ir::Node&, const std::vector<ir::ValueId>&) {
+  return {};
+}
+std::vector<ir::ValueId> send_vjp(ir::Graph&, const ir::Node&, const std::vector<ir::ValueId>&) {
+  return {ir::kNoValue};
+}
 }  // namespace
 
 void register_collective_vjps(VjpTable& t) {
+  t.set(OpKind::Recv, recv_vjp);
+  t.set(OpKind::Send, send_vjp);
   t.set(OpKind::AllReduce, all_reduce_vjp);
   t.set(OpKind::AllGather, all_gather_vjp);
   t.set(OpKind::ReduceScatter, reduce_scatter_vjp);

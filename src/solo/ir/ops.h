@@ -155,6 +155,16 @@ ValueId all_gather(Graph& g, ValueId x, int64_t ranks, int64_t axis = 0, int64_t
 // block r. attrs "ranks", "group"; axis 0 in the node as above. VJP: an all-gather.
 ValueId reduce_scatter(Graph& g, ValueId x, int64_t ranks, int64_t axis = 0, int64_t group = 0);
 
+// Point to point, between this rank and rank `peer` of the group (pipeline stages). A send
+// returns a token (bool, shape [0]): requesting it as an output is what makes the send run.
+// A receive gives a tensor of `type` from the peer's send with the same tag. Nodes run in the
+// order they were built, so the two ranks' programs must order their sends and receives to
+// match. Gradients stop at them: a received tensor is a leaf of this rank's graph, and a
+// pipeline sends its gradient back explicitly and seeds the sender's backward with it
+// (autograd::gradients' seed). attrs "peer", "tag", "group".
+ValueId send(Graph& g, ValueId x, int64_t peer, int64_t tag, int64_t group = 0);
+ValueId recv(Graph& g, const TensorType& type, int64_t peer, int64_t tag, int64_t group = 0);
+
 // ---- buffer reuse -------------------------------------------------------------------------
 // The input position whose buffer output `output` of `node` may be written into while the
 // node runs (its kernels read each element of that input before writing the same element of

@@ -85,4 +85,22 @@ ValueId reduce_scatter(Graph& g, ValueId x, int64_t ranks, int64_t axis, int64_t
   });
 }
 
+namespace {
+Attrs point_to_point(const char* op, int64_t peer, int64_t tag, int64_t group) {
+  check_group(op, group);
+  SOLO_CHECK(peer >= 0, op, ": peer ", peer, " is negative; peers are ranks of the group");
+  SOLO_CHECK(tag >= 0, op, ": tag ", tag, " is negative; use a tag >= 0");
+  return Attrs().set("peer", peer).set("tag", tag).set("group", group);
+}
+}  // namespace
+
+ValueId send(Graph& g, ValueId x, int64_t peer, int64_t tag, int64_t group) {
+  return g.add(OpKind::Send, {x}, {Shape{0}, DType::Bool},
+               point_to_point("Send", peer, tag, group));
+}
+
+ValueId recv(Graph& g, const TensorType& type, int64_t peer, int64_t tag, int64_t group) {
+  return g.add(OpKind::Recv, {}, type, point_to_point("Recv", peer, tag, group));
+}
+
 }  // namespace solo::ir

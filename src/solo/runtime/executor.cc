@@ -281,6 +281,8 @@ void Executor::run_collective(const ir::Graph& g, const ir::Node& node,
   SOLO_CHECK(comm || group == 0, op, " runs on communicator group ", group,
              ", which the executor was not given (it has ", groups_.size(),
              "); pass one communicator per mesh axis");
+  if (node.op == OpKind::Send || node.op == OpKind::Recv)
+    return run_point_to_point(g, node, data, comm);
   const int64_t ranks = node.op == OpKind::AllReduce ? 0 : node.attrs.i("ranks");
   if (ranks > 0) {
     const int size = comm ? comm->size() : 1;
@@ -296,13 +298,7 @@ void Executor::run_collective(const ir::Graph& g, const ir::Node& node,
                     g.type(node.inputs[k]).bytes());
     return;
   }
-  const bool host_buffers = backend_.host_memory();
-  SOLO_CHECK(host_buffers || comm->device_memory(), op, " on backend '", backend_.name(),
-             "' needs a device communicator (NCCL), but communicator '", comm->name(),
-             "' works on host memory; build Solo with NCCL or train on the cpu backend");
-  SOLO_CHECK(!host_buffers || !comm->device_memory(), op, " on backend '", backend_.name(),
-             "' holds host memory, but communicator '", comm->name(),
-             "' works on device memory; attach a host communicator (MPI) to this device");
+  check_buffers(*comm, node.op);
   // From each input straight into its output (no copy of ours); a device communicator orders
   // its collective after the work already queued on the backend's stream.
   const ValueId in = node.inputs[0], out = node.outputs[0];
@@ -328,6 +324,34 @@ void Executor::run_collective(const ir::Graph& g, const ir::Node& node,
     comm->start_all_reduce_group(buffers, average);
   else
     comm->all_reduce_group(buffers, average);
+}
+
+void Executor::run_point_to_point(const ir::Graph& g, const ir::Node& node,
+                                  const std::vector<void*>& data, comm::Communicator* comm) {
+  const bool sending = node.op == OpKind::Send;
+  const ValueId v = sending ? node.inputs[0] : node.outputs[0];
+  const int64_t peer = node.attrs.i("peer");
+  SOLO_CHECK(comm && peer < comm->size() && peer != comm->rank(), op_name(node.op), " with peer ",
+             peer, ": communicator group ", node.attrs.i_or("group", 0), " has ",
+             comm ? comm->size() : 1, " rank(s) and this is rank ", comm ? comm->rank() : 0,
+             "; a peer is another rank of the group");
+  check_buffers(*comm, node.op);
+  void* buffer = data[static_cast<size_t>(v)];
+  const auto tag = static_cast<int>(node.attrs.i("tag"));
+  if (sending)
+    comm->send(buffer, g.type(v).bytes(), static_cast<int>(peer), tag);
+  else
+    comm->recv(buffer, g.type(v).bytes(), static_cast<int>(peer), tag);
+}
+
+void Executor::check_buffers(const comm::Communicator& comm, OpKind op) const {
+  const bool host_buffers = backend_.host_memory();
+  SOLO_CHECK(host_buffers || comm.device_memory(), op_name(op), " on backend '", backend_.name(),
+             "' needs a device communicator (NCCL), but communicator '", comm.name(),
+             "' works on host memory; build Solo with NCCL or train on the cpu backend");
+  SOLO_CHECK(!host_buffers || !comm.device_memory(), op_name(op), " on backend '", backend_.name(),
+             "' holds host memory, but communicator '", comm.name(),
+             "' works on device memory; attach a host communicator (MPI) to this device");
 }
 
 std::string OpProfile::report() const {

@@ -73,6 +73,10 @@ class Executor {
   // of an AllReduce (the plan waits for it later).
   void run_collective(const ir::Graph& g, const ir::Node& node, const std::vector<void*>& data,
                       bool start);
+  void run_point_to_point(const ir::Graph& g, const ir::Node& node, const std::vector<void*>& data,
+                          comm::Communicator* comm);
+  // Host buffers need a host communicator, device buffers a device one.
+  void check_buffers(const comm::Communicator& comm, OpKind op) const;
   // The communicator of the node's group, null when the executor has none for it.
   comm::Communicator* group_of(const ir::Node& node) const;
   Backend& backend_;

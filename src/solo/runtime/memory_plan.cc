@@ -143,7 +143,8 @@ std::vector<NodeId> start_collectives_early(const ir::Graph& g, const std::vecto
 }  // namespace
 
 bool is_collective(OpKind op) {
-  return op == OpKind::AllReduce || op == OpKind::AllGather || op == OpKind::ReduceScatter;
+  return op == OpKind::AllReduce || op == OpKind::AllGather || op == OpKind::ReduceScatter ||
+         op == OpKind::Send || op == OpKind::Recv;
 }
 
 bool starts_asynchronously(const ir::Node& node) {

@@ -39,7 +39,7 @@ struct MemoryPlan {
   size_t peak_bytes() const { return arena_bytes + output_bytes; }
 };
 
-// Ops the executor runs through a communicator instead of a kernel.
+// Ops the executor runs through a communicator instead of a kernel (collectives, send/recv).
 bool is_collective(OpKind op);
 // The collectives a plan with `async_collectives` starts and waits for later: the AllReduces
 // of group 0 (the data-parallel gradient buckets). Other collectives finish in order.
