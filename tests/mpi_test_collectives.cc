@@ -1,7 +1,8 @@
 // Collectives of the MPI communicator, run by CTest under 2, 3 and 4 ranks. Inputs are
 // functions of the rank and index; expectations are closed forms (sums of arithmetic series),
 // so every rank checks its own result independently. Each test makes its own communicator
-// (a collective dup; every rank runs the same tests in the same order).
+// (a collective dup; every rank runs the same tests in the same order). MpiSplit: groups made
+// by split, each checked against its members' world ranks.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -348,6 +349,249 @@ TEST(MpiCommunicator, MismatchedRecvSizesAreErrors) {
     EXPECT_NE(longer.find("recv"), std::string::npos) << longer;
   }
   comm->barrier();
+}
+
+// Sub-communicators (split). Rank w of the world contributes w*1000 + i at index i, so a
+// group's sum at i is 1000 * (the sum of its members' world ranks) + size * i. `members` lists
+// the group's world ranks in sub-rank order and `members_sum` is their sum, both worked out
+// in closed form by each test.
+void check_group(Communicator& group, int world_rank, const std::vector<int32_t>& members,
+                 int64_t members_sum) {
+  const int m = static_cast<int>(members.size());
+  ASSERT_EQ(group.size(), m) << "world rank " << world_rank;
+  ASSERT_GE(group.rank(), 0);
+  ASSERT_LT(group.rank(), m);
+  EXPECT_EQ(members[group.rank()], world_rank) << "sub-rank " << group.rank();
+  EXPECT_STREQ(group.name(), "mpi");
+  EXPECT_FALSE(group.device_memory());
+
+  std::vector<int64_t> l(257);
+  std::vector<double> d(257);
+  for (size_t i = 0; i < l.size(); ++i) {
+    l[i] = world_rank * int64_t{1000} + static_cast<int64_t>(i);
+    d[i] = static_cast<double>(l[i]);
+  }
+  group.all_reduce_sum(l.data(), l.size(), DType::I64);
+  group.all_reduce_sum(d.data(), d.size(), DType::F64);
+  size_t wrong = 0;
+  for (size_t i = 0; i < l.size(); ++i) {
+    const int64_t want = 1000 * members_sum + int64_t{m} * static_cast<int64_t>(i);
+    wrong += l[i] != want || d[i] != static_cast<double>(want);
+  }
+  EXPECT_EQ(wrong, 0u) << "world rank " << world_rank << ", l[0] " << l[0];
+
+  // Gathered in sub-rank order: the members' world ranks.
+  const int32_t mine = world_rank;
+  std::vector<int32_t> gathered(m, -1);
+  group.all_gather(&mine, gathered.data(), 1, DType::I32);
+  EXPECT_EQ(gathered, members) << "world rank " << world_rank;
+
+  // Roots are sub-ranks: the last one's world rank reaches every member.
+  int32_t root_value = world_rank;
+  group.broadcast(&root_value, sizeof root_value, m - 1);
+  EXPECT_EQ(root_value, members[m - 1]) << "world rank " << world_rank;
+}
+
+// Even and odd world ranks (color w % 2, key w): group c is c, c + 2, ..., sub-rank w / 2.
+TEST(MpiSplit, ByParity) {
+  auto world = make_mpi_communicator();
+  const int w = world->rank(), n = world->size();
+  const int c = w % 2, m = (n - c + 1) / 2;
+  auto group = world->split(c, w);
+  ASSERT_NE(group, nullptr);
+  EXPECT_EQ(group->rank(), w / 2);
+  std::vector<int32_t> members(m);
+  for (int j = 0; j < m; ++j) members[j] = c + 2 * j;
+  check_group(*group, w, members, int64_t{m} * c + int64_t{m} * (m - 1));
+}
+
+// Consecutive pairs (color w / 2): {0, 1}, {2, 3}; with 3 ranks, {0, 1} and {2}.
+TEST(MpiSplit, ByBlocksOfTwo) {
+  auto world = make_mpi_communicator();
+  const int w = world->rank(), n = world->size();
+  const int c = w / 2, m = std::min(2, n - 2 * c);
+  auto group = world->split(c, w);
+  ASSERT_NE(group, nullptr);
+  EXPECT_EQ(group->rank(), w % 2);
+  std::vector<int32_t> members(m);
+  for (int j = 0; j < m; ++j) members[j] = 2 * c + j;
+  check_group(*group, w, members, int64_t{2} * c * m + m * (m - 1) / 2);
+}
+
+// Sub-ranks follow (key, rank): key -w reverses them; equal keys keep the parent's order; key
+// w % 2 puts the even ranks first.
+TEST(MpiSplit, KeysOrderSubRanks) {
+  auto world = make_mpi_communicator();
+  const int w = world->rank(), n = world->size();
+  const int64_t all_sum = int64_t{n} * (n - 1) / 2;
+
+  auto reversed = world->split(0, -w);
+  ASSERT_NE(reversed, nullptr);
+  EXPECT_EQ(reversed->rank(), n - 1 - w);
+  std::vector<int32_t> members(n);
+  for (int j = 0; j < n; ++j) members[j] = n - 1 - j;
+  check_group(*reversed, w, members, all_sum);
+
+  const int c = w % 2, m = (n - c + 1) / 2;
+  auto parity_reversed = world->split(c, -w);
+  ASSERT_NE(parity_reversed, nullptr);
+  EXPECT_EQ(parity_reversed->rank(), m - 1 - w / 2);
+  std::vector<int32_t> parity_members(m);
+  for (int j = 0; j < m; ++j) parity_members[j] = c + 2 * (m - 1 - j);
+  check_group(*parity_reversed, w, parity_members, int64_t{m} * c + int64_t{m} * (m - 1));
+
+  auto ties = world->split(0, 7);
+  ASSERT_NE(ties, nullptr);
+  EXPECT_EQ(ties->rank(), w);
+  for (int j = 0; j < n; ++j) members[j] = j;
+  check_group(*ties, w, members, all_sum);
+
+  const int evens = (n + 1) / 2;
+  auto evens_first = world->split(0, w % 2);
+  ASSERT_NE(evens_first, nullptr);
+  EXPECT_EQ(evens_first->rank(), w % 2 == 0 ? w / 2 : evens + w / 2);
+  for (int j = 0; j < n; ++j) members[j] = j < evens ? 2 * j : 2 * (j - evens) + 1;
+  check_group(*evens_first, w, members, all_sum);
+}
+
+// A negative color takes part in the split and joins no group; the others are unaffected.
+TEST(MpiSplit, NegativeColorJoinsNoGroup) {
+  auto world = make_mpi_communicator();
+  const int w = world->rank(), n = world->size();
+  auto without_first = world->split(w == 0 ? Communicator::kNoGroup : 1, w);
+  EXPECT_EQ(without_first == nullptr, w == 0);
+  if (without_first) {
+    EXPECT_EQ(without_first->rank(), w - 1);
+    std::vector<int32_t> members(n - 1);
+    for (int j = 0; j < n - 1; ++j) members[j] = j + 1;
+    check_group(*without_first, w, members, int64_t{n} * (n - 1) / 2);
+  }
+  // Any negative color, not only kNoGroup.
+  auto evens = world->split(w % 2 == 1 ? -5 : 0, w);
+  EXPECT_EQ(evens == nullptr, w % 2 == 1);
+  if (evens) {
+    const int m = (n + 1) / 2;
+    std::vector<int32_t> members(m);
+    for (int j = 0; j < m; ++j) members[j] = 2 * j;
+    check_group(*evens, w, members, int64_t{m} * (m - 1));
+  }
+  // Nobody joins: every rank gets nullptr.
+  EXPECT_TRUE(world->split(Communicator::kNoGroup, 0) == nullptr);
+  check_all_reduce<int64_t>(*world, 100);
+}
+
+// The 2 x 2 mesh at 4 ranks (ragged at 2 and 3): tensor-parallel rows {0, 1}, {2, 3} and
+// data-parallel columns {0, 2}, {1, 3}. Collectives on the rows, the columns and the world
+// interleave without matching each other's, also when ranks call them in different orders.
+TEST(MpiSplit, MeshGroupsAreIndependent) {
+  auto world = make_mpi_communicator();
+  const int w = world->rank(), n = world->size();
+  auto row = world->split(w / 2, w);
+  auto col = world->split(w % 2, w);
+  ASSERT_NE(row, nullptr);
+  ASSERT_NE(col, nullptr);
+  const int row_size = std::min(2, n - 2 * (w / 2));
+  const int col_size = (n - w % 2 + 1) / 2;
+  ASSERT_EQ(row->size(), row_size);
+  ASSERT_EQ(col->size(), col_size);
+  if (n == 4) {
+    EXPECT_EQ(row->size(), 2);
+    EXPECT_EQ(col->size(), 2);
+  }
+  // Sums of world ranks: a row is 2c, 2c+1; a column is c, c+2, ...
+  const int64_t row_sum = int64_t{2} * (w / 2) * row_size + row_size * (row_size - 1) / 2;
+  const int64_t col_sum = int64_t{col_size} * (w % 2) + int64_t{col_size} * (col_size - 1);
+  const int64_t world_sum = int64_t{n} * (n - 1) / 2;
+
+  for (int round = 0; round < 3; ++round) {
+    int64_t a = w, b = w, c = w;
+    row->all_reduce_sum(&a, 1, DType::I64);
+    col->all_reduce_sum(&b, 1, DType::I64);
+    world->all_reduce_sum(&c, 1, DType::I64);
+    EXPECT_EQ(a, row_sum) << "round " << round << ", rank " << w;
+    EXPECT_EQ(b, col_sum) << "round " << round << ", rank " << w;
+    EXPECT_EQ(c, world_sum) << "round " << round << ", rank " << w;
+    std::vector<int32_t> in_row(row_size, -1), in_col(col_size, -1);
+    const int32_t mine = w;
+    col->all_gather(&mine, in_col.data(), 1, DType::I32);
+    row->all_gather(&mine, in_row.data(), 1, DType::I32);
+    for (int j = 0; j < row_size; ++j) EXPECT_EQ(in_row[j], 2 * (w / 2) + j);
+    for (int j = 0; j < col_size; ++j) EXPECT_EQ(in_col[j], w % 2 + 2 * j);
+  }
+
+  // Even ranks reduce over their row first, odd ranks over their column first: each group's
+  // members still call its collectives in one order, so nothing waits on the other group.
+  int64_t a = w + 1, b = 10 * (w + 1);
+  if (w % 2 == 0) {
+    row->all_reduce_sum(&a, 1, DType::I64);
+    col->all_reduce_sum(&b, 1, DType::I64);
+  } else {
+    col->all_reduce_sum(&b, 1, DType::I64);
+    row->all_reduce_sum(&a, 1, DType::I64);
+  }
+  EXPECT_EQ(a, row_sum + row_size) << "rank " << w;
+  EXPECT_EQ(b, 10 * (col_sum + col_size)) << "rank " << w;
+
+  // Point to point with sub-ranks as peers and the same tag on both groups: a row partner
+  // and a column partner each get their own message.
+  auto exchange = [&](Communicator& g, int64_t value) {
+    if (g.size() != 2) return int64_t{-1};
+    const int peer = 1 - g.rank();
+    int64_t got = -1;
+    if (g.rank() == 0) {
+      g.send(&value, sizeof value, peer, 5);
+      g.recv(&got, sizeof got, peer, 5);
+    } else {
+      g.recv(&got, sizeof got, peer, 5);
+      g.send(&value, sizeof value, peer, 5);
+    }
+    return got;
+  };
+  const int64_t from_row = exchange(*row, 100 + w);
+  const int64_t from_col = exchange(*col, 200 + w);
+  if (row_size == 2) {
+    EXPECT_EQ(from_row, 100 + (w ^ 1)) << "rank " << w;
+  }
+  if (col_size == 2) {
+    EXPECT_EQ(from_col, 200 + (w < 2 ? w + 2 : w - 2)) << "rank " << w;
+  }
+
+  // The parent still works with its children alive, and after they are gone.
+  check_all_reduce<int64_t>(*world, 1001);
+  row.reset();
+  col.reset();
+  check_all_gather<int32_t>(*world, 7, false);
+}
+
+// A child owns its MPI communicator: it outlives the parent it was split from, and can be
+// split again.
+TEST(MpiSplit, ChildOutlivesParentAndSplitsAgain) {
+  auto world = make_mpi_communicator();
+  const int w = world->rank(), n = world->size();
+  auto parity = world->split(w % 2, w);
+  ASSERT_NE(parity, nullptr);
+  world.reset();
+  const int c = w % 2, m = (n - c + 1) / 2;
+  std::vector<int32_t> members(m);
+  for (int j = 0; j < m; ++j) members[j] = c + 2 * j;
+  check_group(*parity, w, members, int64_t{m} * c + int64_t{m} * (m - 1));
+  auto single = parity->split(parity->rank(), 0);
+  ASSERT_NE(single, nullptr);
+  check_group(*single, w, {w}, w);
+  parity.reset();
+  check_group(*single, w, {w}, w);
+}
+
+// A split keeps the parent's message cap, so its collectives take the chunked paths too.
+TEST(MpiSplit, ChildOfACappedCommunicatorIsChunked) {
+  auto tiny = detail::make_mpi_communicator(kTinyCap);
+  const int w = tiny->rank();
+  auto reversed_parity = tiny->split(w % 2, -w);
+  ASSERT_NE(reversed_parity, nullptr);
+  check_all_reduce<float>(*reversed_parity, 1001);
+  check_reduce_scatter<int64_t>(*reversed_parity, 37);
+  check_all_gather<int64_t>(*reversed_parity, 29, true);
+  check_broadcast(*reversed_parity, reversed_parity->size() - 1, 1000);
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 // The NCCL communicator on device buffers. Runs as one process (bootstrapped over the local
 // communicator: no MPI needed) or under mpirun with one GPU per rank (bootstrapped over MPI).
 // Inputs are functions of rank and index and expectations are closed forms, so every rank
-// checks its own result. Also: collectives are ordered after the compute stream's queued work
-// and before its later work without the host waiting, and the executor's AllReduce runs on
-// device buffers through it. Every test skips without a GPU, or with more ranks on a host
-// than GPUs (NCCL refuses two ranks on one GPU).
+// checks its own result. Also: split into groups, collectives are ordered after the compute
+// stream's queued work and before its later work without the host waiting, and the executor's
+// AllReduce runs on device buffers through it. Every test skips without a GPU, or with more ranks
+// on a host than GPUs (NCCL refuses two ranks on one GPU).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -349,6 +349,67 @@ TEST_F(Nccl, BarrierWaitsForQueuedCollectives) {
   std::vector<double> got(host.size());
   ASSERT_EQ(cudaMemcpy(got.data(), buf.data(), buf.bytes(), cudaMemcpyDeviceToHost), cudaSuccess);
   EXPECT_EQ(got, std::vector<double>(host.size(), n * (n + 1) / 2.0)) << "rank " << r;
+}
+
+// Queues the sum over `group` of r*1000 + i (r this rank's rank in comm()) into a device
+// buffer; the result is 1000 * (the sum of the members' ranks) + size * i.
+std::unique_ptr<DeviceBuffer<float>> queue_group_sum(Communicator& group, size_t count) {
+  std::vector<float> host(count);
+  for (size_t i = 0; i < count; ++i)
+    host[i] = static_cast<float>(comm().rank() * 1000 + static_cast<int>(i));
+  auto buf = std::make_unique<DeviceBuffer<float>>(host);
+  group.all_reduce_sum(buf->data(), count, DType::F32);
+  return buf;
+}
+
+size_t wrong_group_sums(const DeviceBuffer<float>& buf, int group_size, int members_sum) {
+  const std::vector<float> got = buf.download();
+  size_t wrong = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    wrong += got[i] != static_cast<float>(1000 * members_sum + group_size * static_cast<int>(i));
+  return wrong;
+}
+
+// Groups by parity (key r: group c is c, c + 2, ...) and all ranks reversed (key -r). Both
+// groups' sums are queued before either is read: the sub-communicators run independently,
+// each ordered with the compute stream. A negative color joins no group; the parent still
+// works afterwards.
+TEST_F(Nccl, SplitSumsWithinGroups) {
+  const int r = comm().rank(), n = comm().size();
+  const int c = r % 2, m = (n - c + 1) / 2;
+  auto parity = comm().split(c, r);
+  auto reversed = comm().split(0, -r);
+  ASSERT_NE(parity, nullptr);
+  ASSERT_NE(reversed, nullptr);
+  EXPECT_STREQ(parity->name(), "nccl");
+  EXPECT_TRUE(parity->device_memory());
+  EXPECT_EQ(parity->size(), m);
+  EXPECT_EQ(parity->rank(), r / 2);
+  EXPECT_EQ(reversed->size(), n);
+  EXPECT_EQ(reversed->rank(), n - 1 - r);
+
+  constexpr size_t kCount = 4099;
+  const auto by_parity = queue_group_sum(*parity, kCount);
+  const auto by_all = queue_group_sum(*reversed, kCount);
+  EXPECT_EQ(wrong_group_sums(*by_parity, m, m * c + m * (m - 1)), 0u) << "rank " << r;
+  EXPECT_EQ(wrong_group_sums(*by_all, n, n * (n - 1) / 2), 0u) << "rank " << r;
+
+  // Gathered in sub-rank order: the ranks reversed.
+  const int32_t mine = r;
+  DeviceBuffer<int32_t> send(std::vector<int32_t>{mine});
+  DeviceBuffer<int32_t> gathered(n);
+  reversed->all_gather(send.data(), gathered.data(), 1, DType::I32);
+  std::vector<int32_t> want(n);
+  for (int j = 0; j < n; ++j) want[j] = n - 1 - j;
+  EXPECT_EQ(gathered.download(), want) << "rank " << r;
+
+  auto first_only = comm().split(r == 0 ? 0 : Communicator::kNoGroup, 0);
+  EXPECT_EQ(first_only == nullptr, r != 0);
+  if (first_only) {
+    EXPECT_EQ(first_only->size(), 1);
+    EXPECT_EQ(wrong_group_sums(*queue_group_sum(*first_only, 7), 1, 0), 0u);
+  }
+  check_all_reduce_sum<float>(1001);
 }
 
 // The executor's AllReduce (average) on device buffers: the graph runs on the CUDA backend

@@ -1,6 +1,7 @@
 // The one-rank communicator: sums are identities, scatter/gather are copies, broadcast from
-// rank 0 is a no-op, and point-to-point or unsupported sums fail with one-line errors. Also
-// the chunking helper the MPI communicator uses, and launcher detection from the environment.
+// rank 0 is a no-op, point-to-point or unsupported sums fail with one-line errors, and split
+// makes groups of one. Also the chunking helper the MPI communicator uses, and launcher
+// detection from the environment.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -121,6 +122,31 @@ TEST(LocalCommunicator, RejectsHalfAndBoolSums) {
   EXPECT_NE(msg.find("bool"), std::string::npos) << msg;
   EXPECT_EQ(h[0], 0x3f80);
   EXPECT_EQ(out, (std::vector<uint16_t>{0, 0}));
+}
+
+// One rank forms a group of one whatever the color and key, or none with a negative color;
+// the child and the parent are independent local communicators.
+TEST(LocalCommunicator, SplitMakesAnotherLocalCommunicator) {
+  auto comm = make_local_communicator();
+  for (int color : {0, 3}) {
+    auto child = comm->split(color, -5);
+    ASSERT_NE(child, nullptr);
+    EXPECT_EQ(child->rank(), 0);
+    EXPECT_EQ(child->size(), 1);
+    EXPECT_STREQ(child->name(), "local");
+    std::vector<float> f = {1.5f, -2.f};
+    child->all_reduce_sum(f.data(), f.size(), DType::F32);
+    EXPECT_EQ(f, (std::vector<float>{1.5f, -2.f}));
+    auto grandchild = child->split(0, 0);
+    ASSERT_NE(grandchild, nullptr);
+    child.reset();
+    EXPECT_EQ(grandchild->size(), 1);
+  }
+  EXPECT_TRUE(comm->split(Communicator::kNoGroup, 0) == nullptr);
+  EXPECT_TRUE(comm->split(-7, 1) == nullptr);
+  std::vector<int64_t> l = {4};
+  comm->all_reduce_sum(l.data(), l.size(), DType::I64);
+  EXPECT_EQ(l, std::vector<int64_t>{4});
 }
 
 TEST(CommChunks, CoverTheRangeInOrderWithBoundedPieces) {

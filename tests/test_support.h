@@ -2,6 +2,7 @@
 // solo::Error a call throws, and a base for communicators that stand in for a job.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <type_traits>
 
@@ -44,6 +45,7 @@ class SingleProcessCommunicator : public comm::Communicator {
   void send(const void*, size_t, int, int) override { unused(); }
   void recv(void*, size_t, int, int) override { unused(); }
   void barrier() override {}
+  std::unique_ptr<comm::Communicator> split(int, int) override { unused(); }
 
  private:
   [[noreturn]] void unused() const { SOLO_FAIL(name(), " communicator: not used in this test"); }

@@ -70,6 +70,19 @@ class Communicator {
   virtual void send(const void* data, size_t bytes, int peer, int tag) = 0;
   virtual void recv(void* data, size_t bytes, int peer, int tag) = 0;
   virtual void barrier() = 0;
+
+  // Passed as split's color by a rank that joins no group.
+  static constexpr int kNoGroup = -1;
+  // The ranks of this communicator with the same color form a new communicator, ranked by key
+  // and then by rank here: Megatron's tensor- and data-parallel groups. Collective: every rank
+  // calls it, in the same order as its other collectives. A negative color (kNoGroup) still
+  // takes part, joins no group and gets nullptr, as MPI_UNDEFINED does: rejecting it on one
+  // rank would leave the others waiting in the split. The new communicator is independent of
+  // this one (either may be destroyed first; their collectives never match each other's) and
+  // has the same kind: host or device buffers, and for NCCL the same device and compute stream.
+  // Pure virtual: every communicator, test stand-ins included, must decide whether it splits,
+  // rather than inherit a failure that surfaces only once a mesh is built on it.
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 };
 
 // One rank: every collective is a copy or a no-op.

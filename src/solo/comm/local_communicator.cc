@@ -1,4 +1,5 @@
 #include <cstring>
+#include <memory>
 
 #include "solo/comm/comm_detail.h"
 #include "solo/comm/communicator.h"
@@ -32,6 +33,11 @@ class LocalCommunicator final : public Communicator {
   void send(const void*, size_t, int, int) override { no_peer(); }
   void recv(void*, size_t, int, int) override { no_peer(); }
   void barrier() override {}
+  // The one rank forms a group of one, or none.
+  std::unique_ptr<Communicator> split(int color, int) override {
+    if (color < 0) return nullptr;
+    return std::make_unique<LocalCommunicator>();
+  }
 
  private:
   static void copy(const void* src, void* dst, size_t bytes) {

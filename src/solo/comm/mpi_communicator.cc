@@ -3,7 +3,9 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "solo/comm/comm_detail.h"
@@ -78,32 +80,46 @@ MPI_Datatype mpi_type(DType dtype) {
   SOLO_FAIL("invalid dtype ", static_cast<int>(dtype));
 }
 
-// The ranks of MPI_COMM_WORLD on a private duplicate, so our messages never match another
-// library's. Host buffers only. Every MPI call's count fits an int: larger buffers go in
-// pieces of at most max_bytes_ bytes, in the same order on every rank.
-class MpiCommunicator final : public Communicator {
+// One MPI communicator handle, freed (MPI_Comm_free) when this is destroyed. Once MPI is
+// finalised there is nothing left to free: a communicator that outlives MpiProcess (one in a
+// static, or in a program that finalises MPI itself) skips the call, which MPI would reject.
+class OwnedComm {
  public:
-  explicit MpiCommunicator(size_t max_message_bytes) : max_bytes_(max_message_bytes) {
-    SOLO_CHECK(max_bytes_ >= 1 && max_bytes_ <= static_cast<size_t>(INT_MAX),
-               "make_mpi_communicator: message cap ", max_bytes_,
-               " is outside [1, INT_MAX] bytes; pass a cap MPI counts can hold");
-    ensure_mpi_initialized();
-    check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "make_mpi_communicator", "MPI_Comm_dup");
-    // Errors come back as codes and become solo::Error instead of aborting the job.
-    check_mpi(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "make_mpi_communicator",
-              "MPI_Comm_set_errhandler");
-    check_mpi(MPI_Comm_rank(comm_, &rank_), "make_mpi_communicator", "MPI_Comm_rank");
-    check_mpi(MPI_Comm_size(comm_, &size_), "make_mpi_communicator", "MPI_Comm_size");
-    int* tag_ub = nullptr;
-    int found = 0;
-    check_mpi(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &tag_ub, &found),
-              "make_mpi_communicator", "MPI_Comm_get_attr");
-    tag_ub_ = found && tag_ub ? *tag_ub : 32767;  // 32767: the least the standard allows
-  }
-  ~MpiCommunicator() override {
+  explicit OwnedComm(MPI_Comm comm) : comm_(comm) {}
+  OwnedComm(OwnedComm&& other) noexcept : comm_(other.comm_) { other.comm_ = MPI_COMM_NULL; }
+  OwnedComm& operator=(OwnedComm&&) = delete;
+  OwnedComm(const OwnedComm&) = delete;
+  OwnedComm& operator=(const OwnedComm&) = delete;
+  ~OwnedComm() {
+    if (comm_ == MPI_COMM_NULL) return;
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (!finalized) MPI_Comm_free(&comm_);
+  }
+  MPI_Comm get() const { return comm_; }
+
+ private:
+  MPI_Comm comm_;
+};
+
+// Host buffers only, over a communicator of its own (a private duplicate of MPI_COMM_WORLD,
+// or a split of one), so our messages never match another library's. Every MPI call's count
+// fits an int: larger buffers go in pieces of at most max_bytes_ bytes, in the same order on
+// every rank.
+class MpiCommunicator final : public Communicator {
+ public:
+  // Owns comm from here on, also when this constructor throws.
+  MpiCommunicator(OwnedComm comm, size_t max_message_bytes, const char* op)
+      : max_bytes_(max_message_bytes), owned_(std::move(comm)), comm_(owned_.get()) {
+    // Errors come back as codes and become solo::Error instead of aborting the job.
+    check_mpi(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), op, "MPI_Comm_set_errhandler");
+    check_mpi(MPI_Comm_rank(comm_, &rank_), op, "MPI_Comm_rank");
+    check_mpi(MPI_Comm_size(comm_, &size_), op, "MPI_Comm_size");
+    int* tag_ub = nullptr;
+    int found = 0;
+    check_mpi(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &tag_ub, &found), op,
+              "MPI_Comm_get_attr");
+    tag_ub_ = found && tag_ub ? *tag_ub : 32767;  // 32767: the least the standard allows
   }
   MpiCommunicator(const MpiCommunicator&) = delete;
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;
@@ -206,6 +222,15 @@ class MpiCommunicator final : public Communicator {
 
   void barrier() override { check_mpi(MPI_Barrier(comm_), "barrier", "MPI_Barrier"); }
 
+  // The child keeps the message cap, so a split of a capped communicator is chunked alike.
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    MPI_Comm sub = MPI_COMM_NULL;
+    check_mpi(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &sub), "split",
+              "MPI_Comm_split");
+    if (sub == MPI_COMM_NULL) return nullptr;
+    return std::make_unique<MpiCommunicator>(OwnedComm(sub), max_bytes_, "split");
+  }
+
  private:
   size_t max_elems(size_t elem_size) const { return std::max<size_t>(1, max_bytes_ / elem_size); }
 
@@ -235,7 +260,8 @@ class MpiCommunicator final : public Communicator {
   }
 
   size_t max_bytes_;
-  MPI_Comm comm_ = MPI_COMM_NULL;
+  OwnedComm owned_;
+  MPI_Comm comm_;  // owned_'s handle
   int rank_ = 0;
   int size_ = 1;
   int tag_ub_ = 32767;
@@ -244,7 +270,14 @@ class MpiCommunicator final : public Communicator {
 }  // namespace
 
 std::unique_ptr<Communicator> detail::make_mpi_communicator(size_t max_message_bytes) {
-  return std::make_unique<MpiCommunicator>(max_message_bytes);
+  constexpr const char* op = "make_mpi_communicator";
+  SOLO_CHECK(max_message_bytes >= 1 && max_message_bytes <= static_cast<size_t>(INT_MAX), op,
+             ": message cap ", max_message_bytes,
+             " is outside [1, INT_MAX] bytes; pass a cap MPI counts can hold");
+  ensure_mpi_initialized();
+  MPI_Comm dup = MPI_COMM_NULL;
+  check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &dup), op, "MPI_Comm_dup");
+  return std::make_unique<MpiCommunicator>(OwnedComm(dup), max_message_bytes, op);
 }
 
 std::unique_ptr<Communicator> make_mpi_communicator() {

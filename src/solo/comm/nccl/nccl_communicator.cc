@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <span>
 #include <string>
 #include <thread>
@@ -84,25 +85,14 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(Communicator& bootstrap, int device, void* compute_stream)
       : rank_(bootstrap.rank()),
         size_(bootstrap.size()),
+        device_(device),
         compute_(static_cast<cudaStream_t>(compute_stream)) {
     constexpr const char* op = "make_nccl_communicator";
     SOLO_CHECK(!bootstrap.device_memory(), op, ": the bootstrap communicator '", bootstrap.name(),
                "' works on device memory; bootstrap over a host communicator (MPI or local)");
     // This rank's CUDA setup first, then every rank learns whether all succeeded: a rank that
     // failed alone would leave the others waiting in ncclCommInitRank.
-    std::string local_error;
-    try {
-      DeviceScope scope(device, op);
-      check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), op,
-                 "cudaStreamCreateWithFlags");
-      check_cuda(cudaEventCreateWithFlags(&compute_done_, cudaEventDisableTiming), op,
-                 "cudaEventCreateWithFlags");
-      check_cuda(cudaEventCreateWithFlags(&comm_done_, cudaEventDisableTiming), op,
-                 "cudaEventCreateWithFlags");
-      check_cuda(cudaMalloc(&barrier_word_, sizeof(int32_t)), op, "cudaMalloc");
-    } catch (const Error& e) {
-      local_error = e.what();
-    }
+    const std::string local_error = create_stream_and_events(op);
     int32_t failed_ranks = local_error.empty() ? 0 : 1;
     try {
       bootstrap.all_reduce_sum(&failed_ranks, 1, DType::I32);
@@ -280,6 +270,102 @@ class NcclCommunicator final : public Communicator {
     enqueue(op, "ncclAllReduce", [&] {
       return ncclAllReduce(barrier_word_, barrier_word_, 1, ncclInt32, ncclSum, comm_, stream_);
     });
+    wait_for_stream(op);
+  }
+
+  // The child has its own comm stream, events and barrier word on this device and follows the
+  // same compute stream, so two groups' collectives run side by side instead of queueing on
+  // one stream, and one communicator's event records never move what the other's waits see.
+  // Its NCCL config is this one's (blocking). Like the constructor, every rank sets up CUDA
+  // first and the ranks agree that all succeeded (a sum over this communicator, waited for on
+  // the host) before ncclCommSplit, where a rank that failed alone would leave the others
+  // waiting; that wait also drains this communicator's queued collectives.
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    constexpr const char* op = "split";
+    const bool joins = color >= 0;
+    std::unique_ptr<NcclCommunicator> child;
+    std::string local_error;
+    if (joins) {
+      child.reset(new NcclCommunicator(device_, compute_));
+      local_error = child->create_stream_and_events(op);
+    }
+    const int32_t failed_ranks = sum_on_host(local_error.empty() ? 0 : 1, op);
+    if (failed_ranks > 0) {
+      if (!local_error.empty()) throw Error(local_error);
+      SOLO_FAIL(op, ": CUDA setup failed on ", failed_ranks,
+                " other rank(s); see their errors (each rank needs a working GPU of its own)");
+    }
+    ncclComm_t sub = nullptr;
+    {
+      DeviceScope scope(device_, op);
+      // NCCL leaves a rank out only for exactly NCCL_SPLIT_NOCOLOR; any negative color means that.
+      const ncclResult_t rc =
+          ncclCommSplit(comm_, joins ? color : NCCL_SPLIT_NOCOLOR, key, &sub, nullptr);
+      if (rc != ncclSuccess) {
+        failed_ = true;  // ranks may be left inside the split: abort rather than destroy
+        fail_nccl(rc, op, "ncclCommSplit",
+                  "every rank of the communicator must call split together");
+      }
+    }
+    if (!joins) return nullptr;
+    // Owned from here: a failure below unwinds through release(), which aborts it.
+    child->comm_ = sub;
+    child->check_nccl(ncclCommUserRank(sub, &child->rank_), op, "ncclCommUserRank");
+    child->check_nccl(ncclCommCount(sub, &child->size_), op, "ncclCommCount");
+    return child;
+  }
+
+ private:
+  // A split's child before ncclCommSplit: no resources yet, ranks set once NCCL made it.
+  NcclCommunicator(int device, cudaStream_t compute)
+      : rank_(0), size_(1), device_(device), compute_(compute) {}
+
+  // This rank's comm stream, events and barrier word on device_. Returns the error ("" on
+  // success) instead of throwing, so that the caller can first tell the other ranks; what
+  // was made is freed by release().
+  std::string create_stream_and_events(const char* op) {
+    try {
+      DeviceScope scope(device_, op);
+      check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), op,
+                 "cudaStreamCreateWithFlags");
+      check_cuda(cudaEventCreateWithFlags(&compute_done_, cudaEventDisableTiming), op,
+                 "cudaEventCreateWithFlags");
+      check_cuda(cudaEventCreateWithFlags(&comm_done_, cudaEventDisableTiming), op,
+                 "cudaEventCreateWithFlags");
+      check_cuda(cudaMalloc(&barrier_word_, sizeof(int32_t)), op, "cudaMalloc");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  void check_nccl(ncclResult_t rc, const char* op, const char* call) {
+    if (rc == ncclSuccess) return;
+    failed_ = true;
+    fail_nccl(rc, op, call, kSameCalls);
+  }
+
+  // The sum of value over the ranks, read back on the host (setup only: split's agreement).
+  // Waits like barrier(), watching for NCCL errors, then copies the result off the idle stream.
+  int32_t sum_on_host(int32_t value, const char* op) {
+    // From pageable memory the copy is staged before cudaMemcpyAsync returns.
+    check_cuda(
+        cudaMemcpyAsync(barrier_word_, &value, sizeof value, cudaMemcpyHostToDevice, stream_), op,
+        "cudaMemcpyAsync");
+    enqueue(op, "ncclAllReduce", [&] {
+      return ncclAllReduce(barrier_word_, barrier_word_, 1, ncclInt32, ncclSum, comm_, stream_);
+    });
+    wait_for_stream(op);
+    check_cuda(
+        cudaMemcpyAsync(&value, barrier_word_, sizeof value, cudaMemcpyDeviceToHost, stream_), op,
+        "cudaMemcpyAsync");
+    check_cuda(cudaStreamSynchronize(stream_), op, "cudaStreamSynchronize");
+    return value;
+  }
+
+  // Polls until the comm stream is idle, checking for NCCL errors: a peer that never comes
+  // ends the wait with NCCL's error instead of a hang.
+  void wait_for_stream(const char* op) {
     for (;;) {
       const cudaError_t rc = cudaStreamQuery(stream_);
       if (rc == cudaSuccess) return;
@@ -289,7 +375,6 @@ class NcclCommunicator final : public Communicator {
     }
   }
 
- private:
   // compute stream -> comm stream -> compute stream, by events: the collective starts after
   // the compute work queued so far, and compute work queued later starts after it (which
   // also keeps the backend's stream-ordered reuse of freed buffers safe).
@@ -354,6 +439,7 @@ class NcclCommunicator final : public Communicator {
 
   int rank_;
   int size_;
+  int device_;
   cudaStream_t compute_;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t compute_done_ = nullptr;  // recorded on compute_, waited on by stream_

@@ -6,7 +6,9 @@
 // stream of its own and are ordered with the compute stream by events, never by waiting on
 // the host: each one waits for the work queued on the compute stream so far, and work queued
 // on the compute stream afterwards waits for it. Calls therefore return before the data has
-// moved; read results through the compute stream (or after barrier()).
+// moved; read results through the compute stream (or after barrier()). split() (ncclCommSplit)
+// gives each group a communicator with its own stream and events on the same device, following
+// the same compute stream; like this one, it must be destroyed before that stream.
 #pragma once
 #include <memory>
 
