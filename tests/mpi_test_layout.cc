@@ -80,6 +80,60 @@ TEST(Reshard, EveryRuleGivesTheExpectedBlock) {
   EXPECT_EQ(resharded(global, R, P), want);
 }
 
+// This device's block of G under a layout on any mesh: the Split blocks, then for each
+// Partial axis (in order) the term of this coordinate.
+std::vector<float> block(const Shape& global, const Layout& layout, const Mesh& mesh,
+                         const std::vector<int64_t>& coordinate) {
+  const Block rows = block_of(global, layout, mesh, coordinate, 0);
+  const Block cols = block_of(global, layout, mesh, coordinate, 1);
+  std::vector<float> v;
+  for (int64_t i = rows.start; i < rows.start + rows.length; ++i)
+    for (int64_t j = cols.start; j < cols.start + cols.length; ++j) {
+      float x = global_value(i, j);
+      for (int k = 0; k < mesh.num_axes(); ++k) {
+        if (layout.axes[static_cast<size_t>(k)].kind != AxisLayout::Partial) continue;
+        const int64_t c = coordinate[static_cast<size_t>(k)], n = mesh.axis(k).size;
+        x = c == 0 ? x - static_cast<float>(n - 1) * kTerm : kTerm;
+      }
+      v.push_back(x);
+    }
+  return v;
+}
+
+// On 4 ranks as dp=2 x tp=2, each axis its own communicator (split from the world): every
+// pair of layouts the rules connect gives each rank its block.
+TEST(Reshard, TwoAxisMeshUsesEachAxisGroup) {
+  if (world->size() != 4) GTEST_SKIP() << "needs 4 ranks (a 2 x 2 mesh)";
+  const Mesh mesh({{"dp", 2}, {"tp", 2}});
+  const int64_t rank = world->rank();
+  const std::vector<int64_t> coord = mesh.coordinate(rank);
+  std::vector<std::unique_ptr<comm::Communicator>> axis_comms;
+  for (int k = 0; k < 2; ++k)
+    axis_comms.push_back(world->split(static_cast<int>(mesh.color_along(k, rank)),
+                                      static_cast<int>(mesh.key_along(k, rank))));
+  const Shape global{8, 12};
+  const AxisLayout R = AxisLayout::replicate(), P = AxisLayout::partial();
+  const AxisLayout S0 = AxisLayout::split(0), S1 = AxisLayout::split(1);
+  const std::vector<std::pair<Layout, Layout>> cases = {
+      {{{P, S0}}, {{S1, R}}}, {{{S0, S1}}, {{R, R}}}, {{{P, P}}, {{R, S1}}},
+      {{{R, R}}, {{S1, S0}}}, {{{S0, P}}, {{R, S1}}}, {{{P, R}}, {{S0, R}}}};
+  auto cpu = make_backend("cpu");
+  for (const auto& [from, to] : cases) {
+    SCOPED_TRACE(from.str() + " -> " + to.str() + " on rank " + std::to_string(rank));
+    ir::Graph g;
+    const ir::ValueId x = g.input({local_shape(global, from, mesh), DType::F32}, "x");
+    const ir::ValueId y = reshard(g, x, global, from, to, mesh, coord);
+    const std::vector<float> in = block(global, from, mesh, coord);
+    Storage xd(*cpu, in.size() * sizeof(float));
+    cpu->copy_from_host(xd.data(), in.data(), xd.bytes());
+    runtime::Executor exec(*cpu, nullptr, {axis_comms[0].get(), axis_comms[1].get()});
+    const runtime::RunResult r = exec.run(g, {y}, {{x, xd.data()}});
+    std::vector<float> got(r.outputs[0]->bytes() / sizeof(float));
+    cpu->copy_to_host(got.data(), r.outputs[0]->data(), r.outputs[0]->bytes());
+    EXPECT_EQ(got, block(global, to, mesh, coord));
+  }
+}
+
 // Runs g on the cpu backend over the world; returns the requested outputs.
 std::vector<std::vector<float>> run(
     const ir::Graph& g, const std::vector<std::pair<ir::ValueId, std::vector<float>>>& in,
