@@ -7,11 +7,13 @@
 
 #include <chrono>
 #include <cstdio>
+#include <numeric>
 #include <optional>
 
 #include "solo/core/error.h"
 #include "solo/models/llama.h"
 #include "solo/optim/optimizer.h"
+#include "solo/planner/op_cost.h"
 
 using namespace solo;
 
@@ -42,6 +44,10 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "cpu or cuda");
   app.add_flag("--bf16", bf16, "bf16 mixed precision (autocast; f32 master weights)");
   app.add_option("--peak-tflops", peak_tflops, "device peak, to print MFU");
+  std::string profile;
+  app.add_option("--predict-on", profile,
+                 "also print the roofline prediction of the step on a catalogue device "
+                 "(h100, h200, a100-40, a100-80, mi250, mi210, mi300x)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (c.num_key_value_heads > c.num_attention_heads)
@@ -87,6 +93,20 @@ int main(int argc, char** argv) {
     std::printf(", peak memory %.2f GiB, %lld replayed steps\n",
                 last_flush_peak_bytes(dev) / 1073741824.0,
                 static_cast<long long>(replayed_flushes(dev)));
+    if (!profile.empty()) {
+      // The step graph's nodes at the device's roofline (a prediction, not a measurement).
+      const planner::DeviceProfile& d = planner::device_profile(profile);
+      const std::shared_ptr<const ir::Graph> g = last_flush_graph(dev);
+      std::vector<ir::NodeId> nodes(static_cast<size_t>(g->num_nodes()));
+      std::iota(nodes.begin(), nodes.end(), 0);
+      const planner::StepEstimate e = planner::estimate_step(*g, nodes, d);
+      const double predicted_tokens = static_cast<double>(batch * seq) / e.seconds;
+      std::printf("predicted on %s: %.0f tokens/s, MFU %.1f%% (%s)\n", d.name.c_str(),
+                  predicted_tokens,
+                  100.0 * predicted_tokens * flops_per_token /
+                      d.peak_flops(bf16 ? DType::BF16 : DType::F32),
+                  e.str().c_str());
+    }
   } catch (const solo::Error& e) {
     std::fprintf(stderr, "bench_llama_step: %s\n", e.what());
     return 1;

@@ -164,6 +164,8 @@ void DeviceContext::flush() {
     impl->trace.reset();
     impl->value = ir::kNoValue;
   }
+  // Only the graph is kept: the trace's leaves hold storage that must be free to donate.
+  last_graph_ = std::make_shared<const ir::Graph>(std::move(trace->graph));
 }
 
 }  // namespace solo

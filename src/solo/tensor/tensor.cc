@@ -330,6 +330,9 @@ int64_t plan_cache_hits(const Device& d) {
 int64_t replayed_flushes(const Device& d) {
   return device_context(d).replayed_flushes();
 }
+std::shared_ptr<const ir::Graph> last_flush_graph(const Device& d) {
+  return device_context(d).last_graph();
+}
 uint64_t last_flush_graph_hash(const Device& d) {
   return device_context(d).last_graph_hash();
 }

@@ -116,6 +116,9 @@ int64_t plan_cache_hits(const Device& d = {});
 // How many flushes replayed a recording of an earlier run (CUDA graphs; SOLO_CUDA_GRAPHS=0
 // turns them off).
 int64_t replayed_flushes(const Device& d = {});
+// The graph the last flush on the device ran (null before the first): what a cost model
+// estimates a step from.
+std::shared_ptr<const ir::Graph> last_flush_graph(const Device& d = {});
 // The pending graph of a device (for inspection: hashes, dumps, tracing tests).
 const ir::Graph& pending_graph(const Device& d = {});
 

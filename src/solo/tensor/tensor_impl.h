@@ -60,6 +60,7 @@ class DeviceContext {
   comm::Communicator* data_parallel() const { return data_parallel_; }
   size_t last_peak_bytes() const { return last_peak_bytes_; }
   uint64_t last_graph_hash() const { return last_graph_hash_; }
+  std::shared_ptr<const ir::Graph> last_graph() const { return last_graph_; }
   int64_t plan_cache_hits() const { return plan_cache_hits_; }
   int64_t replayed_flushes() const { return replayed_flushes_; }
 
@@ -68,6 +69,7 @@ class DeviceContext {
   std::unique_ptr<Backend> backend_;
   std::shared_ptr<Trace> trace_;
   size_t last_peak_bytes_ = 0;
+  std::shared_ptr<const ir::Graph> last_graph_;  // the graph of the last flush (for costing)
   uint64_t last_graph_hash_ = 0;
   comm::Communicator* data_parallel_ = nullptr;
   std::unique_ptr<comm::Communicator> device_comm_;  // the NCCL one, on a device backend

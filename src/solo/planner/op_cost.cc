@@ -1,0 +1,121 @@
+#include "solo/planner/op_cost.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "solo/core/error.h"
+
+namespace solo::planner {
+
+namespace {
+
+double bytes_of(const ir::Graph& g, const std::vector<ir::ValueId>& values) {
+  double b = 0;
+  for (ir::ValueId v : values) b += static_cast<double>(g.type(v).bytes());
+  return b;
+}
+
+int64_t group_size(const ir::Node& node, const std::vector<int64_t>& group_sizes) {
+  if (node.attrs.has("ranks")) return node.attrs.i("ranks");
+  const auto group = static_cast<size_t>(node.attrs.i_or("group", 0));
+  return group < group_sizes.size() ? group_sizes[group] : 1;
+}
+
+// Q K^T and P V (forward), and the five products of the backward, over B Hq T S D; causal
+// attention skips the upper half.
+double attention_flops(const ir::Graph& g, const ir::Node& node, double products) {
+  const Shape &q = g.shape(node.inputs[0]), &k = g.shape(node.inputs[1]);
+  const double full = 2.0 * products * static_cast<double>(q[0]) * static_cast<double>(q[1]) *
+                      static_cast<double>(k[1]) * static_cast<double>(q[2]) *
+                      static_cast<double>(q[3]);
+  return node.attrs.i("causal") != 0 ? full / 2 : full;
+}
+
+}  // namespace
+
+OpCost op_cost(const ir::Graph& g, const ir::Node& node, const std::vector<int64_t>& group_sizes) {
+  OpCost c;
+  c.bytes = bytes_of(g, node.inputs) + bytes_of(g, node.outputs);
+  if (!node.inputs.empty()) c.compute = g.dtype(node.inputs[0]);
+  switch (node.op) {
+    case OpKind::Input:
+    case OpKind::Reshape:
+      return OpCost{0, 0, DType::F32, 0, false, false};
+    case OpKind::MatMul: {
+      const Shape& a = g.shape(node.inputs[0]);
+      const int64_t k = node.attrs.i("trans_a") != 0 ? a[a.rank() - 2] : a[a.rank() - 1];
+      c.flops =
+          2.0 * static_cast<double>(g.shape(node.outputs[0]).numel()) * static_cast<double>(k);
+      return c;
+    }
+    case OpKind::Attention:
+      c.flops = attention_flops(g, node, 2);  // two products
+      return c;
+    case OpKind::AttentionBackward:
+      c.flops = attention_flops(g, node, 5);  // S recomputed, dV, dP, dQ, dK
+      return c;
+    case OpKind::AllReduce:
+    case OpKind::AllGather:
+    case OpKind::ReduceScatter: {
+      const auto n = static_cast<double>(group_size(node, group_sizes));
+      const double in = bytes_of(g, node.inputs);
+      c.communication = true;
+      c.bytes_sent = node.op == OpKind::AllReduce   ? 2 * in * (n - 1) / n
+                     : node.op == OpKind::AllGather ? in * (n - 1)
+                                                    : in * (n - 1) / n;
+      return c;
+    }
+    case OpKind::Send:
+    case OpKind::Recv:
+      c.communication = true;
+      c.bytes_sent = node.op == OpKind::Send ? bytes_of(g, node.inputs) : 0;
+      c.bytes = bytes_of(g, node.op == OpKind::Send ? node.inputs : node.outputs);
+      return c;
+    default:
+      c.flops = static_cast<double>(g.shape(node.outputs[0]).numel());  // elementwise-like
+      return c;
+  }
+}
+
+double node_seconds(const OpCost& c, const DeviceProfile& d, bool inter_host) {
+  if (!c.kernel) return 0;
+  if (c.communication) {
+    const double link = inter_host ? d.inter_host_link : d.intra_host_link;
+    return d.collective_latency_s + c.bytes_sent / (link * d.link_efficiency);
+  }
+  const double compute = c.flops / (d.peak_flops(c.compute) * d.matrix_efficiency);
+  const double memory = c.bytes / (d.memory_bandwidth * d.memory_efficiency);
+  return std::max(compute, memory) + d.kernel_launch_s;
+}
+
+StepEstimate estimate_step(const ir::Graph& g, const std::vector<ir::NodeId>& schedule,
+                           const DeviceProfile& device, const std::vector<int64_t>& group_sizes) {
+  StepEstimate e;
+  for (ir::NodeId id : schedule) {
+    const OpCost c = op_cost(g, g.node(id), group_sizes);
+    if (!c.kernel) continue;
+    const double s = node_seconds(c, device);
+    e.seconds += s;
+    e.flops += c.flops;
+    ++e.kernels;
+    if (c.communication)
+      e.communication_s += s;
+    else if (c.flops / device.peak_flops(c.compute) >= c.bytes / device.memory_bandwidth)
+      e.compute_bound_s += s;
+    else
+      e.memory_bound_s += s;
+  }
+  return e;
+}
+
+std::string StepEstimate::str() const {
+  char line[200];
+  std::snprintf(line, sizeof line,
+                "%.1f ms: compute-bound %.1f ms, memory-bound %.1f ms, communication %.1f ms, "
+                "%lld kernels",
+                seconds * 1e3, compute_bound_s * 1e3, memory_bound_s * 1e3, communication_s * 1e3,
+                static_cast<long long>(kernels));
+  return line;
+}
+
+}  // namespace solo::planner
