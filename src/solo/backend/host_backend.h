@@ -25,9 +25,20 @@ class HostBackend : public Backend {
   void* raw_allocate(size_t bytes) override;  // 64-byte aligned, zero-size allowed
   void raw_deallocate(void* p, size_t bytes) override;
 
+  // The f32 copy of a half tensor and the rounding back; serial here, so the reference
+  // backend stays plain. The cpu backend converts large tensors in parallel.
+  virtual void widen(const TensorRef& half, float* out) const;
+  virtual void narrow(const float* in, const TensorRef& half) const;
+
  private:
-  std::multimap<size_t, void*> cache_;  // free large blocks by rounded size
-  size_t cached_bytes_ = 0;
+  class Scratch;
+  // Blocks from the cache that are not accounted: the f32 copies live only during one call,
+  // and the accounted peak must stay the memory plan's peak (tensors only).
+  void* take_block(size_t bytes) const;
+  void give_block(void* p, size_t bytes) const;
+
+  mutable std::multimap<size_t, void*> cache_;  // free large blocks by rounded size
+  mutable size_t cached_bytes_ = 0;
 };
 
 }  // namespace solo

@@ -10,4 +10,11 @@ CpuBackend::CpuBackend() {
   register_cpu_optim_kernels(kernels_);
 }
 
+void CpuBackend::widen(const TensorRef& half, float* out) const {
+  widen_half(half, out);
+}
+void CpuBackend::narrow(const float* in, const TensorRef& half) const {
+  narrow_to_half(in, half);
+}
+
 }  // namespace solo
