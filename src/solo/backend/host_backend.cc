@@ -96,6 +96,8 @@ void HostBackend::run(const KernelCall& call) const {
   for (const TensorRef& t : call.in) any_half |= is_half(t.dtype);
   for (const TensorRef& t : call.out) any_half |= is_half(t.dtype);
   if (!any_half || moves_elements(call.op)) return Backend::run(call);
+  const HalfKernel native = half_kernels_[static_cast<size_t>(call.op)];
+  if (native && native(call)) return;
   Scratch scratch(*this);
   std::vector<TensorRef> in(call.in.begin(), call.in.end()), out(call.out.begin(), call.out.end());
   for (TensorRef& t : in)
