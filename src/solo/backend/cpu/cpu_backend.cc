@@ -8,6 +8,14 @@ CpuBackend::CpuBackend() {
   register_cpu_nn_kernels(kernels_);
   register_cpu_attention_kernels(kernels_);
   register_cpu_optim_kernels(kernels_);
+  set_half_kernel(OpKind::MatMul, matmul_half);
+}
+
+void CpuBackend::widen(const TensorRef& half, float* out) const {
+  widen_half(half, out);
+}
+void CpuBackend::narrow(const float* in, const TensorRef& half) const {
+  narrow_to_half(in, half);
 }
 
 }  // namespace solo

@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "solo/backend/cpu/cpu_backend.h"
+#include "solo/backend/cpu/gemm_bf16.h"
 #include "solo/backend/kernel_util.h"
 #include "solo/backend/permute_plan.h"
 
@@ -256,6 +257,29 @@ void matmul(const KernelCall& c) {
            b.as<T>() + (batched_b ? p * k * n : 0), ldb, y.as<T>() + p * m * n, ldc);
   });
 }
+
+}  // namespace
+
+// The same contract on bf16 a and b, y bf16 (or f32), without f32 copies of the operands.
+bool matmul_half(const KernelCall& c) {
+  const TensorRef &a = c.in[0], &b = c.in[1], &y = c.out[0];
+  if (a.dtype != DType::BF16 || b.dtype != DType::BF16 ||
+      (y.dtype != DType::BF16 && y.dtype != DType::F32) || !native_bf16_gemm_enabled())
+    return false;
+  const bool ta = c.attrs.i("trans_a") != 0, tb = c.attrs.i("trans_b") != 0;
+  const int r = y.shape.rank();
+  const int64_t m = y.shape[r - 2], n = y.shape[r - 1], k = ta ? a.shape[r - 2] : a.shape[r - 1];
+  const int64_t batch = m * n == 0 ? 0 : y.numel() / (m * n);
+  const bool batched_b = b.shape.rank() > 2;
+  const Bf16Matrix mb{b.as<const bf16>(), tb ? k : n, tb, batched_b ? k * n : 0};
+  if (!batched_b && !ta)  // rows of all batches are rows of one [batch*M, K] matrix
+    gemm_bf16(1, batch * m, n, k, {a.as<const bf16>(), k, false, 0}, mb, y.data, y.dtype);
+  else
+    gemm_bf16(batch, m, n, k, {a.as<const bf16>(), ta ? m : k, ta, m * k}, mb, y.data, y.dtype);
+  return true;
+}
+
+namespace {
 
 // ---- Embedding -------------------------------------------------------------------------------
 
