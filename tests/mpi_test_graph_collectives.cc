@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -162,19 +163,22 @@ TEST(GraphCollectives, ReduceScatterGradientIsAnAllGather) {
   EXPECT_EQ(mismatches(out[0], [](int i) { return (i / 2 + 1) * (i % 2 + 1); }), 0u);
 }
 
-// Each collective goes to the communicator of its group: group 1 here is a second
-// communicator over the same ranks, group 0 the world.
+// Each collective goes to the communicator of its group: group 0 is the world, group 1 the
+// ranks of this rank's parity (split from the world), so a node sent to the wrong one would
+// gather other ranks or fail the size check.
 TEST(GraphCollectives, NodesRunOnTheirGroup) {
-  const int R = world->size();
-  auto second = comm::make_mpi_communicator();
+  const int R = world->size(), r = world->rank();
+  const std::unique_ptr<comm::Communicator> parity = world->split(r % 2, r);
+  const int m = parity->size();  // members: world ranks r % 2, r % 2 + 2, ...
   Graph g;
   const ValueId x = g.input({{2}, DType::F32}, "x");
   const ValueId s0 = ir::all_reduce(g, x, /*average=*/false, /*group=*/0);
-  const ValueId s1 = ir::all_gather(g, ir::mul_scalar(g, s0, 2.0), R, 0, /*group=*/1);
-  const auto out = run(g, {{x, rank_values(2, [](int q, int i) { return q + i; })}}, {s1},
-                       {world, second.get()});
-  // s0[i] = sum_q (q + i) = R(R-1)/2 + R i on every rank; the gather repeats 2 s0 R times.
-  EXPECT_EQ(mismatches(out[0], [&](int j) { return 2 * (R * (R - 1) / 2 + R * (j % 2)); }), 0u);
+  const ValueId s1 = ir::all_gather(g, x, m, 0, /*group=*/1);
+  const auto out = run(g, {{x, rank_values(2, [](int q, int i) { return 10 * q + i; })}}, {s0, s1},
+                       {world, parity.get()});
+  // s0[i] = sum over the world of 10 q + i; block b of s1 is member b's x (world rank 2b + r % 2).
+  EXPECT_EQ(mismatches(out[0], [&](int i) { return 10 * R * (R - 1) / 2 + R * i; }), 0u);
+  EXPECT_EQ(mismatches(out[1], [&](int j) { return 10 * (2 * (j / 2) + r % 2) + j % 2; }), 0u);
 }
 
 // A graph built for another number of ranks, or for a group the executor lacks, stops with

@@ -11,7 +11,7 @@
 #include "solo/backend/backend.h"
 #include "solo/backend/cpu/cpu_backend.h"
 #include "solo/backend/reference/reference_backend.h"
-#include "solo/runtime/memory_plan.h"
+#include "solo/ir/ops.h"
 #ifdef SOLO_HAVE_CUDA
 #include "solo/backend/cuda/cuda_backend.h"
 #endif
@@ -22,7 +22,7 @@ namespace {
 // Ops the executor carries out itself: graph inputs are bound to their storage, reshapes
 // alias their operand, collectives and send/recv go through a communicator.
 bool run_by_executor(OpKind op) {
-  return op == OpKind::Input || op == OpKind::Reshape || runtime::is_collective(op);
+  return op == OpKind::Input || op == OpKind::Reshape || ir::is_collective(op);
 }
 
 std::vector<std::string> missing_kernels(const KernelTable& t) {

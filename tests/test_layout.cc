@@ -122,7 +122,7 @@ TEST(Reshard, BuildsTheCollectivesOnEachAxisGroup) {
   EXPECT_EQ(g.shape(y), local_shape(global, {{S(1), R}}, mesh));
   std::vector<std::pair<OpKind, int64_t>> collectives;  // (op, group)
   for (int n = 0; n < g.num_nodes(); ++n)
-    if (runtime::is_collective(g.node(n).op))
+    if (ir::is_collective(g.node(n).op))
       collectives.push_back({g.node(n).op, g.node(n).attrs.i("group")});
   EXPECT_EQ(collectives, (std::vector<std::pair<OpKind, int64_t>>{{OpKind::ReduceScatter, 0},
                                                                   {OpKind::AllGather, 1}}));

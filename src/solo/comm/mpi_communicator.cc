@@ -110,11 +110,12 @@ class MpiCommunicator final : public Communicator {
  public:
   // Owns comm from here on, also when this constructor throws.
   MpiCommunicator(OwnedComm comm, size_t max_message_bytes, const char* op)
-      : max_bytes_(max_message_bytes), owned_(std::move(comm)), comm_(owned_.get()) {
+      : max_bytes_(max_message_bytes), comm_(std::move(comm)) {
     // Errors come back as codes and become solo::Error instead of aborting the job.
-    check_mpi(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), op, "MPI_Comm_set_errhandler");
-    check_mpi(MPI_Comm_rank(comm_, &rank_), op, "MPI_Comm_rank");
-    check_mpi(MPI_Comm_size(comm_, &size_), op, "MPI_Comm_size");
+    check_mpi(MPI_Comm_set_errhandler(comm_.get(), MPI_ERRORS_RETURN), op,
+              "MPI_Comm_set_errhandler");
+    check_mpi(MPI_Comm_rank(comm_.get(), &rank_), op, "MPI_Comm_rank");
+    check_mpi(MPI_Comm_size(comm_.get(), &size_), op, "MPI_Comm_size");
     int* tag_ub = nullptr;
     int found = 0;
     check_mpi(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &tag_ub, &found), op,
@@ -143,8 +144,9 @@ class MpiCommunicator final : public Communicator {
     const MPI_Datatype t = mpi_type(dtype);
     const size_t es = dtype_size(dtype);
     if (count <= max_elems(es)) {
-      check_mpi(MPI_Reduce_scatter_block(send, recv, static_cast<int>(count), t, MPI_SUM, comm_),
-                "reduce_scatter_sum", "MPI_Reduce_scatter_block");
+      check_mpi(
+          MPI_Reduce_scatter_block(send, recv, static_cast<int>(count), t, MPI_SUM, comm_.get()),
+          "reduce_scatter_sum", "MPI_Reduce_scatter_block");
       return;
     }
     // Piece [off, off+n) of every rank's block, packed contiguously, is one smaller
@@ -157,7 +159,7 @@ class MpiCommunicator final : public Communicator {
       for (int q = 0; q < size_; ++q)
         std::memcpy(packed.data() + q * n * es, s + (q * count + off) * es, n * es);
       check_mpi(MPI_Reduce_scatter_block(packed.data(), r + off * es, static_cast<int>(n), t,
-                                         MPI_SUM, comm_),
+                                         MPI_SUM, comm_.get()),
                 "reduce_scatter_sum", "MPI_Reduce_scatter_block");
     });
   }
@@ -171,7 +173,7 @@ class MpiCommunicator final : public Communicator {
       // MPI forbids aliased buffers; a send that is this rank's slot of recv is in place.
       const void* sendbuf = s == r + rank_ * count * es ? MPI_IN_PLACE : send;
       check_mpi(MPI_Allgather(sendbuf, static_cast<int>(count), t, recv, static_cast<int>(count), t,
-                              comm_),
+                              comm_.get()),
                 "all_gather", "MPI_Allgather");
       return;
     }
@@ -179,7 +181,7 @@ class MpiCommunicator final : public Communicator {
     std::vector<char> gathered(size_ * piece * es);
     detail::for_each_chunk(count, piece, [&](size_t off, size_t n) {
       check_mpi(MPI_Allgather(s + off * es, static_cast<int>(n), t, gathered.data(),
-                              static_cast<int>(n), t, comm_),
+                              static_cast<int>(n), t, comm_.get()),
                 "all_gather", "MPI_Allgather");
       for (int q = 0; q < size_; ++q)
         std::memcpy(r + (q * count + off) * es, gathered.data() + q * n * es, n * es);
@@ -191,7 +193,7 @@ class MpiCommunicator final : public Communicator {
                size_, "-rank job; use a root in [0, ", size_, ")");
     auto* p = static_cast<char*>(data);
     detail::for_each_chunk(bytes, max_bytes_, [&](size_t off, size_t n) {
-      check_mpi(MPI_Bcast(p + off, static_cast<int>(n), MPI_BYTE, root, comm_), "broadcast",
+      check_mpi(MPI_Bcast(p + off, static_cast<int>(n), MPI_BYTE, root, comm_.get()), "broadcast",
                 "MPI_Bcast");
     });
   }
@@ -201,7 +203,7 @@ class MpiCommunicator final : public Communicator {
     const auto* p = static_cast<const char*>(data);
     // Messages between two ranks with one tag arrive in order, so pieces need no numbering.
     detail::for_each_chunk(bytes, max_bytes_, [&](size_t off, size_t n) {
-      check_mpi(MPI_Send(p + off, static_cast<int>(n), MPI_BYTE, peer, tag, comm_), "send",
+      check_mpi(MPI_Send(p + off, static_cast<int>(n), MPI_BYTE, peer, tag, comm_.get()), "send",
                 "MPI_Send");
     });
   }
@@ -211,8 +213,8 @@ class MpiCommunicator final : public Communicator {
     auto* p = static_cast<char*>(data);
     detail::for_each_chunk(bytes, max_bytes_, [&](size_t off, size_t n) {
       MPI_Status status;
-      check_mpi(MPI_Recv(p + off, static_cast<int>(n), MPI_BYTE, peer, tag, comm_, &status), "recv",
-                "MPI_Recv");
+      check_mpi(MPI_Recv(p + off, static_cast<int>(n), MPI_BYTE, peer, tag, comm_.get(), &status),
+                "recv", "MPI_Recv");
       int got = 0;
       check_mpi(MPI_Get_count(&status, MPI_BYTE, &got), "recv", "MPI_Get_count");
       SOLO_CHECK(static_cast<size_t>(got) == n, "recv: expected ", bytes, " bytes from rank ", peer,
@@ -220,12 +222,12 @@ class MpiCommunicator final : public Communicator {
     });
   }
 
-  void barrier() override { check_mpi(MPI_Barrier(comm_), "barrier", "MPI_Barrier"); }
+  void barrier() override { check_mpi(MPI_Barrier(comm_.get()), "barrier", "MPI_Barrier"); }
 
   // The child keeps the message cap, so a split of a capped communicator is chunked alike.
   std::unique_ptr<Communicator> split(int color, int key) override {
     MPI_Comm sub = MPI_COMM_NULL;
-    check_mpi(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &sub), "split",
+    check_mpi(MPI_Comm_split(comm_.get(), color < 0 ? MPI_UNDEFINED : color, key, &sub), "split",
               "MPI_Comm_split");
     if (sub == MPI_COMM_NULL) return nullptr;
     return std::make_unique<MpiCommunicator>(OwnedComm(sub), max_bytes_, "split");
@@ -244,7 +246,7 @@ class MpiCommunicator final : public Communicator {
     auto* r = static_cast<char*>(recv);
     detail::for_each_chunk(count, max_elems(es), [&](size_t off, size_t n) {
       const void* from = send == recv ? MPI_IN_PLACE : s + off * es;
-      check_mpi(MPI_Allreduce(from, r + off * es, static_cast<int>(n), t, MPI_SUM, comm_), op,
+      check_mpi(MPI_Allreduce(from, r + off * es, static_cast<int>(n), t, MPI_SUM, comm_.get()), op,
                 "MPI_Allreduce");
     });
   }
@@ -260,8 +262,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   size_t max_bytes_;
-  OwnedComm owned_;
-  MPI_Comm comm_;  // owned_'s handle
+  OwnedComm comm_;
   int rank_ = 0;
   int size_ = 1;
   int tag_ub_ = 32767;

@@ -165,6 +165,10 @@ ValueId reduce_scatter(Graph& g, ValueId x, int64_t ranks, int64_t axis = 0, int
 ValueId send(Graph& g, ValueId x, int64_t peer, int64_t tag, int64_t group = 0);
 ValueId recv(Graph& g, const TensorType& type, int64_t peer, int64_t tag, int64_t group = 0);
 
+// Ops the executor runs through a communicator instead of a kernel: the collectives above,
+// send and recv.
+bool is_collective(OpKind op);
+
 // ---- buffer reuse -------------------------------------------------------------------------
 // The input position whose buffer output `output` of `node` may be written into while the
 // node runs (its kernels read each element of that input before writing the same element of

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "solo/core/error.h"
+#include "solo/ir/ops.h"
 
 namespace solo::runtime {
 
@@ -42,8 +43,8 @@ RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
   // must be the same on every rank (NCCL), while recording and re-recording are decided from
   // this rank's own addresses and errors.
   const bool collectives =
-      std::any_of(plan.schedule.begin(), plan.schedule.end(), [&](ir::NodeId n) {
-        const comm::Communicator* c = is_collective(g.node(n).op) ? group_of(g.node(n)) : nullptr;
+      std::any_of(plan.collective_groups.begin(), plan.collective_groups.end(), [&](int64_t group) {
+        const comm::Communicator* c = group_of(group);
         return c && c->size() > 1;
       });
   const bool may_replay =
@@ -236,7 +237,7 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
     }
     in_refs.clear();
     out_refs.clear();
-    if (is_collective(node.op)) {
+    if (ir::is_collective(node.op)) {
       const bool start = overlap && starts_asynchronously(node);
       run_collective(g, node, data, start);
       started |= start;
@@ -267,22 +268,22 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
   }
 }
 
-comm::Communicator* Executor::group_of(const ir::Node& node) const {
-  const auto group = static_cast<size_t>(node.attrs.i_or("group", 0));
-  return group < groups_.size() ? groups_[group] : nullptr;
+comm::Communicator* Executor::group_of(int64_t group) const {
+  return static_cast<size_t>(group) < groups_.size() ? groups_[static_cast<size_t>(group)]
+                                                     : nullptr;
 }
 
 void Executor::run_collective(const ir::Graph& g, const ir::Node& node,
                               const std::vector<void*>& data, bool start) {
   if (!backend_.holds_data()) return;  // meta: shapes only, for any number of ranks
   const char* op = op_name(node.op);
-  comm::Communicator* comm = group_of(node);
   const int64_t group = node.attrs.i_or("group", 0);
+  comm::Communicator* comm = group_of(group);
   SOLO_CHECK(comm || group == 0, op, " runs on communicator group ", group,
              ", which the executor was not given (it has ", groups_.size(),
              "); pass one communicator per mesh axis");
   if (node.op == OpKind::Send || node.op == OpKind::Recv)
-    return run_point_to_point(g, node, data, comm);
+    return run_point_to_point(g, node, data, comm, group);
   const int64_t ranks = node.op == OpKind::AllReduce ? 0 : node.attrs.i("ranks");
   if (ranks > 0) {
     const int size = comm ? comm->size() : 1;
@@ -327,13 +328,14 @@ void Executor::run_collective(const ir::Graph& g, const ir::Node& node,
 }
 
 void Executor::run_point_to_point(const ir::Graph& g, const ir::Node& node,
-                                  const std::vector<void*>& data, comm::Communicator* comm) {
+                                  const std::vector<void*>& data, comm::Communicator* comm,
+                                  int64_t group) {
   const bool sending = node.op == OpKind::Send;
   const ValueId v = sending ? node.inputs[0] : node.outputs[0];
   const int64_t peer = node.attrs.i("peer");
   SOLO_CHECK(comm && peer < comm->size() && peer != comm->rank(), op_name(node.op), " with peer ",
-             peer, ": communicator group ", node.attrs.i_or("group", 0), " has ",
-             comm ? comm->size() : 1, " rank(s) and this is rank ", comm ? comm->rank() : 0,
+             peer, ": communicator group ", group, " has ", comm ? comm->size() : 1,
+             " rank(s) and this is rank ", comm ? comm->rank() : 0,
              "; a peer is another rank of the group");
   check_buffers(*comm, node.op);
   void* buffer = data[static_cast<size_t>(v)];

@@ -74,11 +74,11 @@ class Executor {
   void run_collective(const ir::Graph& g, const ir::Node& node, const std::vector<void*>& data,
                       bool start);
   void run_point_to_point(const ir::Graph& g, const ir::Node& node, const std::vector<void*>& data,
-                          comm::Communicator* comm);
+                          comm::Communicator* comm, int64_t group);
   // Host buffers need a host communicator, device buffers a device one.
   void check_buffers(const comm::Communicator& comm, OpKind op) const;
-  // The communicator of the node's group, null when the executor has none for it.
-  comm::Communicator* group_of(const ir::Node& node) const;
+  // The communicator of a group, null when the executor has none for it.
+  comm::Communicator* group_of(int64_t group) const;
   Backend& backend_;
   OpProfile* profile_;
   std::vector<comm::Communicator*> groups_;

@@ -142,11 +142,6 @@ std::vector<NodeId> start_collectives_early(const ir::Graph& g, const std::vecto
 
 }  // namespace
 
-bool is_collective(OpKind op) {
-  return op == OpKind::AllReduce || op == OpKind::AllGather || op == OpKind::ReduceScatter ||
-         op == OpKind::Send || op == OpKind::Recv;
-}
-
 bool starts_asynchronously(const ir::Node& node) {
   return node.op == OpKind::AllReduce && node.attrs.i_or("group", 0) == 0;
 }
@@ -175,6 +170,13 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested
   for (NodeId n = 0; n < g.num_nodes(); ++n)
     if (needed[static_cast<size_t>(n)]) p.schedule.push_back(n);
   if (async_collectives) p.schedule = start_collectives_early(g, p.schedule);
+  for (NodeId n : p.schedule)
+    if (ir::is_collective(g.node(n).op)) {
+      const int64_t group = g.node(n).attrs.i_or("group", 0);
+      if (std::find(p.collective_groups.begin(), p.collective_groups.end(), group) ==
+          p.collective_groups.end())
+        p.collective_groups.push_back(group);
+    }
 
   // Placement and liveness over the schedule. A value's bytes stay live while it or any
   // view of it may still be read.

@@ -20,13 +20,14 @@ enum class Placement : uint8_t {
 };
 
 struct MemoryPlan {
-  std::vector<ir::NodeId> schedule;      // nodes to run, in topological order
-  std::vector<Placement> placement;      // per value
-  std::vector<int64_t> offset;           // per value, for Arena values
-  std::vector<ir::ValueId> root;         // per value: whose bytes it uses (itself unless a View)
-  std::vector<ir::ValueId> donor;        // per value: the input a Donated output reuses
-  std::vector<int> first_use, last_use;  // per value: schedule steps of definition and last read
-  std::vector<ir::ValueId> outputs;      // requested outputs, deduplicated, in request order
+  std::vector<ir::NodeId> schedule;        // nodes to run, in topological order
+  std::vector<Placement> placement;        // per value
+  std::vector<int64_t> offset;             // per value, for Arena values
+  std::vector<ir::ValueId> root;           // per value: whose bytes it uses (itself unless a View)
+  std::vector<ir::ValueId> donor;          // per value: the input a Donated output reuses
+  std::vector<int> first_use, last_use;    // per value: schedule steps of definition and last read
+  std::vector<ir::ValueId> outputs;        // requested outputs, deduplicated, in request order
+  std::vector<int64_t> collective_groups;  // communicator groups the schedule's collectives use
   // With asynchronous collectives: before step t runs, wait_before[t] says the executor must
   // order the work after the collectives started so far (Communicator::wait_started).
   bool async_collectives = false;
@@ -39,8 +40,6 @@ struct MemoryPlan {
   size_t peak_bytes() const { return arena_bytes + output_bytes; }
 };
 
-// Ops the executor runs through a communicator instead of a kernel (collectives, send/recv).
-bool is_collective(OpKind op);
 // The collectives a plan with `async_collectives` starts and waits for later: the AllReduces
 // of group 0 (the data-parallel gradient buckets). Other collectives finish in order.
 bool starts_asynchronously(const ir::Node& node);

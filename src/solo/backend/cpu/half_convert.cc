@@ -1,7 +1,5 @@
 // bf16/f16 <-> f32 conversion of whole tensors for the widened path of HostBackend::run:
-// the rounding of core/half.h, written so the bf16 loops vectorise, over all threads.
-#include <cstring>
-
+// core/half.h's conversions (written so these loops vectorise), over all threads.
 #include "solo/backend/cpu/cpu_backend.h"
 #include "solo/core/half.h"
 
@@ -11,26 +9,14 @@ namespace {
 // Below this many elements a parallel region costs more than the conversion.
 constexpr int64_t kParallelGrain = 1 << 15;
 
-// f32_to_bf16 without the early return, so that the loop becomes vector selects.
-inline uint16_t bf16_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const uint32_t quiet_nan = (u >> 16) | 0x40u;
-  return static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
-}
-
 }  // namespace
 
 void widen_half(const TensorRef& half, float* out) {
   const int64_t n = half.numel();
   if (half.dtype == DType::BF16) {
-    const uint16_t* in = half.as<const uint16_t>();
+    const bf16* in = half.as<const bf16>();
 #pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) {
-      const uint32_t u = static_cast<uint32_t>(in[i]) << 16;
-      std::memcpy(out + i, &u, 4);
-    }
+    for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(in[i]);
     return;
   }
   const f16* in = half.as<const f16>();
@@ -41,9 +27,9 @@ void widen_half(const TensorRef& half, float* out) {
 void narrow_to_half(const float* in, const TensorRef& half) {
   const int64_t n = half.numel();
   if (half.dtype == DType::BF16) {
-    uint16_t* out = half.as<uint16_t>();
+    bf16* out = half.as<bf16>();
 #pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) out[i] = bf16_bits(in[i]);
+    for (int64_t i = 0; i < n; ++i) out[i] = f32_to_bf16(in[i]);
     return;
   }
   f16* out = half.as<f16>();

@@ -150,7 +150,8 @@ class NcclCommunicator final : public Communicator {
 
   void start_all_reduce(const void* send, void* recv, size_t count, DType dtype,
                         bool average) override {
-    queue_all_reduce(send, recv, count, dtype, average, /*join=*/false);
+    const ReduceBuffer one{send, recv, count, dtype};
+    queue_all_reduce({&one, 1}, average, /*join=*/false);
     started_ = true;
   }
 
@@ -164,22 +165,24 @@ class NcclCommunicator final : public Communicator {
   }
 
   void all_reduce(const void* send, void* recv, size_t count, DType dtype, bool average) override {
-    queue_all_reduce(send, recv, count, dtype, average, /*join=*/true);
+    const ReduceBuffer one{send, recv, count, dtype};
+    queue_all_reduce({&one, 1}, average, /*join=*/true);
   }
 
   // One event pair and one NCCL group for the whole bucket: NCCL launches its reductions
-  // together instead of one kernel (and two event waits) per tensor.
+  // together instead of one kernel (and two event waits) per tensor. ncclAvg divides inside
+  // the collective: no second pass over the buffers. A single all-reduce is a group of one.
   void all_reduce_group(std::span<const ReduceBuffer> buffers, bool average) override {
-    queue_all_reduce_group(buffers, average, /*join=*/true);
+    queue_all_reduce(buffers, average, /*join=*/true);
   }
   void start_all_reduce_group(std::span<const ReduceBuffer> buffers, bool average) override {
-    queue_all_reduce_group(buffers, average, /*join=*/false);
+    queue_all_reduce(buffers, average, /*join=*/false);
     started_ = true;
   }
 
   void check_errors() override { check_async("a wait for queued work"); }
 
-  void queue_all_reduce_group(std::span<const ReduceBuffer> buffers, bool average, bool join) {
+  void queue_all_reduce(std::span<const ReduceBuffer> buffers, bool average, bool join) {
     constexpr const char* op = "all_reduce";
     bool any = false;
     for (const ReduceBuffer& b : buffers) {
@@ -191,7 +194,7 @@ class NcclCommunicator final : public Communicator {
     if (!any) return;
     const ncclRedOp_t red = average ? ncclAvg : ncclSum;
     enqueue(
-        op, "ncclAllReduce (grouped)",
+        op, "ncclAllReduce",
         [&] {
           ncclResult_t rc = ncclGroupStart();
           for (size_t i = 0; rc == ncclSuccess && i < buffers.size(); ++i) {
@@ -204,20 +207,6 @@ class NcclCommunicator final : public Communicator {
           return rc != ncclSuccess ? rc : end;
         },
         join);
-  }
-
-  void queue_all_reduce(const void* send, void* recv, size_t count, DType dtype, bool average,
-                        bool join) {
-    constexpr const char* op = "all_reduce";
-    const ncclDataType_t t = nccl_sum_type(dtype, op);
-    // ncclAvg divides inside the collective: no second pass over the buffer.
-    SOLO_CHECK(!average || is_floating(dtype), op, ": averaging needs a float dtype, got ",
-               dtype_name(dtype), "; cast to f32 first");
-    const ncclRedOp_t red = average ? ncclAvg : ncclSum;
-    if (count == 0) return;
-    enqueue(
-        op, "ncclAllReduce",
-        [&] { return ncclAllReduce(send, recv, count, t, red, comm_, stream_); }, join);
   }
 
   void reduce_scatter_sum(const void* send, void* recv, size_t count, DType dtype) override {
