@@ -71,12 +71,14 @@ class DataParallel : public ::testing::Test {
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 
   static RunResult train(const std::string& flavor, int batch, const std::string& extra = "") {
-    const std::string cmd =
-        "SOLO_FLAVOR=" + flavor + " " + (build_dir() / "examples" / "train_llama").string() +
-        " --model-name-or-path " + (dir_ / "model").string() + " --dataset " +
-        (dir_ / "train.tok").string() + " --batch-size " + std::to_string(batch) +
-        " --block-size 32 --max-steps 10 --log-interval 1 --lr 1e-3" + extra;
-    return run(cmd);
+    return run(train_command(flavor, batch, extra));
+  }
+  static std::string train_command(const std::string& flavor, int batch,
+                                   const std::string& extra = "") {
+    return "SOLO_FLAVOR=" + flavor + " " + (build_dir() / "examples" / "train_llama").string() +
+           " --model-name-or-path " + (dir_ / "model").string() + " --dataset " +
+           (dir_ / "train.tok").string() + " --batch-size " + std::to_string(batch) +
+           " --block-size 32 --max-steps 10 --log-interval 1 --lr 1e-3" + extra;
   }
   static inline fs::path dir_;
 };
@@ -116,6 +118,29 @@ TEST_F(DataParallel, UnsplittableBatchIsAClearError) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("6"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("4"), std::string::npos) << r.output;
+}
+
+// SOLO_PLAN forces a plan: data parallelism over the flavor's devices runs with cpu-1's
+// losses; one the flavor or this build cannot run stops before training, naming the reason.
+TEST_F(DataParallel, ForcedPlansRunOrAreRefusedWithTheirReason) {
+  const RunResult one = train("cpu-1", 8);
+  ASSERT_EQ(one.status, 0) << one.output;
+  const RunResult forced = run("SOLO_PLAN=dp=2 " + train_command("cpu-2", 8));
+  ASSERT_EQ(forced.status, 0) << forced.output;
+  const std::vector<double> reference = losses(one.output), got = losses(forced.output);
+  ASSERT_EQ(got.size(), reference.size()) << forced.output;
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], reference[i], 1e-4 * reference[i]) << "step " << i + 1;
+  const RunResult too_many = run("SOLO_PLAN=dp=4 " + train_command("cpu-2", 8));
+  EXPECT_NE(too_many.status, 0);
+  EXPECT_NE(too_many.output.find("flavor has 2"), std::string::npos) << too_many.output;
+  EXPECT_TRUE(losses(too_many.output).empty()) << too_many.output;
+  const RunResult one_device = run("SOLO_PLAN=dp=2 " + train_command("cpu-1", 8));
+  EXPECT_NE(one_device.status, 0);
+  EXPECT_NE(one_device.output.find("flavor has 1"), std::string::npos) << one_device.output;
+  const RunResult bad = run("SOLO_PLAN=dp=2,zero=9 " + train_command("cpu-2", 8));
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.output.find("zero=9"), std::string::npos) << bad.output;
 }
 
 }  // namespace

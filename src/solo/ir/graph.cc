@@ -49,6 +49,35 @@ int Graph::intern_scope(const std::string& scope) {
 std::vector<ValueId> Graph::add_node(OpKind op, std::vector<ValueId> inputs,
                                      std::vector<TensorType> output_types, Attrs attrs,
                                      std::string name) {
+  // The front end's defaults: the module scope and no-grad mark of the building thread.
+  return append(op, std::move(inputs), std::move(output_types), std::move(attrs), std::move(name),
+                intern_scope(t_scope), !t_grad_enabled);
+}
+
+std::vector<ValueId> Graph::copy_node(const Graph& from, const Node& node,
+                                      std::vector<ValueId> inputs) {
+  std::vector<TensorType> types;
+  for (ValueId v : node.outputs) types.push_back(from.type(v));
+  return append(node.op, std::move(inputs), std::move(types), node.attrs, node.name,
+                intern_scope(from.scopes()[static_cast<size_t>(node.scope)]), node.no_grad);
+}
+
+std::vector<ValueId> Graph::add_node_from(const std::string& scope, bool no_grad, OpKind op,
+                                          std::vector<ValueId> inputs,
+                                          std::vector<TensorType> output_types, Attrs attrs) {
+  return append(op, std::move(inputs), std::move(output_types), std::move(attrs), {},
+                intern_scope(scope), no_grad);
+}
+
+void Graph::mark_gradient(ValueId v) {
+  SOLO_CHECK(v >= 0 && v < num_values(), "mark_gradient: value ", v,
+             " does not belong to this graph");
+  gradients_.push_back(v);
+}
+
+std::vector<ValueId> Graph::append(OpKind op, std::vector<ValueId> inputs,
+                                   std::vector<TensorType> output_types, Attrs attrs,
+                                   std::string name, int scope, bool no_grad) {
   for (ValueId v : inputs)
     SOLO_CHECK(v >= 0 && v < num_values(), op_name(op), ": input value ", v,
                " does not belong to this graph");
@@ -56,8 +85,8 @@ std::vector<ValueId> Graph::add_node(OpKind op, std::vector<ValueId> inputs,
   n.op = op;
   n.inputs = std::move(inputs);
   n.attrs = std::move(attrs);
-  n.scope = intern_scope(t_scope);
-  n.no_grad = !t_grad_enabled;
+  n.scope = scope;
+  n.no_grad = no_grad;
   n.name = std::move(name);
   const auto id = static_cast<NodeId>(nodes_.size());
   for (size_t i = 0; i < output_types.size(); ++i) {
@@ -90,6 +119,8 @@ uint64_t Graph::structural_hash() const {
       for (int64_t d : t.shape.dims()) h = hash_mix(h, static_cast<uint64_t>(d));
     }
   }
+  h = hash_mix(h, 0x9a4dull);  // separates the gradient marks from the nodes
+  for (ValueId v : gradients_) h = hash_mix(h, static_cast<uint64_t>(v));
   return h;
 }
 

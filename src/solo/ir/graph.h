@@ -53,6 +53,20 @@ class Graph {
   ValueId add(OpKind op, std::vector<ValueId> inputs, TensorType type, Attrs attrs = {});
   ValueId input(TensorType type, std::string name);
 
+  // Appends a node with an explicit origin (module scope and no-grad mark), for passes.
+  std::vector<ValueId> add_node_from(const std::string& scope, bool no_grad, OpKind op,
+                                     std::vector<ValueId> inputs,
+                                     std::vector<TensorType> output_types, Attrs attrs = {});
+  // Appends a copy of `node` of another graph (same op, attributes, output types, scope
+  // and no-grad mark) reading `inputs` of this graph; returns its outputs. The compile
+  // layer's passes build per-rank graphs with it, never reading the front end's thread-locals.
+  std::vector<ValueId> copy_node(const Graph& from, const Node& node, std::vector<ValueId> inputs);
+
+  // Values that are the gradients of the step's leaves (marked by the front end after
+  // autograd): passes that reduce gradients over ranks find them here. Part of the hash.
+  void mark_gradient(ValueId v);
+  const std::vector<ValueId>& gradients() const { return gradients_; }
+
   const Node& node(NodeId id) const { return nodes_[static_cast<size_t>(id)]; }
   const Value& value(ValueId id) const { return values_[static_cast<size_t>(id)]; }
   const TensorType& type(ValueId id) const { return value(id).type; }
@@ -76,11 +90,15 @@ class Graph {
 
  private:
   int intern_scope(const std::string& scope);
+  std::vector<ValueId> append(OpKind op, std::vector<ValueId> inputs,
+                              std::vector<TensorType> output_types, Attrs attrs, std::string name,
+                              int scope, bool no_grad);
   // Deques: appending never moves existing nodes or values, so a `const Shape&` taken from
   // the graph stays valid while a builder or VJP rule appends more nodes.
   std::deque<Node> nodes_;
   std::deque<Value> values_;
   std::vector<std::string> scopes_;
+  std::vector<ValueId> gradients_;
 };
 
 // Module scope of the nodes built on this thread: ScopeGuard g("layers.3") nests under the

@@ -185,8 +185,9 @@ Session::Session(int argc, char** argv)
   }
   const char* id = std::getenv("SOLO_JOB_ID");
   job_id_ = id && *id ? id : new_job_id();
-  // The ranks train data-parallel: backward() averages gradients over them.
-  if (comm_->size() > 1) set_data_parallel(compute_device(flavor_), comm_.get());
+  // The device's programs are compiled for the ranks' plan (data parallelism over them, or
+  // SOLO_PLAN's, refused here when the flavor cannot run it).
+  set_data_parallel(compute_device(flavor_), comm_.get());
 
   announce(inventory_, flavor_, *comm_);
   if (!is_main()) return;
@@ -232,7 +233,7 @@ Device Session::device() const {
 }
 
 Session::~Session() {
-  if (comm_ && comm_->size() > 1) set_data_parallel(compute_device(flavor_), nullptr);
+  if (comm_) set_data_parallel(compute_device(flavor_), nullptr);
 #ifdef SOLO_HAVE_JOB_RECORDS
   if (comm_ && is_main()) {
     try {

@@ -49,6 +49,18 @@ void DeviceContext::set_data_parallel(comm::Communicator* c) {
   data_parallel_ = nullptr;
   backend_->set_wait_check(nullptr);
   device_comm_.reset();  // collective: every rank detaches together, as it attached
+  plan_ = compile::PlanSpec{};
+  if (c) {  // detaching (null) goes back to one device and checks nothing
+    const char* forced = std::getenv("SOLO_PLAN");
+    compile::PlanSpec plan;
+    if (forced && *forced) {
+      plan = compile::parse_plan_spec(forced);
+    } else {
+      plan.dp = c->size();
+    }
+    compile::check_runnable(plan, c->size());
+    plan_ = plan;
+  }
   if (!c || c->size() == 1 || c->device_memory() || backend_->host_memory()) {
     data_parallel_ = c;
     return;
@@ -142,30 +154,36 @@ void DeviceContext::flush() {
   auto cached = plan_cache_.find(key);
   if (cached == plan_cache_.end()) {
     if (plan_cache_.size() >= kPlanCacheSize) plan_cache_.clear();
-    cached = plan_cache_
-                 .emplace(key, CachedPlan{runtime::plan_memory(trace->graph, outputs, donatable,
-                                                               async_collectives),
-                                          runtime::ReplayState{}})
-                 .first;
+    compile::Program program = compile::compile(trace->graph, outputs, donatable, plan_,
+                                                {.async_collectives = async_collectives});
+    cached = plan_cache_.emplace(key, CachedPlan{std::move(program), runtime::ReplayState{}}).first;
   } else {
     ++plan_cache_hits_;
   }
-  const runtime::MemoryPlan& plan = cached->second.plan;
+  const compile::Program& program = cached->second.program;
+  const runtime::MemoryPlan& plan = program.memory;
+  // Inputs and donations are the step's values; the program has its own.
+  std::unordered_map<ir::ValueId, const void*> bound;
+  for (const auto& [v, data] : inputs) bound[program.local(v)] = data;
+  std::unordered_map<ir::ValueId, std::shared_ptr<Storage>> donated_local;
+  for (auto& [v, storage] : donated) donated_local[program.local(v)] = std::move(storage);
+  donated.clear();
   runtime::Executor executor(*backend_, profile_.get(), data_parallel_);
-  runtime::RunResult result =
-      executor.run(trace->graph, plan, inputs, donated, replay_ ? &cached->second.replay : nullptr);
+  runtime::RunResult result = executor.run(*program.graph, plan, bound, donated_local,
+                                           replay_ ? &cached->second.replay : nullptr);
   last_peak_bytes_ = result.peak_bytes;
   replayed_flushes_ += result.replayed ? 1 : 0;
   last_graph_hash_ = graph_hash;
   for (const auto& impl : targets) {
-    const auto k = static_cast<size_t>(
-        std::find(plan.outputs.begin(), plan.outputs.end(), impl->value) - plan.outputs.begin());
+    const ir::ValueId local = program.local(impl->value);
+    const auto k = static_cast<size_t>(std::find(plan.outputs.begin(), plan.outputs.end(), local) -
+                                       plan.outputs.begin());
     impl->storage = result.outputs[k];
     impl->trace.reset();
     impl->value = ir::kNoValue;
   }
-  // Only the graph is kept: the trace's leaves hold storage that must be free to donate.
-  last_graph_ = std::make_shared<const ir::Graph>(std::move(trace->graph));
+  // Only this rank's graph is kept: the trace's leaves hold storage that must be free to donate.
+  last_graph_ = program.graph;
 }
 
 }  // namespace solo

@@ -79,31 +79,6 @@ uint64_t splitmix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// Averages gradients over the data-parallel ranks in buckets of about 25 MiB: one AllReduce
-// node per bucket, which reduces each gradient straight into its output (no flattening
-// copies; a bucket is the unit the planner will overlap with backward).
-void average_over_ranks(ir::Graph& g, std::vector<ir::ValueId>& grads) {
-  constexpr size_t kBucketBytes = size_t{25} << 20;
-  std::vector<size_t> bucket;
-  size_t bytes = 0;
-  auto flush_bucket = [&] {
-    if (bucket.empty()) return;
-    std::vector<ir::ValueId> members;
-    for (size_t i : bucket) members.push_back(grads[i]);
-    const std::vector<ir::ValueId> reduced = ir::all_reduce(g, members, /*average=*/true);
-    for (size_t k = 0; k < bucket.size(); ++k) grads[bucket[k]] = reduced[k];
-    bucket.clear();
-    bytes = 0;
-  };
-  for (size_t i = 0; i < grads.size(); ++i) {
-    if (grads[i] == ir::kNoValue) continue;
-    bucket.push_back(i);
-    bytes += g.type(grads[i]).bytes();
-    if (bytes >= kBucketBytes) flush_bucket();
-  }
-  flush_bucket();
-}
-
 }  // namespace
 
 // ---- factories ----
@@ -220,10 +195,11 @@ void Tensor::backward() const {
     }
   std::vector<ir::ValueId> grads = autograd::gradients(trace.graph, self.value, wrt);
   ir::NoGradGuard no_grad;
-  if (ctx.data_parallel() && ctx.data_parallel()->size() > 1)
-    average_over_ranks(trace.graph, grads);
   for (size_t i = 0; i < grads.size(); ++i) {
     if (grads[i] == ir::kNoValue) continue;
+    // The plan decides what a gradient needs across ranks (the data-parallel pass averages
+    // the marked ones).
+    trace.graph.mark_gradient(grads[i]);
     Tensor g = ctx.wrap(grads[i], false);
     leaves[i]->grad = leaves[i]->grad.defined() ? leaves[i]->grad + g : g;
   }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "solo/backend/backend.h"
+#include "solo/compile/program.h"
 #include "solo/runtime/executor.h"
 #include "solo/tensor/tensor.h"
 
@@ -53,10 +54,13 @@ class DeviceContext {
   // A new realized tensor holding `storage`.
   Tensor realized(std::shared_ptr<Storage> storage, const ir::TensorType& type);
   void flush();
-  // The data-parallel group gradients are averaged over in backward() (null: one rank); it
-  // must outlive its use. On a device backend (not host_memory()), a host communicator of
-  // several ranks only bootstraps an NCCL communicator that this context owns and uses instead.
+  // The data-parallel group the compiled programs run on (null: one rank); it must outlive
+  // its use. On a device backend (not host_memory()), a host communicator of several ranks
+  // only bootstraps an NCCL communicator that this context owns and uses instead. The plan
+  // is data parallelism over its ranks, or SOLO_PLAN's when set (refused, with the reason,
+  // when this build cannot run it on that many devices).
   void set_data_parallel(comm::Communicator* c);
+  const compile::PlanSpec& plan() const { return plan_; }
   comm::Communicator* data_parallel() const { return data_parallel_; }
   size_t last_peak_bytes() const { return last_peak_bytes_; }
   uint64_t last_graph_hash() const { return last_graph_hash_; }
@@ -72,12 +76,13 @@ class DeviceContext {
   std::shared_ptr<const ir::Graph> last_graph_;  // the graph of the last flush (for costing)
   uint64_t last_graph_hash_ = 0;
   comm::Communicator* data_parallel_ = nullptr;
+  compile::PlanSpec plan_;
   std::unique_ptr<comm::Communicator> device_comm_;  // the NCCL one, on a device backend
   // Memory plans by (graph hash, requested outputs); a program has few distinct graphs.
   static constexpr size_t kPlanCacheSize = 16;
   // With each plan, what replaying its recorded work needs (backends that record: cuda).
   struct CachedPlan {
-    runtime::MemoryPlan plan;
+    compile::Program program;
     runtime::ReplayState replay;
   };
   std::unordered_map<uint64_t, CachedPlan> plan_cache_;

@@ -1,0 +1,53 @@
+#include "solo/compile/data_parallel.h"
+#include "solo/compile/program.h"
+#include "solo/core/error.h"
+
+namespace solo::compile {
+
+ir::ValueId Program::local(ir::ValueId step_value) const {
+  SOLO_CHECK(step_value >= 0 && step_value < static_cast<ir::ValueId>(value_of.size()),
+             "compile: value ", step_value, " is not a value of the compiled step");
+  return value_of[static_cast<size_t>(step_value)];
+}
+
+namespace {
+std::vector<ir::ValueId> translate(const Program& p, const std::vector<ir::ValueId>& values) {
+  std::vector<ir::ValueId> out;
+  out.reserve(values.size());
+  for (ir::ValueId v : values) out.push_back(p.local(v));
+  return out;
+}
+
+// One rank's graph with no rewrite: the step itself.
+ir::Graph copy(const ir::Graph& g, std::vector<ir::ValueId>& value_of) {
+  ir::Graph out;
+  value_of.assign(static_cast<size_t>(g.num_values()), ir::kNoValue);
+  for (int n = 0; n < g.num_nodes(); ++n) {
+    const ir::Node& node = g.node(n);
+    std::vector<ir::ValueId> inputs;
+    for (ir::ValueId v : node.inputs) inputs.push_back(value_of[static_cast<size_t>(v)]);
+    const std::vector<ir::ValueId> outs = out.copy_node(g, node, std::move(inputs));
+    for (size_t k = 0; k < outs.size(); ++k)
+      value_of[static_cast<size_t>(node.outputs[k])] = outs[k];
+  }
+  for (ir::ValueId v : g.gradients()) out.mark_gradient(value_of[static_cast<size_t>(v)]);
+  return out;
+}
+}  // namespace
+
+Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
+                const std::vector<ir::ValueId>& donatable, const PlanSpec& plan,
+                const CompileOptions& options) {
+  SOLO_CHECK(plan.tp == 1 && plan.pp == 1 && plan.zero == 0 && !plan.recompute, "compile: plan ",
+             plan.str(), " has passes this build does not have yet");
+  Program p;
+  p.plan = plan;
+  auto graph = std::make_shared<ir::Graph>(plan.dp > 1 ? data_parallel(step, p.value_of)
+                                                       : copy(step, p.value_of));
+  p.graph = graph;
+  p.memory = runtime::plan_memory(*graph, translate(p, outputs), translate(p, donatable),
+                                  options.async_collectives && plan.dp > 1);
+  return p;
+}
+
+}  // namespace solo::compile

@@ -1,0 +1,77 @@
+#include "solo/compile/plan_spec.h"
+
+#include <sstream>
+
+#include "solo/core/error.h"
+
+namespace solo::compile {
+
+namespace {
+int parse_count(const std::string& key, const std::string& value, int lo, int hi) {
+  size_t used = 0;
+  int n = 0;
+  try {
+    n = std::stoi(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  SOLO_CHECK(used == value.size() && !value.empty() && n >= lo && n <= hi, "SOLO_PLAN: ", key, "=",
+             value, " is not a whole number from ", lo, " to ", hi);
+  return n;
+}
+}  // namespace
+
+PlanSpec parse_plan_spec(const std::string& text) {
+  PlanSpec p;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    SOLO_CHECK(eq != std::string::npos, "SOLO_PLAN: '", item,
+               "' is not key=value (e.g. SOLO_PLAN=dp=4,zero=1,recompute=block)");
+    const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+    if (key == "dp") {
+      p.dp = parse_count(key, value, 1, 1 << 20);
+    } else if (key == "tp") {
+      p.tp = parse_count(key, value, 1, 1 << 20);
+    } else if (key == "pp") {
+      p.pp = parse_count(key, value, 1, 1 << 20);
+    } else if (key == "zero") {
+      p.zero = parse_count(key, value, 0, 3);
+    } else if (key == "low_prec") {
+      p.low_prec = parse_count(key, value, 0, 1) == 1;
+    } else if (key == "recompute") {
+      SOLO_CHECK(value == "none" || value == "block", "SOLO_PLAN: recompute=", value,
+                 " is not one of none, block");
+      p.recompute = value == "block";
+    } else {
+      SOLO_FAIL("SOLO_PLAN: unknown key '", key,
+                "'; the keys are dp, tp, pp, zero, recompute, low_prec");
+    }
+  }
+  return p;
+}
+
+std::string PlanSpec::str() const {
+  std::ostringstream os;
+  os << "DP=" << dp << ", " << (pp > 1 ? "PP=" + std::to_string(pp) : "No PP") << ", "
+     << (tp > 1 ? "TP=" + std::to_string(tp) : "No TP")
+     << ", recomputation: " << (recompute ? "block" : "none") << ", zero: " << zero
+     << ", distribute_param: " << (zero >= 3 ? "true" : "false")
+     << ", distribute_low_prec_param: " << (low_prec ? "true" : "false");
+  return os.str();
+}
+
+void check_runnable(const PlanSpec& plan, int devices) {
+  SOLO_CHECK(plan.devices() == devices, "plan ", plan.str(), " uses ", plan.devices(),
+             " devices but the flavor has ", devices, "; set dp x tp x pp to ", devices,
+             " or switch flavor (solo switch)");
+  SOLO_CHECK(plan.tp == 1 && plan.pp == 1, "plan ", plan.str(),
+             ": tensor and pipeline parallelism are not executable yet; use tp=1,pp=1");
+  SOLO_CHECK(plan.zero == 0 && !plan.recompute && !plan.low_prec, "plan ", plan.str(),
+             ": ZeRO, recomputation and low-precision sharding are not executable yet; use "
+             "zero=0,recompute=none,low_prec=0");
+}
+
+}  // namespace solo::compile

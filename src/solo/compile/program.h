@@ -1,0 +1,36 @@
+// The compile layer: a step graph (one logical device) and a plan in, the program one rank
+// runs out. Passes rewrite the graph (data_parallel.h; ZeRO, recomputation, layouts and
+// pipeline stages join them), then the static memory plan is made for the rewritten graph,
+// so what the planner predicts is what the executor allocates. Pure: nothing here reads
+// process-wide state, so many candidates can compile at once on a thread pool.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "solo/compile/plan_spec.h"
+#include "solo/ir/graph.h"
+#include "solo/runtime/memory_plan.h"
+
+namespace solo::compile {
+
+struct CompileOptions {
+  // The data-parallel communicator runs AllReduce while later nodes compute (NCCL), so the
+  // memory plan starts the gradient reductions early and keeps their buffers live.
+  bool async_collectives = false;
+};
+
+struct Program {
+  PlanSpec plan;
+  std::shared_ptr<const ir::Graph> graph;  // this rank's graph
+  std::vector<ir::ValueId> value_of;  // step-graph value -> its value in `graph` (kNoValue: none)
+  runtime::MemoryPlan memory;         // planned for `graph`
+  // The program's value of a step-graph value (an input to bind, an output to read).
+  ir::ValueId local(ir::ValueId step_value) const;
+};
+
+// `outputs` and `donatable` are values of `step`, as runtime::plan_memory takes them.
+Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
+                const std::vector<ir::ValueId>& donatable, const PlanSpec& plan,
+                const CompileOptions& options = {});
+
+}  // namespace solo::compile

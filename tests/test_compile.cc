@@ -1,0 +1,206 @@
+// The compile layer: plan specs, the data-parallel pass on a small step graph (every marked
+// gradient averaged exactly once, bucketed, before anything reads it), and compiling many
+// plans of the 58M Llama step at once on threads giving the programs compiled one by one.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <thread>
+#include <unordered_map>
+
+#include "solo/autograd/autograd.h"
+#include "solo/compile/data_parallel.h"
+#include "solo/compile/program.h"
+#include "solo/core/error.h"
+#include "solo/core/hash.h"
+#include "solo/ir/ops.h"
+#include "solo/models/llama.h"
+#include "solo/optim/optimizer.h"
+#include "solo/tensor/tensor.h"
+
+namespace solo {
+namespace {
+
+using compile::PlanSpec;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(PlanSpec, ParsesEveryKeyAndRefusesBadOnes) {
+  const PlanSpec p = compile::parse_plan_spec("dp=4,zero=3,recompute=block,low_prec=1");
+  EXPECT_EQ(p.dp, 4);
+  EXPECT_EQ(p.zero, 3);
+  EXPECT_TRUE(p.recompute);
+  EXPECT_TRUE(p.low_prec);
+  EXPECT_EQ(p.tp, 1);
+  EXPECT_EQ(p.pp, 1);
+  EXPECT_EQ(compile::parse_plan_spec("tp=2,pp=2").devices(), 4);
+  EXPECT_NE(error_of([] { compile::parse_plan_spec("dp=four"); }).find("dp=four"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { compile::parse_plan_spec("zero=4"); }).find("0 to 3"), std::string::npos);
+  EXPECT_NE(error_of([] { compile::parse_plan_spec("dq=2"); }).find("unknown key 'dq'"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { compile::parse_plan_spec("recompute=all"); }).find("none, block"),
+            std::string::npos);
+}
+
+TEST(PlanSpec, RunnablePlansAreCheckedAgainstTheFlavor) {
+  EXPECT_NO_THROW(compile::check_runnable(compile::parse_plan_spec("dp=2"), 2));
+  EXPECT_NE(error_of([] {
+              compile::check_runnable(compile::parse_plan_spec("dp=4"), 2);
+            }).find("flavor has 2"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              compile::check_runnable(compile::parse_plan_spec("dp=2,zero=1"), 2);
+            }).find("not executable yet"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              compile::check_runnable(compile::parse_plan_spec("dp=1,tp=2"), 2);
+            }).find("tensor and pipeline"),
+            std::string::npos);
+}
+
+// A two-layer MLP step: x [8, 16] -> W1 [16, 32] -> relu-free silu -> W2 [32, 4] -> mean.
+struct MlpStep {
+  ir::Graph g;
+  std::vector<ir::ValueId> weights, grads;
+  ir::ValueId loss = ir::kNoValue, sum_of_grads = ir::kNoValue;
+};
+
+MlpStep mlp_step() {
+  MlpStep s;
+  ir::Graph& g = s.g;
+  const ir::ValueId x = g.input({{8, 16}, DType::F32}, "x");
+  s.weights = {g.input({{16, 32}, DType::F32}, "w1"), g.input({{32, 4}, DType::F32}, "w2")};
+  const ir::ValueId h = ir::silu(g, ir::matmul(g, x, s.weights[0]));
+  s.loss = ir::mean(g, ir::matmul(g, h, s.weights[1]));
+  s.grads = autograd::gradients(g, s.loss, s.weights);
+  for (ir::ValueId v : s.grads) g.mark_gradient(v);
+  // Something that reads the gradients after backward, as an optimizer would.
+  s.sum_of_grads = ir::add(g, ir::sum(g, s.grads[0]), ir::sum(g, s.grads[1]));
+  return s;
+}
+
+std::vector<ir::NodeId> nodes_of(const ir::Graph& g, OpKind op) {
+  std::vector<ir::NodeId> out;
+  for (int n = 0; n < g.num_nodes(); ++n)
+    if (g.node(n).op == op) out.push_back(n);
+  return out;
+}
+
+TEST(DataParallelPass, AveragesEveryMarkedGradientOnceBeforeItIsRead) {
+  const MlpStep s = mlp_step();
+  ASSERT_TRUE(nodes_of(s.g, OpKind::AllReduce).empty());
+  for (size_t bucket_bytes : {size_t{1}, compile::kGradientBucketBytes}) {
+    std::vector<ir::ValueId> map;
+    const ir::Graph dp = compile::data_parallel(s.g, map, bucket_bytes);
+    const std::vector<ir::NodeId> reductions = nodes_of(dp, OpKind::AllReduce);
+    // One bucket per gradient when any gradient fills a bucket, else one for both.
+    ASSERT_EQ(reductions.size(), bucket_bytes == 1 ? 2u : 1u);
+    std::unordered_map<ir::ValueId, int> reduced_from;  // the copy's grad value -> times
+    for (ir::NodeId n : reductions) {
+      const ir::Node& node = dp.node(n);
+      EXPECT_EQ(node.attrs.i("average"), 1);
+      EXPECT_EQ(node.attrs.i("group"), 0);
+      EXPECT_TRUE(node.no_grad);
+      for (size_t k = 0; k < node.inputs.size(); ++k) {
+        ++reduced_from[node.inputs[k]];
+        EXPECT_EQ(dp.type(node.outputs[k]).shape, dp.type(node.inputs[k]).shape);
+      }
+    }
+    for (size_t i = 0; i < s.grads.size(); ++i) {
+      const ir::ValueId averaged = map[static_cast<size_t>(s.grads[i])];
+      const ir::Node& producer = dp.producer(averaged);
+      ASSERT_EQ(producer.op, OpKind::AllReduce) << "gradient " << i << " is not averaged";
+      const ir::ValueId raw = producer.inputs[static_cast<size_t>(dp.value(averaged).index)];
+      EXPECT_EQ(reduced_from[raw], 1);
+      // Nothing but the reduction reads the raw gradient; the reader after backward reads
+      // the average, and the reduction comes after the raw gradient's producer.
+      for (int n = 0; n < dp.num_nodes(); ++n)
+        for (ir::ValueId in : dp.node(n).inputs) {
+          if (in == raw) {
+            EXPECT_EQ(dp.node(n).op, OpKind::AllReduce);
+          }
+        }
+      EXPECT_LT(dp.value(raw).producer, dp.value(averaged).producer);
+    }
+    // The rest of the graph is the step's, node for node.
+    EXPECT_EQ(dp.num_nodes(), s.g.num_nodes() + static_cast<int>(reductions.size()));
+    EXPECT_EQ(dp.type(map[static_cast<size_t>(s.loss)]).shape, s.g.type(s.loss).shape);
+  }
+}
+
+TEST(DataParallelPass, OneRankIsTheStepItself) {
+  const MlpStep s = mlp_step();
+  const compile::Program p = compile::compile(s.g, {s.loss, s.sum_of_grads}, {}, PlanSpec{});
+  EXPECT_EQ(p.graph->structural_hash(), s.g.structural_hash());
+  EXPECT_TRUE(nodes_of(*p.graph, OpKind::AllReduce).empty());
+  const compile::Program two =
+      compile::compile(s.g, {s.loss, s.sum_of_grads}, {}, compile::parse_plan_spec("dp=2"));
+  EXPECT_EQ(nodes_of(*two.graph, OpKind::AllReduce).size(), 1u);
+  EXPECT_NE(two.graph->structural_hash(), s.g.structural_hash());
+}
+
+uint64_t program_hash(const compile::Program& p) {
+  uint64_t h = p.graph->structural_hash();
+  for (ir::NodeId n : p.memory.schedule) h = hash_mix(h, static_cast<uint64_t>(n));
+  for (int64_t o : p.memory.offset) h = hash_mix(h, static_cast<uint64_t>(o));
+  h = hash_mix(h, p.memory.arena_bytes);
+  h = hash_mix(h, p.memory.output_bytes);
+  return h;
+}
+
+TEST(Compile, PlansOfTheLlamaStepCompileOnEightThreadsAsOneByOne) {
+  // The 58M Llama of bench_llama_step, one step traced on the meta backend (shapes only).
+  io::LlamaConfig c;
+  c.hidden_size = 512;
+  c.intermediate_size = 1376;
+  c.num_hidden_layers = 8;
+  c.num_attention_heads = 8;
+  c.num_key_value_heads = 8;
+  c.vocab_size = 32000;
+  c.max_position_embeddings = 256;
+  const Device meta = meta_device();
+  models::LlamaForCausalLM model(c, 1, meta);
+  optim::AdamW opt(model.parameters(), {.lr = 1e-4});
+  const Tensor ids = Tensor::empty({8, 256}, DType::I64, meta);
+  for (int step = 0; step < 2; ++step) {  // the second step is the steady one
+    const Tensor loss = model.forward(ids, {}, ids).loss;
+    loss.backward();
+    opt.step();
+    opt.zero_grad();
+    sync(meta);
+  }
+  const std::shared_ptr<const ir::Graph> step = last_flush_graph(meta);
+  ASSERT_FALSE(step->gradients().empty());
+  std::vector<ir::ValueId> outputs;
+  for (int n = 0; n < step->num_nodes(); ++n)
+    if (step->node(n).op == OpKind::AdamWUpdate || step->node(n).op == OpKind::CrossEntropy)
+      for (ir::ValueId v : step->node(n).outputs) outputs.push_back(v);
+  std::vector<std::pair<PlanSpec, compile::CompileOptions>> plans;
+  for (int dp : {1, 2, 4, 8})
+    for (bool async : {false, true}) plans.push_back({PlanSpec{.dp = dp}, {async}});
+  std::vector<uint64_t> one_by_one, threaded(plans.size());
+  for (const auto& [plan, options] : plans)
+    one_by_one.push_back(program_hash(compile::compile(*step, outputs, {}, plan, options)));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < plans.size(); ++i)
+    threads.emplace_back([&, i] {
+      threaded[i] =
+          program_hash(compile::compile(*step, outputs, {}, plans[i].first, plans[i].second));
+    });
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(threaded, one_by_one);
+  // One rank runs the step as it is; several average gradients. (The data-parallel program
+  // does not depend on the degree yet: the front end still feeds each rank its own rows.)
+  EXPECT_NE(one_by_one[0], one_by_one[2]);
+  EXPECT_EQ(one_by_one[2], one_by_one[4]);
+}
+
+}  // namespace
+}  // namespace solo
