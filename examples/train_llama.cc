@@ -3,22 +3,22 @@
 //   ./build/examples/train_llama --model-name-or-path DIR --dataset data/train.tok
 //       --num-train-epochs 1 --batch-size 8 --block-size 256 --lr 1e-4 --log-interval 10
 //       --save-model-dir out/
-// DIR holds config.json, model.safetensors (or shards) and optionally tokenizer.model, which
-// is copied next to the saved model.
+// DIR holds config.json, model.safetensors (or shards) and optionally tokenizer files, which
+// are copied next to the saved model. It is a single-device program: on a flavor of N
+// devices Solo runs it as N ranks under the plan it compiles, with the same losses.
 #include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <optional>
 
 #include "solo/core/error.h"
 #include "solo/data/dataloader.h"
+#include "solo/io/tokenizer_files.h"
 #include "solo/models/llama.h"
 #include "solo/optim/optimizer.h"
 #include "solo/session/session.h"
 
-namespace fs = std::filesystem;
 using namespace solo;
 
 int main(int argc, char** argv) {
@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
     // the program as N ranks and never returns here in the launching process.
     Session session(argc, argv);
     auto model = models::LlamaForCausalLM::from_pretrained(model_dir);
-    const Device device = session.device();  // cpu, or this rank's GPU on GPU flavors
+    const Device device = session.device();  // the accelerator's kind: cpu or cuda
     model->to(device);
     model->train();
     const data::TokenDataset data(dataset);
@@ -64,8 +64,6 @@ int main(int argc, char** argv) {
     batching.batch_size = batch_size;
     batching.shuffle = true;
     batching.seed = seed;
-    batching.rank = session.rank();  // each rank reads only its shard of every global batch
-    batching.world_size = session.world_size();
     data::DataLoader loader(data, block_size, batching);
     SOLO_CHECK(loader.num_batches() > 0, "dataset ", dataset, " has ", data.num_tokens(),
                " tokens, fewer than one batch of ", batch_size, " x ", block_size,
@@ -88,9 +86,10 @@ int main(int argc, char** argv) {
     for (int64_t step = 1; step <= total; ++step) {
       if (!loader.next(batch)) loader.next(batch);  // next epoch
       const auto start = std::chrono::steady_clock::now();
-      const Tensor ids = Tensor::from_vector(batch.input_ids, batch.shape(), device);
-      const Tensor labels = Tensor::from_vector(batch.labels, batch.shape(), device);
-      const Tensor mask = Tensor::from_vector(batch.attention_mask, batch.shape(), device);
+      const Tensor ids = Tensor::from_vector(batch.input_ids, batch.shape(), device).as_batch();
+      const Tensor labels = Tensor::from_vector(batch.labels, batch.shape(), device).as_batch();
+      const Tensor mask =
+          Tensor::from_vector(batch.attention_mask, batch.shape(), device).as_batch();
       Tensor loss;
       {
         std::optional<AutocastGuard> autocast;
@@ -102,10 +101,7 @@ int main(int argc, char** argv) {
       opt.set_lr(lr * schedule.factor(step - 1));
       opt.step();  // runs forward, backward and update as one graph
       opt.zero_grad();
-      // The logged loss is the global batch's: the mean of the ranks' (equal-sized) shards.
-      double l = loss.item();
-      session.comm().all_reduce_sum(&l, 1, DType::F64);
-      l /= session.world_size();
+      const double l = loss.item();  // the global batch's loss
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       window_loss += l;
@@ -124,12 +120,9 @@ int main(int argc, char** argv) {
         window_steps = 0;
       }
     }
-    if (!save_dir.empty() && session.is_main()) {
-      model->save_pretrained(save_dir);
-      const fs::path tok = fs::path(model_dir) / "tokenizer.model";
-      if (fs::exists(tok))
-        fs::copy_file(tok, fs::path(save_dir) / "tokenizer.model",
-                      fs::copy_options::overwrite_existing);
+    if (!save_dir.empty()) {
+      model->save_pretrained(save_dir);  // one checkpoint, written once
+      io::copy_tokenizer_files(model_dir, save_dir);
       std::printf("[info] saved the model to %s\n", save_dir.c_str());
     }
     return 0;

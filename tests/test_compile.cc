@@ -75,7 +75,7 @@ struct MlpStep {
 MlpStep mlp_step() {
   MlpStep s;
   ir::Graph& g = s.g;
-  const ir::ValueId x = g.input({{8, 16}, DType::F32}, "x");
+  const ir::ValueId x = g.input({{8, 16}, DType::F32}, "x", /*batch=*/true);
   s.weights = {g.input({{16, 32}, DType::F32}, "w1"), g.input({{32, 4}, DType::F32}, "w2")};
   const ir::ValueId h = ir::silu(g, ir::matmul(g, x, s.weights[0]));
   s.loss = ir::mean(g, ir::matmul(g, h, s.weights[1]));
@@ -98,7 +98,7 @@ TEST(DataParallelPass, AveragesEveryMarkedGradientOnceBeforeItIsRead) {
   ASSERT_TRUE(nodes_of(s.g, OpKind::AllReduce).empty());
   for (size_t bucket_bytes : {size_t{1}, compile::kGradientBucketBytes}) {
     std::vector<ir::ValueId> map;
-    const ir::Graph dp = compile::data_parallel(s.g, map, bucket_bytes);
+    const ir::Graph dp = compile::data_parallel(s.g, {}, map, bucket_bytes);
     const std::vector<ir::NodeId> reductions = nodes_of(dp, OpKind::AllReduce);
     // One bucket per gradient when any gradient fills a bucket, else one for both.
     ASSERT_EQ(reductions.size(), bucket_bytes == 1 ? 2u : 1u);
@@ -135,6 +135,23 @@ TEST(DataParallelPass, AveragesEveryMarkedGradientOnceBeforeItIsRead) {
   }
 }
 
+TEST(DataParallelPass, RequestedScalarsOfTheBatchAreAveragedOthersAreNot) {
+  MlpStep s = mlp_step();
+  // A scalar computed from the weights alone is the same on every rank.
+  const ir::ValueId weight_only = ir::sum(s.g, s.weights[0]);
+  std::vector<ir::ValueId> map;
+  const ir::Graph dp =
+      compile::data_parallel(s.g, {s.loss, s.sum_of_grads, weight_only, s.loss}, map);
+  const ir::Node& loss = dp.producer(map[static_cast<size_t>(s.loss)]);
+  ASSERT_EQ(loss.op, OpKind::AllReduce);
+  EXPECT_EQ(loss.attrs.i("average"), 1);
+  EXPECT_EQ(dp.producer(loss.inputs[0]).op, OpKind::Mean);
+  EXPECT_EQ(loss.inputs.size(), 1u);  // the loss requested twice is averaged once
+  // Computed from averaged gradients, or from no batch: not reduced again.
+  EXPECT_EQ(dp.producer(map[static_cast<size_t>(s.sum_of_grads)]).op, OpKind::Add);
+  EXPECT_EQ(dp.producer(map[static_cast<size_t>(weight_only)]).op, OpKind::Sum);
+}
+
 TEST(DataParallelPass, OneRankIsTheStepItself) {
   const MlpStep s = mlp_step();
   const compile::Program p = compile::compile(s.g, {s.loss, s.sum_of_grads}, {}, PlanSpec{});
@@ -142,7 +159,7 @@ TEST(DataParallelPass, OneRankIsTheStepItself) {
   EXPECT_TRUE(nodes_of(*p.graph, OpKind::AllReduce).empty());
   const compile::Program two =
       compile::compile(s.g, {s.loss, s.sum_of_grads}, {}, compile::parse_plan_spec("dp=2"));
-  EXPECT_EQ(nodes_of(*two.graph, OpKind::AllReduce).size(), 1u);
+  EXPECT_EQ(nodes_of(*two.graph, OpKind::AllReduce).size(), 2u);  // the gradients, the loss
   EXPECT_NE(two.graph->structural_hash(), s.g.structural_hash());
 }
 

@@ -42,7 +42,7 @@ Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
              plan.str(), " has passes this build does not have yet");
   Program p;
   p.plan = plan;
-  auto graph = std::make_shared<ir::Graph>(plan.dp > 1 ? data_parallel(step, p.value_of)
+  auto graph = std::make_shared<ir::Graph>(plan.dp > 1 ? data_parallel(step, outputs, p.value_of)
                                                        : copy(step, p.value_of));
   p.graph = graph;
   p.memory = runtime::plan_memory(*graph, translate(p, outputs), translate(p, donatable),

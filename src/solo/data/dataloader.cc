@@ -5,6 +5,7 @@
 #include <string>
 
 #include "solo/core/error.h"
+#include "solo/core/process_place.h"
 
 namespace solo::data {
 
@@ -43,8 +44,17 @@ std::vector<int64_t> shuffled_indices(int64_t n, uint64_t seed, int64_t epoch) {
 
 // ---- schedule ----
 
-BatchSchedule::BatchSchedule(int64_t num_items, const BatchingOptions& opt, const char* what)
-    : num_items_(num_items), opt_(opt) {
+namespace {
+BatchingOptions placed(BatchingOptions opt) {
+  if (opt.rank < 0) opt.rank = process_place().rank;
+  if (opt.world_size < 0) opt.world_size = process_place().ranks;
+  return opt;
+}
+}  // namespace
+
+BatchSchedule::BatchSchedule(int64_t num_items, const BatchingOptions& options, const char* what)
+    : num_items_(num_items), opt_(placed(options)) {
+  const BatchingOptions& opt = opt_;
   SOLO_CHECK(opt.batch_size > 0, what, ": batch_size must be positive, got ", opt.batch_size);
   SOLO_CHECK(opt.world_size > 0 && opt.rank >= 0 && opt.rank < opt.world_size, what, ": rank ",
              opt.rank, " is not in [0, world_size ", opt.world_size, ")");

@@ -37,8 +37,10 @@ struct BatchingOptions {
   // When false, a final partial batch is padded to batch_size with rows that are all padding
   // (mask 0, labels -100), so every batch and every rank has the same shape.
   bool drop_last = true;
-  int rank = 0;
-  int world_size = 1;
+  // The data-parallel share of this process: rank r of world_size reads rows
+  // [r*B/w, (r+1)*B/w). -1 (the default): this process's place in the job (one process: 0 of 1).
+  int rank = -1;
+  int world_size = -1;
 };
 
 // A deterministic permutation of [0, n) for (seed, epoch): Fisher-Yates driven by splitmix64.

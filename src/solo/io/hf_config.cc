@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "solo/core/error.h"
+#include "solo/core/process_place.h"
 #include "solo/io/file_util.h"
 
 namespace solo::io {
@@ -259,6 +260,7 @@ std::string hf_config_json(const ModelConfig& config) {
 }
 
 void write_hf_config(const std::string& path, const ModelConfig& config) {
+  if (!process_place().writes_files()) return;  // one process of the job writes
   std::error_code ec;
   const std::string file =
       fs::is_directory(path, ec) ? (fs::path(path) / "config.json").string() : path;

@@ -58,8 +58,11 @@ std::vector<ValueId> Graph::copy_node(const Graph& from, const Node& node,
                                       std::vector<ValueId> inputs) {
   std::vector<TensorType> types;
   for (ValueId v : node.outputs) types.push_back(from.type(v));
-  return append(node.op, std::move(inputs), std::move(types), node.attrs, node.name,
-                intern_scope(from.scopes()[static_cast<size_t>(node.scope)]), node.no_grad);
+  std::vector<ValueId> out =
+      append(node.op, std::move(inputs), std::move(types), node.attrs, node.name,
+             intern_scope(from.scopes()[static_cast<size_t>(node.scope)]), node.no_grad);
+  nodes_.back().batch = node.batch;
+  return out;
 }
 
 std::vector<ValueId> Graph::add_node_from(const std::string& scope, bool no_grad, OpKind op,
@@ -101,8 +104,10 @@ ValueId Graph::add(OpKind op, std::vector<ValueId> inputs, TensorType type, Attr
   return add_node(op, std::move(inputs), {std::move(type)}, std::move(attrs))[0];
 }
 
-ValueId Graph::input(TensorType type, std::string name) {
-  return add_node(OpKind::Input, {}, {std::move(type)}, {}, std::move(name))[0];
+ValueId Graph::input(TensorType type, std::string name, bool batch) {
+  const ValueId v = add_node(OpKind::Input, {}, {std::move(type)}, {}, std::move(name))[0];
+  nodes_.back().batch = batch;
+  return v;
 }
 
 uint64_t Graph::structural_hash() const {
@@ -110,6 +115,7 @@ uint64_t Graph::structural_hash() const {
   for (const Node& n : nodes_) {
     h = hash_mix(h, static_cast<uint64_t>(n.op));
     h = hash_mix(h, n.no_grad);
+    h = hash_mix(h, n.batch);
     for (ValueId v : n.inputs) h = hash_mix(h, static_cast<uint64_t>(v));
     h = n.attrs.hash(h);
     for (ValueId v : n.outputs) {

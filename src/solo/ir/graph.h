@@ -39,6 +39,7 @@ struct Node {
   int scope = 0;         // index into Graph::scopes()
   bool no_grad = false;  // built under a no-grad scope: autograd does not pass through it
   std::string name;      // Input nodes: what is bound to them (e.g. a parameter name)
+  bool batch = false;    // Input nodes: rows of the batch, which differ from rank to rank
 };
 
 class Graph {
@@ -51,7 +52,9 @@ class Graph {
                                 std::string name = {});
   // Single-output convenience.
   ValueId add(OpKind op, std::vector<ValueId> inputs, TensorType type, Attrs attrs = {});
-  ValueId input(TensorType type, std::string name);
+  // `batch`: the input holds rows of the batch (this rank's, under data parallelism), so
+  // what is computed from it differs between ranks until it is reduced.
+  ValueId input(TensorType type, std::string name, bool batch = false);
 
   // Appends a node with an explicit origin (module scope and no-grad mark), for passes.
   std::vector<ValueId> add_node_from(const std::string& scope, bool no_grad, OpKind op,

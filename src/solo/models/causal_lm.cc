@@ -6,6 +6,7 @@
 
 #include "solo/core/error.h"
 #include "solo/core/half.h"
+#include "solo/core/process_place.h"
 #include "solo/io/checkpoint.h"
 
 namespace solo::models {
@@ -81,6 +82,8 @@ void load_checkpoint(nn::Module& model, const std::string& dir,
 
 void save_checkpoint(nn::Module& model, const std::string& dir,
                      const std::vector<std::string>& skip, uint64_t max_shard_bytes) {
+  // Every rank holds the same parameters under data parallelism; one process writes them.
+  if (!process_place().writes_files()) return;
   std::vector<std::vector<unsigned char>> host;  // keeps the bytes alive until written
   std::vector<std::pair<std::string, io::RawTensor>> tensors;
   const auto named = model.named_parameters();

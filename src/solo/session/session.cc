@@ -1,4 +1,6 @@
 #include "solo/session/session.h"
+
+#include "solo/core/process_place.h"
 #include "solo/tensor/tensor.h"
 
 #include <fcntl.h>
@@ -188,6 +190,7 @@ Session::Session(int argc, char** argv)
   // The device's programs are compiled for the ranks' plan (data parallelism over them, or
   // SOLO_PLAN's, refused here when the flavor cannot run it).
   set_data_parallel(compute_device(flavor_), comm_.get());
+  set_process_place({comm_->rank(), comm_->size()});
 
   announce(inventory_, flavor_, *comm_);
   if (!is_main()) return;
@@ -234,6 +237,7 @@ Device Session::device() const {
 
 Session::~Session() {
   if (comm_) set_data_parallel(compute_device(flavor_), nullptr);
+  set_process_place({});
 #ifdef SOLO_HAVE_JOB_RECORDS
   if (comm_ && is_main()) {
     try {

@@ -90,7 +90,7 @@ ir::ValueId DeviceContext::value_of(const Tensor& t) {
   SOLO_CHECK(impl->storage != nullptr, "tensor has neither data nor a pending value");
   auto it = trace_->leaf_value.find(impl);
   if (it != trace_->leaf_value.end()) return it->second;
-  const ir::ValueId v = trace_->graph.input(impl->type, impl->name);
+  const ir::ValueId v = trace_->graph.input(impl->type, impl->name, impl->batch);
   trace_->leaf_value[impl] = v;
   // Hold the tensor (for autograd) and its storage (the data read at the flush).
   std::shared_ptr<TensorImpl> owner(t.impl_shared());

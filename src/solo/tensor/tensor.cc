@@ -152,6 +152,12 @@ Tensor& Tensor::set_name(const std::string& name) {
   checked(impl_).name = name;
   return *this;
 }
+Tensor& Tensor::as_batch() {
+  SOLO_CHECK(checked(impl_).type.shape.rank() >= 1,
+             "as_batch: a batch needs a row dimension; this tensor is a scalar");
+  impl_->batch = true;
+  return *this;
+}
 bool Tensor::is_realized() const {
   return checked(impl_).storage && !impl_->trace;
 }

@@ -57,6 +57,10 @@ class Tensor {
   const Device& device() const;
   const std::string& name() const;
   Tensor& set_name(const std::string& name);
+  // Marks the tensor as rows of the training batch (dimension 0): a plan may give each
+  // data-parallel rank its own rows, and a scalar computed from them (the loss) is then the
+  // mean over the ranks' rows when read. A DataLoader's batches are marked so.
+  Tensor& as_batch();
 
   // ---- autograd ----
   Tensor& requires_grad_(bool on = true);

@@ -21,6 +21,7 @@ struct TensorImpl {
   std::shared_ptr<Trace> trace;      // set while pending ...
   ir::ValueId value = ir::kNoValue;  // ... as this value of trace->graph
   bool requires_grad = false;
+  bool batch = false;  // rows of the training batch (Tensor::as_batch)
   Tensor grad;
 };
 
