@@ -9,11 +9,13 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <optional>
 
 #include "solo/core/error.h"
 #include "solo/data/dataloader.h"
+#include "solo/io/file_util.h"
 #include "solo/io/tokenizer_files.h"
 #include "solo/models/llama.h"
 #include "solo/optim/optimizer.h"
@@ -52,6 +54,19 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    // Bad values are refused before anything runs, naming the flag.
+    auto finite_at_least_zero = [](double v, const char* flag) {
+      SOLO_CHECK(std::isfinite(v) && v >= 0, flag, " must be a finite number >= 0, got ", v);
+    };
+    finite_at_least_zero(lr, "--lr");
+    finite_at_least_zero(weight_decay, "--weight-decay");
+    finite_at_least_zero(grad_clip, "--max-grad-norm");
+    SOLO_CHECK(app.count("--max-steps") == 0 || max_steps > 0,
+               "--max-steps must be a positive number of steps, got ", max_steps,
+               "; leave it out to train for --num-train-epochs");
+    SOLO_CHECK(warmup_steps >= 0, "--warmup-steps must be >= 0, got ", warmup_steps);
+    // The save directory must be writable now, not after hours of training.
+    if (!save_dir.empty()) io::detail::ensure_writable_directory(save_dir, "--save-model-dir");
     // Joins the virtual accelerator of the current flavor; for N > 1 devices this relaunches
     // the program as N ranks and never returns here in the launching process.
     Session session(argc, argv);

@@ -75,10 +75,17 @@ class DataParallel : public ::testing::Test {
   }
   static std::string train_command(const std::string& flavor, int batch,
                                    const std::string& extra = "") {
-    return "SOLO_FLAVOR=" + flavor + " " + (build_dir() / "examples" / "train_llama").string() +
-           " --model-name-or-path " + (dir_ / "model").string() + " --dataset " +
-           (dir_ / "train.tok").string() + " --batch-size " + std::to_string(batch) +
-           " --block-size 32 --max-steps 10 --log-interval 1 --lr 1e-3" + extra;
+    std::string command = "SOLO_FLAVOR=" + flavor + " " +
+                          (build_dir() / "examples" / "train_llama").string() +
+                          " --model-name-or-path " + (dir_ / "model").string() + " --dataset " +
+                          (dir_ / "train.tok").string() + " --batch-size " + std::to_string(batch) +
+                          " --block-size 32 --log-interval 1";
+    // Defaults that `extra` does not give itself (a flag may be given only once).
+    for (const char* option : {" --max-steps 10", " --lr 1e-3"}) {
+      const std::string flag = std::string(option).substr(0, std::string(option).rfind(' '));
+      if (extra.find(flag + " ") == std::string::npos) command += option;
+    }
+    return command + extra;
   }
   static inline fs::path dir_;
 };
@@ -141,6 +148,35 @@ TEST_F(DataParallel, ForcedPlansRunOrAreRefusedWithTheirReason) {
   const RunResult bad = run("SOLO_PLAN=dp=2,zero=9 " + train_command("cpu-2", 8));
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.output.find("zero=9"), std::string::npos) << bad.output;
+}
+
+// Bad values stop the program before it trains, naming the flag; so does a save directory
+// that cannot be written (found now, not after the run).
+TEST_F(DataParallel, BadFlagsAndUnwritableSaveDirectoriesStopBeforeTraining) {
+  const std::string file = (dir_ / "train.tok").string();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {" --max-steps 0", "--max-steps must be a positive"},
+      {" --lr nan", "--lr"},
+      {" --max-grad-norm -1", "--max-grad-norm"},
+      {" --weight-decay inf", "--weight-decay"},
+      {" --warmup-steps -3", "--warmup-steps"},
+      {" --save-model-dir " + file, "is not a directory"},
+      {" --save-model-dir " + file + "/sub", "cannot be created"},
+  };
+  for (const auto& [flags, cause] : cases) {
+    const RunResult r = run(train_command("cpu-1", 8, flags));
+    EXPECT_NE(r.status, 0) << flags;
+    EXPECT_NE(r.output.find(cause), std::string::npos) << flags << "\n" << r.output;
+    EXPECT_TRUE(losses(r.output).empty()) << flags << "\n" << r.output;
+  }
+  const fs::path out = dir_ / "saved" / "nested";
+  const RunResult ok =
+      run(train_command("cpu-1", 8, " --max-steps 2 --save-model-dir " + out.string()));
+  ASSERT_EQ(ok.status, 0) << ok.output;
+  EXPECT_TRUE(fs::exists(out / "model.safetensors")) << ok.output;
+  EXPECT_TRUE(fs::exists(out / "config.json")) << ok.output;
+  for (const auto& entry : fs::directory_iterator(out))  // no probe or temporary file left
+    EXPECT_EQ(entry.path().filename().string().rfind(".solo-write-check", 0), std::string::npos);
 }
 
 }  // namespace

@@ -6,8 +6,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
 
 #include "solo/core/error.h"
 
@@ -74,6 +76,27 @@ std::string read_text_file(const std::string& path, const char* what) {
   ss << in.rdbuf();
   SOLO_CHECK(!in.bad(), what, " at ", path, ": read failed");
   return ss.str();
+}
+
+void ensure_writable_directory(const std::string& dir, const char* flag) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(dir, ec)) {
+    SOLO_CHECK(fs::is_directory(dir, ec), flag, " ", dir,
+               " exists and is not a directory; name a directory to save into");
+  } else {
+    fs::create_directories(dir, ec);
+    SOLO_CHECK(!ec, flag, " ", dir, " cannot be created: ", ec.message(),
+               "; name a directory you can write");
+  }
+  // A probe file of this process's own (O_EXCL: never someone else's) proves write access.
+  const std::string probe =
+      (fs::path(dir) / (".solo-write-check." + std::to_string(::getpid()))).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  SOLO_CHECK(fd >= 0, flag, " ", dir, " is not writable: ", std::strerror(errno),
+             "; name a directory you can write");
+  ::close(fd);
+  ::unlink(probe.c_str());
 }
 
 }  // namespace solo::io::detail

@@ -12,6 +12,11 @@ namespace solo::io::detail {
 void write_file_atomic(const std::string& path,
                        const std::vector<std::span<const std::byte>>& chunks);
 
+// Makes sure `dir` is a directory this process can write into, creating it (and its parents)
+// if needed: checked before a long run, not after it. Throws naming `flag` (the option that
+// gave the path), the path and the cause.
+void ensure_writable_directory(const std::string& dir, const char* flag);
+
 // Reads a whole (small) text file; throws solo::Error naming the path when it cannot be read.
 std::string read_text_file(const std::string& path, const char* what);
 
