@@ -115,6 +115,17 @@ Builder rope_both(double theta) {
     return std::vector<ValueId>{ir::rope(g, in[0], theta, false), ir::rope(g, in[0], theta, true)};
   };
 }
+// Llama 3 frequencies and a yarn-style attention factor: the host-computed frequencies and
+// the factor reach the kernel.
+Builder rope_scaled_both() {
+  return [](Graph& g, const std::vector<ValueId>& in) {
+    const RopeScaling s{.type = RopeType::Llama3,
+                        .factor = 8,
+                        .original_max_position_embeddings = 64,
+                        .attention_factor = 1.1};
+    return std::vector<ValueId>{ir::rope(g, in[0], s, false), ir::rope(g, in[0], s, true)};
+  };
+}
 Builder cross_entropy_fwd_bwd(int64_t ignore) {  // in = (logits, labels, dloss)
   return [ignore](Graph& g, const std::vector<ValueId>& in) {
     return std::vector<ValueId>{ir::cross_entropy(g, in[0], in[1], ignore),
@@ -220,6 +231,8 @@ TEST(CudaNn, RopeF32) {
                           1e-6);
   expect_cuda_matches_cpu({random_tensor({1, 9, 5, 6}, DType::F32, 42)}, rope_both(500000), 1e-5,
                           1e-6);
+  expect_cuda_matches_cpu({random_tensor({2, 300, 3, 32}, DType::F32, 44)}, rope_scaled_both(),
+                          1e-5, 1e-6);
 }
 
 TEST(CudaNn, RopeBf16) {

@@ -294,10 +294,12 @@ TEST(Rope, HandValues) {
   expect_values(run_graph("reference", {x}, rope_with(10000, true)), {{1, 2, c + 2 * s, 2 * c - s}},
                 1e-14, 1e-15);
   // D = 4, theta = 100: pair (1, 3) has f = 100^(-2/4) = 0.1 (rotate-half pairs i, i + D/2,
-  // not neighbours). x = e1 at t = 1 -> cos 0.1 at 1, sin 0.1 at 3.
+  // not neighbours), rounded to float32 as transformers' inv_freq is. x = e1 at t = 1 ->
+  // cos f at 1, sin f at 3.
   const auto x4 = float_tensor({1, 2, 1, 4}, DType::F64, {0, 1, 0, 0, 0, 1, 0, 0});
+  const double f = static_cast<double>(0.1f);
   expect_values(run_graph("reference", {x4}, rope_with(100, false)),
-                {{0, 1, 0, 0, 0, std::cos(0.1), 0, std::sin(0.1)}}, 1e-14, 1e-15);
+                {{0, 1, 0, 0, 0, std::cos(f), 0, std::sin(f)}}, 1e-14, 1e-15);
 }
 
 TEST(Rope, CpuMatchesReference) {

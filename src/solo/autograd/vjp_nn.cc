@@ -31,10 +31,11 @@ std::vector<ValueId> layer_norm_vjp(Graph& g, const Node& n, const std::vector<V
   return {d[0], d[1], d[2]};
 }
 
-// Rope is a rotation per (t, i) pair, so its VJP is the rotation by the opposite angle.
+// Rope is a rotation per (t, i) pair times a constant, so its VJP is the rotation by the
+// opposite angle times the same constant.
 std::vector<ValueId> rope_vjp(Graph& g, const Node& n, const std::vector<ValueId>& dout) {
   if (dout[0] == kNoValue) return {kNoValue};
-  return {ir::rope(g, dout[0], n.attrs.f("theta"), n.attrs.i("inverse") == 0)};
+  return {ir::rope(g, dout[0], rope_scaling_from_attrs(n.attrs), n.attrs.i("inverse") == 0)};
 }
 
 // Labels are integers: no gradient.

@@ -13,6 +13,7 @@
 #pragma once
 #include <vector>
 
+#include "solo/core/rope_scaling.h"
 #include "solo/ir/graph.h"
 
 namespace solo::ir {
@@ -95,9 +96,12 @@ ValueId layer_norm(Graph& g, ValueId x, ValueId w, ValueId b, double eps);
 // -> {dx, dw, db}
 std::vector<ValueId> layer_norm_backward(Graph& g, ValueId x, ValueId w, ValueId dy, double eps);
 // Rotary embedding, rotate-half convention (Hugging Face Llama). x [B, T, H, D], D even,
-// position of row t is t. For i < D/2: f = theta^(-2i/D), a = t*f,
-//   out[i] = x[i] cos a - x[i + D/2] sin a;   out[i + D/2] = x[i + D/2] cos a + x[i] sin a.
-// inverse = true rotates by -a (the VJP). attrs "theta", "inverse".
+// position of row t is t. For i < D/2: f = rope_inv_freq(scaling, D, T)[i], a = t*f, s =
+// scaling.attention_factor,
+//   out[i] = s (x[i] cos a - x[i + D/2] sin a);   out[i + D/2] = s (x[i + D/2] cos a + x[i] sin a).
+// inverse = true rotates by -a (the VJP). attrs: set_rope_attrs(scaling) and "inverse".
+ValueId rope(Graph& g, ValueId x, const RopeScaling& scaling, bool inverse = false);
+// The original scheme, f = theta^(-2i/D).
 ValueId rope(Graph& g, ValueId x, double theta, bool inverse = false);
 // Fused scaled-dot-product attention, grouped-query aware.
 // q [B, T, Hq, D], k and v [B, S, Hkv, D] with Hq % Hkv == 0 (query head h reads kv head

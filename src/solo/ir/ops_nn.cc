@@ -101,13 +101,24 @@ std::vector<ValueId> layer_norm_backward(Graph& g, ValueId x, ValueId w, ValueId
   return g.add_node(OpKind::LayerNormBackward, {x, w, dy}, {tx, tw, tw}, Attrs().set("eps", eps));
 }
 
-ValueId rope(Graph& g, ValueId x, double theta, bool inverse) {
+ValueId rope(Graph& g, ValueId x, const RopeScaling& scaling, bool inverse) {
   const TensorType& tx = g.type(x);
   check_operands(is_floating(tx.dtype), "Rope", "expected a float tensor", {&tx});
   check_operands(tx.shape.rank() == 4, "Rope", "expected x [B, T, H, D]", {&tx});
   check_operands(tx.shape[3] % 2 == 0, "Rope", "head dim D must be even", {&tx});
-  SOLO_CHECK(theta > 0, "Rope: theta must be > 0, got ", theta);
-  return g.add(OpKind::Rope, {x}, tx, Attrs().set("theta", theta).set("inverse", inverse));
+  SOLO_CHECK(scaling.theta > 0, "Rope: theta must be > 0, got ", scaling.theta);
+  SOLO_CHECK(scaling.type == RopeType::Default || scaling.factor > 0,
+             "Rope: rope scaling factor must be > 0, got ", scaling.factor);
+  SOLO_CHECK(scaling.type != RopeType::Dynamic || scaling.original_max_position_embeddings > 0,
+             "Rope: dynamic scaling needs original_max_position_embeddings > 0, got ",
+             scaling.original_max_position_embeddings);
+  Attrs attrs;
+  set_rope_attrs(attrs, scaling);
+  return g.add(OpKind::Rope, {x}, tx, attrs.set("inverse", inverse));
+}
+
+ValueId rope(Graph& g, ValueId x, double theta, bool inverse) {
+  return rope(g, x, RopeScaling{.theta = theta}, inverse);
 }
 
 ValueId cross_entropy(Graph& g, ValueId logits, ValueId labels, int64_t ignore_index) {

@@ -194,6 +194,10 @@ Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps)
 Tensor rope(const Tensor& x, double theta) {
   return lazy({&x}, [theta](ir::Graph& g, const auto& v) { return ir::rope(g, v[0], theta); });
 }
+
+Tensor rope(const Tensor& x, const RopeScaling& scaling) {
+  return lazy({&x}, [scaling](ir::Graph& g, const auto& v) { return ir::rope(g, v[0], scaling); });
+}
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& key_mask, bool causal) {
   return lazy_in_trace({&q, &k, &v, &key_mask}, [causal](Trace& t, const auto& x) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "solo/core/dtype.h"
+#include "solo/core/rope_scaling.h"
 #include "solo/core/shape.h"
 #include "solo/ir/graph.h"
 
@@ -181,6 +182,7 @@ Tensor softmax(const Tensor& x, int axis = -1);
 Tensor rms_norm(const Tensor& x, const Tensor& w, double eps);
 Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps);
 Tensor rope(const Tensor& x, double theta);
+Tensor rope(const Tensor& x, const RopeScaling& scaling);
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& key_mask = {}, bool causal = true);
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index = -100);

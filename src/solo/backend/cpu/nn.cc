@@ -21,6 +21,7 @@
 
 #include "solo/backend/cpu/cpu_backend.h"
 #include "solo/backend/kernel_util.h"
+#include "solo/core/rope_scaling.h"
 
 namespace solo {
 namespace {
@@ -327,25 +328,24 @@ void layer_norm_backward(const KernelCall& c) {
 // ---- rope ---------------------------------------------------------------------------------
 
 // x [B, T, H, D] -> y [B, T, H, D], rotate-half convention. The angles depend only on
-// (t, i), so cos/sin are tabulated once per call as [T, D/2] (in double, then rounded)
+// (t, i), so s cos / s sin are tabulated once per call as [T, D/2] (in double, then rounded)
 // and shared by all batches and heads.
 void rope(const KernelCall& c) {
   const TensorRef &x = c.in[0], &y = c.out[0];
-  const double theta = c.attrs.f("theta");
-  const double sign = c.attrs.i("inverse") ? -1.0 : 1.0;
+  const RopeScaling scaling = rope_scaling_from_attrs(c.attrs);
+  const double sign = c.attrs.i("inverse") ? -1.0 : 1.0, s = scaling.attention_factor;
   const int64_t B = x.shape[0], S = x.shape[1], H = x.shape[2], D = x.shape[3], half = D / 2;
+  if (x.numel() == 0) return;
+  const std::vector<float> freq = rope_inv_freq(scaling, D, S);
   dispatch_float(c.op, x.dtype, [&](auto zero) {
     using T = decltype(zero);
     std::vector<T> cos_t(static_cast<size_t>(S * half)), sin_t(static_cast<size_t>(S * half));
-    std::vector<double> freq(static_cast<size_t>(half));
-    for (int64_t i = 0; i < half; ++i)
-      freq[static_cast<size_t>(i)] = std::pow(theta, -2.0 * double(i) / double(D));
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < S; ++t)
       for (int64_t i = 0; i < half; ++i) {
-        const double a = sign * double(t) * freq[static_cast<size_t>(i)];
-        cos_t[static_cast<size_t>(t * half + i)] = static_cast<T>(std::cos(a));
-        sin_t[static_cast<size_t>(t * half + i)] = static_cast<T>(std::sin(a));
+        const double a = sign * double(t) * double(freq[static_cast<size_t>(i)]);
+        cos_t[static_cast<size_t>(t * half + i)] = static_cast<T>(s * std::cos(a));
+        sin_t[static_cast<size_t>(t * half + i)] = static_cast<T>(s * std::sin(a));
       }
     const T* xp = x.as<T>();
     T* yp = y.as<T>();

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "solo/backend/cuda/cuda_util.cuh"
+#include "solo/core/rope_scaling.h"
 
 namespace solo {
 namespace {
@@ -461,19 +462,25 @@ void layer_norm_backward(const KernelCall& c) {
 
 // ---- rope -------------------------------------------------------------------------------------
 
-// table [T, half] of (cos a, sin a), a = sign * t * theta^(-2i/D), computed in double and
+// The inverse frequencies travel by value in the launch parameters (2 KiB, under the 4 KiB
+// limit), so no host-to-device copy is needed; rope_inv_freq computes them on the host.
+constexpr int64_t kRopeMaxHalf = 512;
+struct RopeFreqs {
+  float f[kRopeMaxHalf];
+};
+
+// table [T, half] of (s cos a, s sin a), a = sign * t * inv_freq[i], computed in double and
 // rounded to float like the cpu kernel's table (angles reach t ~ 1e4 rad, too big for fp32).
-__global__ void rope_table_kernel(float2* __restrict__ table, int64_t T, int64_t half, int64_t D,
-                                  double theta, double sign) {
+__global__ void rope_table_kernel(float2* __restrict__ table, int64_t T, int64_t half,
+                                  RopeFreqs freqs, double scale, double sign) {
   const int64_t n = T * half;
   for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < n;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t t = k / half, i = k % half;
-    const double a =
-        sign * static_cast<double>(t) * pow(theta, -2.0 * static_cast<double>(i) / double(D));
+    const double a = sign * static_cast<double>(t) * static_cast<double>(freqs.f[i]);
     double s, co;
     sincos(a, &s, &co);
-    table[k] = make_float2(static_cast<float>(co), static_cast<float>(s));
+    table[k] = make_float2(static_cast<float>(scale * co), static_cast<float>(scale * s));
   }
 }
 
@@ -496,16 +503,21 @@ __global__ void rope_kernel(const T* __restrict__ x, T* __restrict__ y,
 
 void rope(const KernelCall& c) {
   const TensorRef &x = c.in[0], &y = c.out[0];
-  const double theta = c.attrs.f("theta");
+  const RopeScaling scaling = rope_scaling_from_attrs(c.attrs);
   const double sign = c.attrs.i("inverse") ? -1.0 : 1.0;
   const int64_t B = x.shape[0], Tn = x.shape[1], H = x.shape[2], D = x.shape[3], half = D / 2;
   if (x.numel() == 0) return;
+  SOLO_CHECK(half <= kRopeMaxHalf, "Rope on cuda: head dim ", D, " exceeds the supported ",
+             2 * kRopeMaxHalf);
+  RopeFreqs freqs{};
+  const std::vector<float> inv_freq = rope_inv_freq(scaling, D, Tn);
+  for (int64_t i = 0; i < half; ++i) freqs.f[i] = inv_freq[static_cast<size_t>(i)];
   dispatch_f32_bf16(c.op, x.dtype, [&](auto zero) {
     using T = decltype(zero);
     if (half == 0) return;  // D = 0 handled above; D even by the op contract
     Scratch table(static_cast<size_t>(Tn * half) * sizeof(float2), stream_of(c));
-    rope_table_kernel<<<blocks_for(Tn * half, 256), 256, 0, stream_of(c)>>>(table.as<float2>(), Tn,
-                                                                            half, D, theta, sign);
+    rope_table_kernel<<<blocks_for(Tn * half, 256), 256, 0, stream_of(c)>>>(
+        table.as<float2>(), Tn, half, freqs, scaling.attention_factor, sign);
     check_launch("Rope");
     const int64_t rows = B * Tn * H;
     rope_kernel<T><<<blocks_for(rows * half, 256), 256, 0, stream_of(c)>>>(

@@ -6,6 +6,7 @@
 
 #include "solo/backend/kernel_util.h"
 #include "solo/backend/reference/reference_backend.h"
+#include "solo/core/rope_scaling.h"
 
 namespace solo {
 namespace {
@@ -176,13 +177,15 @@ void layer_norm_backward(const KernelCall& c) {
   });
 }
 
-// x [B, T, H, D] -> y [B, T, H, D]: for i < D/2, a = t * theta^(-2i/D) (negated if inverse),
-//   y[i] = x[i] cos a - x[i + D/2] sin a,  y[i + D/2] = x[i + D/2] cos a + x[i] sin a.
+// x [B, T, H, D] -> y [B, T, H, D]: for i < D/2, a = t * inv_freq[i] (negated if inverse),
+//   y[i] = s (x[i] cos a - x[i + D/2] sin a),  y[i + D/2] = s (x[i + D/2] cos a + x[i] sin a).
 void rope(const KernelCall& c) {
   const TensorRef &x = c.in[0], &y = c.out[0];
-  const double theta = c.attrs.f("theta");
-  const double sign = c.attrs.i("inverse") ? -1.0 : 1.0;
+  const RopeScaling scaling = rope_scaling_from_attrs(c.attrs);
+  const double sign = c.attrs.i("inverse") ? -1.0 : 1.0, s = scaling.attention_factor;
   const int64_t B = x.shape[0], T_ = x.shape[1], H = x.shape[2], D = x.shape[3], half = D / 2;
+  if (x.numel() == 0) return;
+  const std::vector<float> freq = rope_inv_freq(scaling, D, T_);
   dispatch_float(c.op, x.dtype, [&](auto zero) {
     using T = decltype(zero);
     for (int64_t b = 0; b < B; ++b)
@@ -190,10 +193,10 @@ void rope(const KernelCall& c) {
         for (int64_t h = 0; h < H; ++h) {
           const int64_t base = ((b * T_ + t) * H + h) * D;
           for (int64_t i = 0; i < half; ++i) {
-            const double a = sign * double(t) * std::pow(theta, -2.0 * double(i) / double(D));
+            const double a = sign * double(t) * double(freq[static_cast<size_t>(i)]);
             const double x1 = double(x.as<T>()[base + i]), x2 = double(x.as<T>()[base + i + half]);
-            y.as<T>()[base + i] = static_cast<T>(x1 * std::cos(a) - x2 * std::sin(a));
-            y.as<T>()[base + i + half] = static_cast<T>(x2 * std::cos(a) + x1 * std::sin(a));
+            y.as<T>()[base + i] = static_cast<T>(s * (x1 * std::cos(a) - x2 * std::sin(a)));
+            y.as<T>()[base + i + half] = static_cast<T>(s * (x2 * std::cos(a) + x1 * std::sin(a)));
           }
         }
   });
