@@ -9,6 +9,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
 
 #include "op_check.h"
 #include "solo/backend/backend.h"
@@ -169,6 +172,127 @@ TYPED_TEST(GoldenModel, SavePretrainedRoundTripIsBitIdentical) {
     b[i].second->copy_to_host(y.data());
     EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size()), 0) << a[i].first;
   }
+  fs::remove_all(dir);
+}
+
+// Llama variants (make_golden.py VARIANTS): each rope type, an explicit head_dim, biases with
+// tied embeddings; the dynamic and llama3 configs use the transformers-4 spelling of the rope
+// fields, the others the transformers-5 one. Same checks and tolerances as llama_tiny.
+class GoldenLlamaVariant : public ::testing::TestWithParam<std::string> {
+ public:
+  void SetUp() override {
+    golden_ = std::make_unique<io::SafetensorsFile>(
+        io::SafetensorsFile::open(kGolden + GetParam() + ".safetensors"));
+    ASSERT_EQ(golden_->metadata().at("format_version"), "1");
+  }
+  std::shared_ptr<models::LlamaForCausalLM> load(const Device& d = {}) {
+    ids_ = tensor(golden_->tensor("input_ids"), d);
+    mask_ = tensor(golden_->tensor("attention_mask"), d);
+    labels_ = tensor(golden_->tensor("labels"), d);
+    return models::LlamaForCausalLM::from_pretrained(kGolden + GetParam() + "_hf", d);
+  }
+  std::vector<double> ref(const std::string& t) { return values(golden_->tensor(t)); }
+
+  std::unique_ptr<io::SafetensorsFile> golden_;
+  Tensor ids_, mask_, labels_;
+};
+
+TEST_P(GoldenLlamaVariant, LogitsAndLossMatchTransformers) {
+  check_logits(*this, cpu_device());
+}
+TEST_P(GoldenLlamaVariant, EveryGradientMatchesTransformers) {
+  check_gradients(*this, cpu_device());
+}
+TEST_P(GoldenLlamaVariant, TenAdamWStepsMatchTransformers) {
+  check_adamw(*this, cpu_device());
+}
+TEST_P(GoldenLlamaVariant, CudaMatchesTransformers) {
+  if (!test::backend_available("cuda")) GTEST_SKIP() << "no CUDA device";
+  check_logits(*this, Device{"cuda"});
+  check_gradients(*this, Device{"cuda"});
+  check_adamw(*this, Device{"cuda"});
+}
+// The config Solo writes (transformers-4 rope spelling) describes the same model.
+TEST_P(GoldenLlamaVariant, SavePretrainedRoundTripKeepsTheConfig) {
+  auto model = this->load();
+  const fs::path dir = fs::temp_directory_path() / ("solo_roundtrip_" + GetParam());
+  fs::remove_all(dir);
+  model->save_pretrained(dir.string());
+  auto again = models::LlamaForCausalLM::from_pretrained(dir.string());
+  EXPECT_EQ(again->config().rope, model->config().rope);
+  EXPECT_EQ(again->config().head_dim(), model->config().head_dim());
+  EXPECT_EQ(again->config().attention_bias, model->config().attention_bias);
+  EXPECT_EQ(again->config().mlp_bias, model->config().mlp_bias);
+  const auto a = model->forward(ids_, mask_).logits.to_vector();
+  const auto b = again->forward(ids_, mask_).logits.to_vector();
+  EXPECT_EQ(a, b);
+  fs::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, GoldenLlamaVariant,
+                         ::testing::Values("llama_rope_linear", "llama_rope_dynamic",
+                                           "llama_rope_llama3", "llama_rope_yarn",
+                                           "llama_bias_head_dim"));
+
+// A copy of a golden checkpoint whose config.json is edited, in a fresh temporary directory.
+fs::path edited_checkpoint(const std::string& name,
+                           const std::function<void(std::string&)>& edit_config) {
+  const fs::path dir = fs::temp_directory_path() / ("solo_edited_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::copy_file(kGolden + name + "_hf/model.safetensors", dir / "model.safetensors");
+  std::ifstream in(kGolden + name + "_hf/config.json");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  edit_config(text);
+  std::ofstream(dir / "config.json") << text;
+  return dir;
+}
+
+std::string load_error(const fs::path& dir) {
+  try {
+    models::LlamaForCausalLM::from_pretrained(dir.string());
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+void replace(std::string& text, const std::string& from, const std::string& to) {
+  const size_t at = text.find(from);
+  ASSERT_NE(at, std::string::npos) << from;
+  text.replace(at, from.size(), to);
+}
+
+TEST(GoldenLlamaCheckpoint, UnusedTensorIsRefusedNamingIt) {
+  // A checkpoint with biases read under a config without them would silently drop them.
+  const fs::path dir = edited_checkpoint("llama_bias_head_dim", [](std::string& t) {
+    replace(t, "\"attention_bias\": true", "\"attention_bias\": false");
+  });
+  const std::string msg = load_error(dir);
+  EXPECT_NE(msg.find("has a tensor 'model.layers.0.self_attn."), std::string::npos) << msg;
+  EXPECT_NE(msg.find(".bias' that the model does not use"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  fs::remove_all(dir);
+}
+
+TEST(GoldenLlamaCheckpoint, UnknownArchitectureIsRefusedNamingIt) {
+  const fs::path dir = edited_checkpoint("llama_rope_linear", [](std::string& t) {
+    replace(t, "\"LlamaForCausalLM\"", "\"LlamaForSequenceClassification\"");
+  });
+  const std::string msg = load_error(dir);
+  EXPECT_NE(msg.find("architectures entry 'LlamaForSequenceClassification' is not implemented"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("LlamaForCausalLM"), std::string::npos) << msg;
+  fs::remove_all(dir);
+}
+
+TEST(GoldenLlamaCheckpoint, UnknownRopeTypeIsRefusedNamingIt) {
+  const fs::path dir = edited_checkpoint("llama_rope_linear", [](std::string& t) {
+    replace(t, "\"rope_type\": \"linear\"", "\"rope_type\": \"longrope\"");
+  });
+  const std::string msg = load_error(dir);
+  EXPECT_NE(msg.find("rope_type 'longrope' is not supported"), std::string::npos) << msg;
   fs::remove_all(dir);
 }
 

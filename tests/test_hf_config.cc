@@ -128,7 +128,7 @@ TEST(HfConfig, ParsesLlama2_7B) {
   EXPECT_EQ(c.vocab_size, 32000);
   EXPECT_EQ(c.max_position_embeddings, 4096);
   EXPECT_DOUBLE_EQ(c.rms_norm_eps, 1e-5);
-  EXPECT_DOUBLE_EQ(c.rope_theta, 10000.0);  // absent: default
+  EXPECT_DOUBLE_EQ(c.rope.theta, 10000.0);  // absent: default
   EXPECT_FALSE(c.tie_word_embeddings);
   EXPECT_EQ(c.torch_dtype, "float16");
   EXPECT_EQ(c.bos_token_id, 1);
@@ -146,7 +146,7 @@ TEST(HfConfig, LlamaDefaults) {
   });
   const auto c = std::get<LlamaConfig>(parse_hf_config(j.dump(), kSource));
   EXPECT_EQ(c.num_key_value_heads, 32);
-  EXPECT_DOUBLE_EQ(c.rope_theta, 10000.0);
+  EXPECT_DOUBLE_EQ(c.rope.theta, 10000.0);
   EXPECT_FALSE(c.tie_word_embeddings);
   EXPECT_FALSE(c.torch_dtype.has_value());
   EXPECT_FALSE(c.bos_token_id.has_value());
@@ -164,11 +164,11 @@ TEST(HfConfig, Llama3GroupedQueryAndEosList) {
   });
   const auto c = std::get<LlamaConfig>(parse_hf_config(j.dump(), kSource));
   EXPECT_EQ(c.num_key_value_heads, 8);
-  EXPECT_DOUBLE_EQ(c.rope_theta, 500000.0);
+  EXPECT_DOUBLE_EQ(c.rope.theta, 500000.0);
   EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{128001, 128008, 128009}));
   // An integer is accepted where a float is expected.
   const json k = edited(kLlama2_7B, [](json& j) { j["rope_theta"] = 10000; });
-  EXPECT_DOUBLE_EQ(std::get<LlamaConfig>(parse_hf_config(k.dump(), kSource)).rope_theta, 1e4);
+  EXPECT_DOUBLE_EQ(std::get<LlamaConfig>(parse_hf_config(k.dump(), kSource)).rope.theta, 1e4);
 }
 
 TEST(HfConfig, ParsesGpt2WithDefaults) {
@@ -280,7 +280,7 @@ TEST(HfConfig, WriteThenParseRoundTrip) {
   TempDir dir;
   LlamaConfig l = std::get<LlamaConfig>(parse_hf_config(kLlama2_7B, kSource));
   l.num_key_value_heads = 8;
-  l.rope_theta = 500000.0;
+  l.rope.theta = 500000.0;
   l.rms_norm_eps = 1e-6;
   l.tie_word_embeddings = true;
   l.eos_token_ids = {128001, 128009};
@@ -307,7 +307,7 @@ TEST(HfConfig, WriteThenParseRoundTrip) {
   EXPECT_EQ(l2.vocab_size, l.vocab_size);
   EXPECT_EQ(l2.max_position_embeddings, l.max_position_embeddings);
   EXPECT_EQ(l2.rms_norm_eps, 1e-6);  // exact: the writer prints doubles round-trippably
-  EXPECT_EQ(l2.rope_theta, 500000.0);
+  EXPECT_EQ(l2.rope.theta, 500000.0);
   EXPECT_TRUE(l2.tie_word_embeddings);
   EXPECT_EQ(l2.torch_dtype, "float16");
   EXPECT_EQ(l2.bos_token_id, 1);
@@ -337,6 +337,178 @@ TEST(HfConfig, WriteThenParseRoundTrip) {
   g.n_head = 7;
   EXPECT_THROW(write_hf_config((dir.path() / "bad.json").string(), g), Error);
   EXPECT_FALSE(fs::exists(dir.path() / "bad.json"));
+}
+
+// meta-llama/Llama-3.1-8B's rope fields, in the transformers-4 spelling it ships with.
+TEST(HfConfig, RopeScalingTransformers4Spelling) {
+  const json j = edited(kLlama2_7B, [](json& j) {
+    j["rope_theta"] = 500000.0;
+    j["rope_scaling"] = {{"factor", 8.0},
+                         {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0},
+                         {"original_max_position_embeddings", 8192},
+                         {"rope_type", "llama3"}};
+  });
+  const auto c = std::get<LlamaConfig>(parse_hf_config(j.dump(), kSource));
+  EXPECT_EQ(c.rope, (RopeScaling{.type = RopeType::Llama3,
+                                 .theta = 500000.0,
+                                 .factor = 8.0,
+                                 .original_max_position_embeddings = 8192,
+                                 .low_freq_factor = 1.0,
+                                 .high_freq_factor = 4.0}));
+  // The legacy "type" key; dynamic grows past max_position_embeddings.
+  const json k = edited(kLlama2_7B, [](json& j) {
+    j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2}};
+  });
+  const auto d = std::get<LlamaConfig>(parse_hf_config(k.dump(), kSource));
+  EXPECT_EQ(d.rope.type, RopeType::Dynamic);
+  EXPECT_EQ(d.rope.factor, 2.0);
+  EXPECT_EQ(d.rope.original_max_position_embeddings, 4096);
+}
+
+TEST(HfConfig, RopeParametersTransformers5Spelling) {
+  // No top-level rope_theta: the one inside rope_parameters must be used, not 10000.
+  const json j = edited(kLlama2_7B, [](json& j) {
+    j["rope_parameters"] = {{"rope_theta", 500000.0}, {"rope_type", "default"}};
+  });
+  const auto c = std::get<LlamaConfig>(parse_hf_config(j.dump(), kSource));
+  EXPECT_EQ(c.rope, RopeScaling{.theta = 500000.0});
+  const json y = edited(kLlama2_7B, [](json& j) {
+    j["max_position_embeddings"] = 32768;
+    j["rope_parameters"] = {{"rope_theta", 1e6}, {"rope_type", "yarn"},
+                            {"factor", 4.0},     {"original_max_position_embeddings", 8192},
+                            {"mscale", 0.707},   {"mscale_all_dim", 1.0},
+                            {"beta_fast", 16},   {"truncate", false}};
+  });
+  const auto r = std::get<LlamaConfig>(parse_hf_config(y.dump(), kSource)).rope;
+  EXPECT_EQ(r.type, RopeType::Yarn);
+  EXPECT_EQ(r.theta, 1e6);
+  EXPECT_EQ(r.original_max_position_embeddings, 8192);
+  EXPECT_EQ(r.beta_fast, 16.0);
+  EXPECT_EQ(r.beta_slow, 1.0);  // absent: the paper's default
+  EXPECT_FALSE(r.truncate);
+  EXPECT_NEAR(r.attention_factor, 0.964326914892074, 1e-15);  // transformers' value
+  // An explicit attention_factor wins; a null factor is max_position / original.
+  const json z = edited(y.dump().c_str(), [](json& j) {
+    j["rope_parameters"]["attention_factor"] = 1.5;
+    j["rope_parameters"]["factor"] = nullptr;
+  });
+  const auto q = std::get<LlamaConfig>(parse_hf_config(z.dump(), kSource)).rope;
+  EXPECT_EQ(q.attention_factor, 1.5);
+  EXPECT_EQ(q.factor, 4.0);
+  // rope_scaling wins over rope_parameters, as in transformers.
+  const json w = edited(kLlama2_7B, [](json& j) {
+    j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+    j["rope_parameters"] = {{"rope_type", "linear"}, {"factor", 3.0}};
+  });
+  EXPECT_EQ(std::get<LlamaConfig>(parse_hf_config(w.dump(), kSource)).rope.factor, 2.0);
+}
+
+TEST(HfConfig, RopeErrorsNameTheField) {
+  expect_parse_error(edited(kLlama2_7B,
+                            [](json& j) {
+                              j["rope_scaling"] = {{"rope_type", "longrope"}, {"factor", 2.0}};
+                            }),
+                     "rope_scaling: rope_type 'longrope' is not supported (supported: default, "
+                     "linear, dynamic, llama3, yarn)");
+  expect_parse_error(
+      edited(kLlama2_7B,
+             [](json& j) {
+               j["rope_parameters"] = {{"rope_type", "linear"}};
+             }),
+      "rope_parameters: field 'factor' is missing (required for rope_type 'linear')");
+  expect_parse_error(edited(kLlama2_7B,
+                            [](json& j) {
+                              j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
+                            }),
+                     "field 'low_freq_factor' is missing (required for rope_type 'llama3')");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["partial_rotary_factor"] = 0.5; }),
+                     "field 'partial_rotary_factor' is 0.5");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["rope_scaling"] = "linear"; }),
+                     "field 'rope_scaling' must be an object");
+  expect_parse_error(edited(kLlama2_7B,
+                            [](json& j) {
+                              j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", -1.0}};
+                            }),
+                     "rope scaling 'factor' must be positive, got -1");
+  expect_parse_error(
+      edited(kLlama2_7B,
+             [](json& j) {
+               j["rope_parameters"] = {{"full_attention", {{"rope_type", "default"}}}};
+             }),
+      "per-layer rope parameters ('full_attention')");
+}
+
+TEST(HfConfig, HeadDimBiasesAndRefusedFields) {
+  const json j = edited(kLlama2_7B, [](json& j) {
+    j["head_dim"] = 256;
+    j["attention_bias"] = true;
+    j["mlp_bias"] = true;
+    j["hidden_act"] = "swish";
+    j.erase("torch_dtype");
+    j["dtype"] = "bfloat16";
+  });
+  const auto c = std::get<LlamaConfig>(parse_hf_config(j.dump(), kSource));
+  EXPECT_EQ(c.head_dim(), 256);
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_TRUE(c.mlp_bias);
+  EXPECT_EQ(c.torch_dtype, "bfloat16");
+  // With an explicit head_dim, hidden_size need not divide into the heads.
+  const json odd = edited(j.dump().c_str(), [](json& j) {
+    j["num_attention_heads"] = 48;  // 4096 / 48 is not whole
+    j["num_key_value_heads"] = 16;
+  });
+  EXPECT_EQ(std::get<LlamaConfig>(parse_hf_config(odd.dump(), kSource)).head_dim(), 256);
+
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["head_dim"] = 7; }),
+                     "field 'head_dim' must be positive and even");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["attention_dropout"] = 1.5; }),
+                     "field 'attention_dropout' must be in [0, 1), got 1.5");
+  expect_parse_error(edited(kLlama2_7B,
+                            [](json& j) {
+                              j["quantization_config"] = {{"quant_method", "gptq"}};
+                            }),
+                     "field 'quantization_config' is set");
+  expect_parse_error(
+      edited(kLlama2_7B, [](json& j) { j["architectures"] = {"LlamaForSequenceClassification"}; }),
+      "architectures entry 'LlamaForSequenceClassification' is not implemented "
+      "(Solo implements LlamaForCausalLM for model_type llama and GPT2LMHeadModel "
+      "for gpt2)");
+  expect_parse_error(edited(kGpt2, [](json& j) { j["architectures"] = {"GPT2Model"}; }),
+                     "architectures entry 'GPT2Model' is not implemented");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["architectures"] = "LlamaForCausalLM"; }),
+                     "field 'architectures' must be a list of strings");
+}
+
+TEST(HfConfig, RopeHeadDimAndBiasesRoundTrip) {
+  for (const RopeScaling& rope :
+       {RopeScaling{.theta = 500000}, RopeScaling{.type = RopeType::Linear, .factor = 2},
+        RopeScaling{
+            .type = RopeType::Dynamic, .factor = 3, .original_max_position_embeddings = 4096},
+        RopeScaling{.type = RopeType::Llama3,
+        .theta = 500000,
+        .factor = 8,
+        .original_max_position_embeddings = 8192,
+        .low_freq_factor = 2,
+        .high_freq_factor = 5},
+        RopeScaling{.type = RopeType::Yarn,
+        .factor = 4,
+        .original_max_position_embeddings = 1024,
+        .beta_fast = 16,
+        .beta_slow = 2,
+        .truncate = false,
+        .attention_factor = 1.2}}) {
+    LlamaConfig l = std::get<LlamaConfig>(parse_hf_config(kLlama2_7B, kSource));
+    l.rope = rope;
+    l.explicit_head_dim = 96;
+    l.attention_bias = true;
+    l.mlp_bias = true;
+    const auto back = std::get<LlamaConfig>(parse_hf_config(hf_config_json(l), kSource));
+    EXPECT_EQ(back.rope, rope) << hf_config_json(l);
+    EXPECT_EQ(back.head_dim(), 96);
+    EXPECT_TRUE(back.attention_bias);
+    EXPECT_TRUE(back.mlp_bias);
+  }
 }
 
 TEST(HfConfig, LoadMissingFileNamesIt) {

@@ -114,12 +114,59 @@ void validate(const LlamaConfig& c, const std::string& where) {
     SOLO_CHECK(v > 0, where, ": field '", name, "' must be positive, got ", v);
   SOLO_CHECK(c.rms_norm_eps > 0, where, ": field 'rms_norm_eps' must be positive, got ",
              c.rms_norm_eps);
-  SOLO_CHECK(c.rope_theta > 0, where, ": field 'rope_theta' must be positive, got ", c.rope_theta);
-  SOLO_CHECK(c.hidden_size % c.num_attention_heads == 0, where, ": hidden_size ", c.hidden_size,
-             " is not divisible by num_attention_heads ", c.num_attention_heads);
+  SOLO_CHECK(c.rope.theta > 0, where, ": field 'rope_theta' must be positive, got ", c.rope.theta);
+  if (c.rope.type != RopeType::Default)
+    SOLO_CHECK(c.rope.factor > 0, where, ": rope scaling 'factor' must be positive, got ",
+               c.rope.factor);
+  if (c.rope.type == RopeType::Llama3 || c.rope.type == RopeType::Yarn)
+    SOLO_CHECK(c.rope.original_max_position_embeddings > 0, where,
+               ": rope scaling 'original_max_position_embeddings' must be positive, got ",
+               c.rope.original_max_position_embeddings);
+  if (c.rope.type == RopeType::Llama3)
+    SOLO_CHECK(c.rope.high_freq_factor != c.rope.low_freq_factor, where,
+               ": rope scaling 'high_freq_factor' must differ from 'low_freq_factor', both are ",
+               c.rope.low_freq_factor);
+  if (c.explicit_head_dim) {
+    SOLO_CHECK(*c.explicit_head_dim > 0 && *c.explicit_head_dim % 2 == 0, where,
+               ": field 'head_dim' must be positive and even (rotary pairs), got ",
+               *c.explicit_head_dim);
+  } else {
+    SOLO_CHECK(c.hidden_size % c.num_attention_heads == 0, where, ": hidden_size ", c.hidden_size,
+               " is not divisible by num_attention_heads ", c.num_attention_heads,
+               "; set 'head_dim' if the heads are not hidden_size / num_attention_heads wide");
+    SOLO_CHECK(c.head_dim() % 2 == 0, where,
+               ": head dim hidden_size / num_attention_heads = ", c.head_dim(),
+               " must be even (rotary pairs)");
+  }
+  SOLO_CHECK(c.attention_dropout >= 0 && c.attention_dropout < 1, where,
+             ": field 'attention_dropout' must be in [0, 1), got ", c.attention_dropout);
   SOLO_CHECK(c.num_attention_heads % c.num_key_value_heads == 0, where, ": num_attention_heads ",
              c.num_attention_heads, " is not divisible by num_key_value_heads ",
              c.num_key_value_heads);
+}
+
+// The class each model_type is run as; any other architectures entry (a classification
+// head, another family) would load into the wrong maths.
+const char* causal_lm_class(const std::string& model_type) {
+  if (model_type == "llama") return "LlamaForCausalLM";
+  if (model_type == "gpt2") return "GPT2LMHeadModel";
+  return nullptr;
+}
+
+void check_architectures(const json& j, const std::string& where, const std::string& type) {
+  const auto it = j.find("architectures");
+  if (it == j.end() || it->is_null()) return;
+  SOLO_CHECK(it->is_array(), where, ": field 'architectures' must be a list of strings, got ",
+             it->type_name());
+  const char* want = causal_lm_class(type);
+  for (const json& a : *it) {
+    SOLO_CHECK(a.is_string(), where, ": field 'architectures' must be a list of strings, got ",
+               it->dump());
+    SOLO_CHECK(want == nullptr || a.get<std::string>() == want, where, ": architectures entry '",
+               a.get<std::string>(),
+               "' is not implemented (Solo implements LlamaForCausalLM for "
+               "model_type llama and GPT2LMHeadModel for gpt2)");
+  }
 }
 
 void validate(const Gpt2Config& c, const std::string& where) {
@@ -137,6 +184,83 @@ void validate(const Gpt2Config& c, const std::string& where) {
              c.n_head);
 }
 
+// transformers' RotaryEmbeddingConfigMixin: rope_scaling (transformers 4) wins over
+// rope_parameters (transformers 5); a rope_theta inside either wins over the top-level one.
+RopeScaling parse_rope(const Fields& top, int64_t max_position_embeddings) {
+  const char* key = "rope_scaling";
+  const json* dict = top.find(key);
+  if (!dict || (dict->is_object() && dict->empty())) {
+    key = "rope_parameters";
+    dict = top.find(key);
+  }
+  static const json kEmpty = json::object();
+  if (!dict) dict = &kEmpty;
+  SOLO_CHECK(dict->is_object(), top.where(), ": field '", key, "' must be an object, got ",
+             dict->type_name());
+  for (const auto& [k, v] : dict->items())
+    SOLO_CHECK(!v.is_object(), top.where(), ": field '", key,
+               "' holds per-layer rope parameters ('", k,
+               "'), which a llama model does not support");
+  const Fields f(*dict, top.where() + ": " + key, "rope");
+
+  RopeScaling s;
+  s.theta = f.opt_number("rope_theta").value_or(top.opt_number("rope_theta").value_or(10000.0));
+  const std::string type =
+      f.opt_string("rope_type").value_or(f.opt_string("type").value_or("default"));
+  for (const Fields* where : {&f, &top})
+    if (const auto p = where->opt_number("partial_rotary_factor"))
+      SOLO_CHECK(*p == 1.0, where->where(), ": field 'partial_rotary_factor' is ", *p,
+                 " but a llama model rotates the whole head (only 1 is supported)");
+  const auto need = [&](const char* name) {
+    const auto v = f.opt_number(name);
+    SOLO_CHECK(v.has_value(), f.where(), ": field '", name,
+               "' is missing (required for rope_type '", type, "')");
+    return *v;
+  };
+  // llama3 and yarn: a top-level original_max_position_embeddings overrides, as in transformers.
+  const auto original = [&] {
+    if (const auto o = top.opt_int("original_max_position_embeddings")) return *o;
+    return f.opt_int("original_max_position_embeddings").value_or(max_position_embeddings);
+  };
+  if (type == "default") return s;
+  if (type == "linear") {
+    s.type = RopeType::Linear;
+    s.factor = need("factor");
+  } else if (type == "dynamic") {
+    s.type = RopeType::Dynamic;
+    s.factor = need("factor");
+    s.original_max_position_embeddings = max_position_embeddings;
+  } else if (type == "llama3") {
+    s.type = RopeType::Llama3;
+    s.factor = need("factor");
+    s.low_freq_factor = need("low_freq_factor");
+    s.high_freq_factor = need("high_freq_factor");
+    s.original_max_position_embeddings = original();
+  } else if (type == "yarn") {
+    s.type = RopeType::Yarn;
+    s.original_max_position_embeddings = original();
+    SOLO_CHECK(s.original_max_position_embeddings > 0, f.where(),
+               ": field 'original_max_position_embeddings' must be positive, got ",
+               s.original_max_position_embeddings);
+    // A null factor is the context extension max_position_embeddings / original.
+    s.factor = f.opt_number("factor").value_or(static_cast<double>(max_position_embeddings) /
+                                               s.original_max_position_embeddings);
+    // Zero or null betas fall back to the paper's 32 and 1 (transformers' `or`).
+    s.beta_fast = f.opt_number("beta_fast").value_or(0) ? *f.opt_number("beta_fast") : 32.0;
+    s.beta_slow = f.opt_number("beta_slow").value_or(0) ? *f.opt_number("beta_slow") : 1.0;
+    // transformers reads a null truncate as false.
+    s.truncate = dict->contains("truncate") ? f.opt_bool("truncate").value_or(false) : true;
+    s.attention_factor =
+        f.opt_number("attention_factor")
+            .value_or(yarn_attention_factor(s.factor, f.opt_number("mscale").value_or(0),
+                                            f.opt_number("mscale_all_dim").value_or(0)));
+  } else {
+    SOLO_FAIL(f.where(), ": rope_type '", type,
+              "' is not supported (supported: ", kSupportedRopeTypes, ")");
+  }
+  return s;
+}
+
 LlamaConfig parse_llama(const Fields& f) {
   LlamaConfig c;
   c.hidden_size = f.req_positive("hidden_size");
@@ -147,16 +271,29 @@ LlamaConfig parse_llama(const Fields& f) {
   c.vocab_size = f.req_positive("vocab_size");
   c.max_position_embeddings = f.req_positive("max_position_embeddings");
   c.rms_norm_eps = f.req_positive_number("rms_norm_eps");
-  c.rope_theta = f.opt_number("rope_theta").value_or(10000.0);
+  c.rope = parse_rope(f, c.max_position_embeddings);
+  c.explicit_head_dim = f.opt_int("head_dim");
+  c.attention_bias = f.opt_bool("attention_bias").value_or(false);
+  c.mlp_bias = f.opt_bool("mlp_bias").value_or(false);
+  c.attention_dropout = f.opt_number("attention_dropout").value_or(0.0);
   c.tie_word_embeddings = f.opt_bool("tie_word_embeddings").value_or(false);
+  // transformers 5 writes "dtype", 4 "torch_dtype".
   c.torch_dtype = f.opt_string("torch_dtype");
+  if (!c.torch_dtype) c.torch_dtype = f.opt_string("dtype");
   c.bos_token_id = f.opt_int("bos_token_id");
   c.eos_token_ids = f.int_list("eos_token_id");
   c.pad_token_id = f.opt_int("pad_token_id");
-  // Solo's Llama uses SiLU; refuse a config that asks for something else rather than run it wrong.
+  // Solo's Llama uses SiLU ("swish" is the same function in transformers' ACT2FN); refuse a
+  // config that asks for something else rather than run it wrong.
   if (const auto act = f.opt_string("hidden_act"))
-    SOLO_CHECK(*act == "silu", f.where(), ": field 'hidden_act' is '", *act,
+    SOLO_CHECK(*act == "silu" || *act == "swish", f.where(), ": field 'hidden_act' is '", *act,
                "' but only 'silu' is supported for a llama model");
+  // Quantized weights need dequantization Solo does not do.
+  SOLO_CHECK(!f.find("quantization_config"), f.where(),
+             ": field 'quantization_config' is set but Solo loads only unquantized (f32, bf16, "
+             "f16) checkpoints");
+  // pretraining_tp is ignored: transformers 5 ignores it and transformers 4 only split the
+  // same matmuls into slices.
   validate(c, f.where());
   return c;
 }
@@ -197,8 +334,29 @@ json to_json(const LlamaConfig& c) {
             {"vocab_size", c.vocab_size},
             {"max_position_embeddings", c.max_position_embeddings},
             {"rms_norm_eps", c.rms_norm_eps},
-            {"rope_theta", c.rope_theta},
+            {"rope_theta", c.rope.theta},
+            {"attention_bias", c.attention_bias},
+            {"mlp_bias", c.mlp_bias},
+            {"attention_dropout", c.attention_dropout},
             {"tie_word_embeddings", c.tie_word_embeddings}};
+  if (c.explicit_head_dim) j["head_dim"] = *c.explicit_head_dim;
+  // The transformers-4 spelling, which both transformers 4 and 5 read.
+  if (c.rope.type != RopeType::Default) {
+    json r = {{"rope_type", rope_type_name(c.rope.type)}, {"factor", c.rope.factor}};
+    if (c.rope.type == RopeType::Llama3 || c.rope.type == RopeType::Yarn)
+      r["original_max_position_embeddings"] = c.rope.original_max_position_embeddings;
+    if (c.rope.type == RopeType::Llama3) {
+      r["low_freq_factor"] = c.rope.low_freq_factor;
+      r["high_freq_factor"] = c.rope.high_freq_factor;
+    }
+    if (c.rope.type == RopeType::Yarn) {
+      r["beta_fast"] = c.rope.beta_fast;
+      r["beta_slow"] = c.rope.beta_slow;
+      r["truncate"] = c.rope.truncate;
+      r["attention_factor"] = c.rope.attention_factor;
+    }
+    j["rope_scaling"] = r;
+  }
   put_opt(j, "torch_dtype", c.torch_dtype);
   put_opt(j, "bos_token_id", c.bos_token_id);
   if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
@@ -243,6 +401,7 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
   SOLO_CHECK(mt->is_string(), where, ": field 'model_type' must be a string, got ",
              mt->type_name());
   const std::string type = mt->get<std::string>();
+  check_architectures(j, where, type);
   if (type == "llama") return parse_llama(Fields(j, where, "llama"));
   if (type == "gpt2") return parse_gpt2(Fields(j, where, "gpt2"));
   SOLO_FAIL(where, ": model_type '", type, "' is not supported (supported: ", kSupportedTypes, ")");

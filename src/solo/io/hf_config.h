@@ -1,11 +1,15 @@
 // Hugging Face config.json for the model families Solo runs: Llama and GPT-2.
-// Field names match transformers' LlamaConfig and GPT2Config.
+// Field names match transformers' LlamaConfig and GPT2Config. Every field that changes the
+// model's maths is either implemented or refused naming it; fields that only affect
+// initialisation, caching or generation (initializer_range, use_cache, ...) are ignored.
 #pragma once
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <variant>
 #include <vector>
+
+#include "solo/core/rope_scaling.h"
 
 namespace solo::io {
 
@@ -18,7 +22,13 @@ struct LlamaConfig {
   int64_t vocab_size = 0;
   int64_t max_position_embeddings = 0;
   double rms_norm_eps = 0;
-  double rope_theta = 10000.0;
+  // Read from rope_theta + rope_scaling (transformers 4) or rope_parameters (transformers 5).
+  RopeScaling rope;
+  std::optional<int64_t> explicit_head_dim;  // "head_dim"; absent means hidden / heads
+  bool attention_bias = false;               // q/k/v/o biases
+  bool mlp_bias = false;                     // gate/up/down biases
+  // Solo has no attention dropout: a model with a positive one is refused in training mode.
+  double attention_dropout = 0;
   bool tie_word_embeddings = false;
   std::optional<std::string> torch_dtype;  // "float16", "bfloat16", "float32"
   std::optional<int64_t> bos_token_id;
@@ -26,7 +36,7 @@ struct LlamaConfig {
   std::vector<int64_t> eos_token_ids;
   std::optional<int64_t> pad_token_id;
 
-  int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  int64_t head_dim() const { return explicit_head_dim.value_or(hidden_size / num_attention_heads); }
 };
 
 struct Gpt2Config {
@@ -51,8 +61,9 @@ struct Gpt2Config {
 using ModelConfig = std::variant<LlamaConfig, Gpt2Config>;
 
 // Parses config.json text; `source` (the file's path) names it in errors, which read
-// "config.json at <source>: ...". Unknown fields are ignored; a missing required field, a field
-// of the wrong type, an unsupported model_type or inconsistent sizes throw solo::Error.
+// "config.json at <source>: ...". Fields without effect on the maths are ignored; a missing
+// required field, a field of the wrong type, an unsupported model_type, architectures entry,
+// rope type or maths-changing option, or inconsistent sizes throw solo::Error.
 ModelConfig parse_hf_config(const std::string& json_text, const std::string& source);
 // `path` is a config.json file or a directory holding one.
 ModelConfig load_hf_config(const std::string& path);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "solo/core/error.h"
 #include "solo/core/half.h"
@@ -64,9 +65,13 @@ bool skipped(const std::vector<std::string>& skip, const std::string& name) {
 }  // namespace
 
 void load_checkpoint(nn::Module& model, const std::string& dir,
-                     const std::vector<std::string>& skip) {
+                     const std::vector<std::string>& skip,
+                     const std::vector<std::string>& buffer_suffixes) {
   const io::SafetensorsCheckpoint ckpt = io::SafetensorsCheckpoint::open(dir);
-  for (auto& [name, param] : model.named_parameters()) {
+  const auto params = model.named_parameters();
+  std::set<std::string> used;
+  for (const auto& [name, param] : params) used.insert(name);
+  for (auto& [name, param] : params) {
     if (skipped(skip, name)) continue;
     SOLO_CHECK(ckpt.contains(name), "checkpoint ", ckpt.source(), " has no tensor '", name,
                "' that the model needs; is it a checkpoint of this architecture?");
@@ -77,6 +82,15 @@ void load_checkpoint(nn::Module& model, const std::string& dir,
     Tensor loaded = Tensor::from_data(values.data(), raw.shape, DType::F32, param->device());
     if (param->dtype() != DType::F32) loaded = cast(loaded, param->dtype());
     param->assign_(loaded);
+  }
+  // After the loop, so that a checkpoint of another architecture reports what it lacks first.
+  for (const auto& [name, raw] : ckpt.tensors()) {
+    if (used.count(name) || skipped(skip, name)) continue;
+    const bool buffer = std::any_of(buffer_suffixes.begin(), buffer_suffixes.end(),
+                                    [&](const std::string& s) { return name.ends_with(s); });
+    SOLO_CHECK(buffer, "checkpoint ", ckpt.source(), " has a tensor '", name,
+               "' that the model does not use; the config does not describe this checkpoint "
+               "(a bias or layer it lacks?)");
   }
 }
 

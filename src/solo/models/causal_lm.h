@@ -19,9 +19,13 @@ Tensor causal_lm_loss(const Tensor& logits, const Tensor& labels);
 
 // Loads every parameter of `model` by name from the safetensors checkpoint in `dir`
 // (single file or sharded); stored f32, bf16 and f16 are converted to the parameter dtype.
-// A missing or mis-shaped tensor is an error naming the checkpoint and the tensor.
+// A missing or mis-shaped tensor is an error naming the checkpoint and the tensor, and so is
+// a stored tensor the model does not use (it would otherwise change nothing, silently),
+// except the names in `skip` and those ending in one of `buffer_suffixes` (buffers such as
+// rotary inv_freq that the model recomputes).
 void load_checkpoint(nn::Module& model, const std::string& dir,
-                     const std::vector<std::string>& skip = {});
+                     const std::vector<std::string>& skip = {},
+                     const std::vector<std::string>& buffer_suffixes = {});
 // Writes the parameters (except the names in `skip`, e.g. a tied lm_head) as
 // model.safetensors (sharded above max_shard_bytes) in `dir`.
 void save_checkpoint(nn::Module& model, const std::string& dir,

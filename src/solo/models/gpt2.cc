@@ -111,7 +111,8 @@ std::shared_ptr<Gpt2LMHeadModel> Gpt2LMHeadModel::from_pretrained(const std::str
   SOLO_CHECK(c != nullptr, "from_pretrained: ", dir,
              "/config.json describes a llama model, not gpt2; ", "load it with LlamaForCausalLM");
   auto model = std::make_shared<Gpt2LMHeadModel>(*c, 0, d);
-  load_checkpoint(*model, dir);
+  // attn.bias / attn.masked_bias are the causal-mask buffers older transformers saved.
+  load_checkpoint(*model, dir, {}, {".attn.bias", ".attn.masked_bias"});
   return model;
 }
 

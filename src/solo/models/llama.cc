@@ -11,8 +11,9 @@ uint64_t sub_seed(uint64_t seed, uint64_t index) {
   return seed * 1000003ull + index;
 }
 
-std::shared_ptr<nn::Linear> hf_linear(int64_t in, int64_t out, uint64_t seed, Device d) {
-  auto l = std::make_shared<nn::Linear>(in, out, false, seed, d);
+// Biases start at zero, as Hugging Face initialises them.
+std::shared_ptr<nn::Linear> hf_linear(int64_t in, int64_t out, bool bias, uint64_t seed, Device d) {
+  auto l = std::make_shared<nn::Linear>(in, out, bias, seed, d);
   l->weight = Tensor::randn({out, in}, 0.02, seed, d);  // Hugging Face initializer_range
   l->weight.requires_grad_();
   return l;
@@ -21,35 +22,32 @@ std::shared_ptr<nn::Linear> hf_linear(int64_t in, int64_t out, uint64_t seed, De
 }  // namespace
 
 LlamaAttention::LlamaAttention(const LlamaConfig& c, uint64_t seed, Device d) : c_(c) {
-  const int64_t hd = c.head_dim(), kv = c.num_key_value_heads * hd;
-  q_proj_ =
-      register_module("q_proj", hf_linear(c.hidden_size, c.hidden_size, sub_seed(seed, 1), d));
-  k_proj_ = register_module("k_proj", hf_linear(c.hidden_size, kv, sub_seed(seed, 2), d));
-  v_proj_ = register_module("v_proj", hf_linear(c.hidden_size, kv, sub_seed(seed, 3), d));
-  o_proj_ =
-      register_module("o_proj", hf_linear(c.hidden_size, c.hidden_size, sub_seed(seed, 4), d));
+  // With an explicit head_dim the attention width q = heads * head_dim need not be hidden_size.
+  const int64_t hd = c.head_dim(), q = c.num_attention_heads * hd, kv = c.num_key_value_heads * hd;
+  const bool bias = c.attention_bias;
+  q_proj_ = register_module("q_proj", hf_linear(c.hidden_size, q, bias, sub_seed(seed, 1), d));
+  k_proj_ = register_module("k_proj", hf_linear(c.hidden_size, kv, bias, sub_seed(seed, 2), d));
+  v_proj_ = register_module("v_proj", hf_linear(c.hidden_size, kv, bias, sub_seed(seed, 3), d));
+  o_proj_ = register_module("o_proj", hf_linear(q, c.hidden_size, bias, sub_seed(seed, 4), d));
 }
 
 Tensor LlamaAttention::forward(const Tensor& x, const Tensor& key_mask) {
   ScopeGuard scope(scope_name());
   const int64_t b = x.shape()[0], t = x.shape()[1], hd = c_.head_dim();
   // [B, T, H*D] -> [B, T, H, D] is a free view; attention works in this layout directly.
-  const Tensor q =
-      rope(reshape(q_proj_->forward(x), {b, t, c_.num_attention_heads, hd}), c_.rope_theta);
-  const Tensor k =
-      rope(reshape(k_proj_->forward(x), {b, t, c_.num_key_value_heads, hd}), c_.rope_theta);
+  const Tensor q = rope(reshape(q_proj_->forward(x), {b, t, c_.num_attention_heads, hd}), c_.rope);
+  const Tensor k = rope(reshape(k_proj_->forward(x), {b, t, c_.num_key_value_heads, hd}), c_.rope);
   const Tensor v = reshape(v_proj_->forward(x), {b, t, c_.num_key_value_heads, hd});
   const Tensor a = scaled_dot_product_attention(q, k, v, key_mask, true);
-  return o_proj_->forward(reshape(a, {b, t, c_.hidden_size}));
+  return o_proj_->forward(reshape(a, {b, t, c_.num_attention_heads * hd}));
 }
 
 LlamaMLP::LlamaMLP(const LlamaConfig& c, uint64_t seed, Device d) {
-  gate_proj_ = register_module("gate_proj",
-                               hf_linear(c.hidden_size, c.intermediate_size, sub_seed(seed, 1), d));
-  up_proj_ = register_module("up_proj",
-                             hf_linear(c.hidden_size, c.intermediate_size, sub_seed(seed, 2), d));
-  down_proj_ = register_module("down_proj",
-                               hf_linear(c.intermediate_size, c.hidden_size, sub_seed(seed, 3), d));
+  const int64_t h = c.hidden_size, m = c.intermediate_size;
+  const bool bias = c.mlp_bias;
+  gate_proj_ = register_module("gate_proj", hf_linear(h, m, bias, sub_seed(seed, 1), d));
+  up_proj_ = register_module("up_proj", hf_linear(h, m, bias, sub_seed(seed, 2), d));
+  down_proj_ = register_module("down_proj", hf_linear(m, h, bias, sub_seed(seed, 3), d));
 }
 
 Tensor LlamaMLP::forward(const Tensor& x) {
@@ -96,18 +94,24 @@ Tensor LlamaModel::forward(const Tensor& input_ids, const Tensor& key_mask) {
 LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c, uint64_t seed, Device d) : c_(c) {
   model_ = register_module("model", std::make_shared<LlamaModel>(c, seed, d));
   if (!c.tie_word_embeddings)
-    lm_head_ =
-        register_module("lm_head", hf_linear(c.hidden_size, c.vocab_size, sub_seed(seed, 7), d));
+    lm_head_ = register_module("lm_head",
+                               hf_linear(c.hidden_size, c.vocab_size, false, sub_seed(seed, 7), d));
 }
 
 CausalLMOutput LlamaForCausalLM::forward(const Tensor& input_ids, const Tensor& attention_mask,
                                          const Tensor& labels) {
   SOLO_CHECK(input_ids.shape().rank() == 2,
              "LlamaForCausalLM: input_ids must be [batch, seq], got ", input_ids.shape().str());
-  SOLO_CHECK(input_ids.shape()[1] <= c_.max_position_embeddings,
-             "LlamaForCausalLM: sequence length ", input_ids.shape()[1],
-             " exceeds max_position_embeddings ", c_.max_position_embeddings,
-             "; lower --block-size");
+  // Dynamic NTK scaling exists to run past max_position_embeddings; other schemes are not
+  // trained beyond it.
+  SOLO_CHECK(
+      c_.rope.type == RopeType::Dynamic || input_ids.shape()[1] <= c_.max_position_embeddings,
+      "LlamaForCausalLM: sequence length ", input_ids.shape()[1],
+      " exceeds max_position_embeddings ", c_.max_position_embeddings, "; lower --block-size");
+  SOLO_CHECK(!is_training() || c_.attention_dropout == 0,
+             "LlamaForCausalLM: config attention_dropout is ", c_.attention_dropout,
+             " but Solo has no attention dropout; call eval() for inference or set "
+             "attention_dropout to 0 in config.json to train without it");
   const Tensor h = model_->forward(input_ids, attention_mask);
   CausalLMOutput out;
   {
@@ -125,9 +129,12 @@ std::shared_ptr<LlamaForCausalLM> LlamaForCausalLM::from_pretrained(const std::s
   SOLO_CHECK(c != nullptr, "from_pretrained: ", dir,
              "/config.json describes a gpt2 model, not llama; ", "load it with Gpt2LMHeadModel");
   auto model = std::make_shared<LlamaForCausalLM>(*c, 0, d);
+  // A tied lm_head.weight in the checkpoint is ignored, as transformers ties it to the input
+  // embedding; rotary_emb.inv_freq is a buffer older transformers saved, recomputed here.
   load_checkpoint(*model, dir,
                   c->tie_word_embeddings ? std::vector<std::string>{"lm_head.weight"}
-                                         : std::vector<std::string>{});
+                                         : std::vector<std::string>{},
+                  {".rotary_emb.inv_freq"});
   return model;
 }
 
