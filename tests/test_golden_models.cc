@@ -177,7 +177,8 @@ TYPED_TEST(GoldenModel, SavePretrainedRoundTripIsBitIdentical) {
 
 // Llama variants (make_golden.py VARIANTS): each rope type, an explicit head_dim, biases with
 // tied embeddings; the dynamic and llama3 configs use the transformers-4 spelling of the rope
-// fields, the others the transformers-5 one. Same checks and tolerances as llama_tiny.
+// fields, the others the transformers-5 one. Then the Llama-shaped families Mistral, Qwen2
+// (q/k/v biases) and Qwen3 (q/k norms). Same checks and tolerances as llama_tiny.
 class GoldenLlamaVariant : public ::testing::TestWithParam<std::string> {
  public:
   void SetUp() override {
@@ -232,7 +233,8 @@ TEST_P(GoldenLlamaVariant, SavePretrainedRoundTripKeepsTheConfig) {
 INSTANTIATE_TEST_SUITE_P(Variants, GoldenLlamaVariant,
                          ::testing::Values("llama_rope_linear", "llama_rope_dynamic",
                                            "llama_rope_llama3", "llama_rope_yarn",
-                                           "llama_bias_head_dim"));
+                                           "llama_bias_head_dim", "mistral_tiny", "qwen2_tiny",
+                                           "qwen3_tiny"));
 
 // A copy of a golden checkpoint whose config.json is edited, in a fresh temporary directory.
 fs::path edited_checkpoint(const std::string& name,
@@ -284,6 +286,26 @@ TEST(GoldenLlamaCheckpoint, UnknownArchitectureIsRefusedNamingIt) {
             std::string::npos)
       << msg;
   EXPECT_NE(msg.find("LlamaForCausalLM"), std::string::npos) << msg;
+  fs::remove_all(dir);
+}
+
+TEST(GoldenLlamaCheckpoint, SequenceBeyondTheSlidingWindowIsRefused) {
+  // Up to the window (mistral_tiny: 16, the batch length) windowed attention is full causal
+  // attention; past it Solo would compute something else, so it refuses.
+  const fs::path dir = edited_checkpoint("mistral_tiny", [](std::string& t) {
+    replace(t, "\"sliding_window\": 16", "\"sliding_window\": 8");
+  });
+  auto model = models::LlamaForCausalLM::from_pretrained(dir.string());
+  const Tensor ids = Tensor::zeros({1, 9}, DType::I64);
+  try {
+    model->forward(ids);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("exceeds the config's sliding_window 8"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_NO_THROW(model->forward(Tensor::zeros({1, 8}, DType::I64)));
   fs::remove_all(dir);
 }
 

@@ -249,10 +249,12 @@ TEST(HfConfig, WrongTypeErrors) {
 }
 
 TEST(HfConfig, UnsupportedAndInvalidConfigs) {
-  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["model_type"] = "mistral"; }),
-                     "model_type 'mistral' is not supported (supported: llama, gpt2)");
-  expect_parse_error(edited(kLlama2_7B, [](json& j) { j.erase("model_type"); }),
-                     "field 'model_type' is missing (supported: llama, gpt2)");
+  expect_parse_error(
+      edited(kLlama2_7B, [](json& j) { j["model_type"] = "gemma"; }),
+      "model_type 'gemma' is not supported (supported: llama, mistral, qwen2, qwen3, gpt2)");
+  expect_parse_error(
+      edited(kLlama2_7B, [](json& j) { j.erase("model_type"); }),
+      "field 'model_type' is missing (supported: llama, mistral, qwen2, qwen3, gpt2)");
   expect_parse_error(edited(kLlama2_7B, [](json& j) { j["num_attention_heads"] = 30; }),
                      "hidden_size 4096 is not divisible by num_attention_heads 30");
   expect_parse_error(edited(kLlama2_7B, [](json& j) { j["num_key_value_heads"] = 5; }),
@@ -472,12 +474,60 @@ TEST(HfConfig, HeadDimBiasesAndRefusedFields) {
   expect_parse_error(
       edited(kLlama2_7B, [](json& j) { j["architectures"] = {"LlamaForSequenceClassification"}; }),
       "architectures entry 'LlamaForSequenceClassification' is not implemented "
-      "(Solo implements LlamaForCausalLM for model_type llama and GPT2LMHeadModel "
-      "for gpt2)");
+      "(Solo implements, by model_type: llama LlamaForCausalLM, mistral MistralForCausalLM, "
+      "qwen2 Qwen2ForCausalLM, qwen3 Qwen3ForCausalLM, gpt2 GPT2LMHeadModel)");
   expect_parse_error(edited(kGpt2, [](json& j) { j["architectures"] = {"GPT2Model"}; }),
                      "architectures entry 'GPT2Model' is not implemented");
   expect_parse_error(edited(kLlama2_7B, [](json& j) { j["architectures"] = "LlamaForCausalLM"; }),
                      "field 'architectures' must be a list of strings");
+}
+
+// The Llama-shaped families with their transformers defaults.
+TEST(HfConfig, MistralQwen2Qwen3) {
+  const auto family = [](const char* type, const std::function<void(json&)>& edit) {
+    const json j = edited(kLlama2_7B, [&](json& j) {
+      j["model_type"] = type;
+      j.erase("architectures");
+      edit(j);
+    });
+    return std::get<LlamaConfig>(parse_hf_config(j.dump(), kSource));
+  };
+  const auto m = family("mistral", [](json& j) {
+    j.erase("num_key_value_heads");
+    j["mlp_bias"] = true;  // not a MistralConfig field: ignored, as transformers does
+  });
+  EXPECT_EQ(m.model_type, "mistral");
+  EXPECT_EQ(m.num_key_value_heads, 8);
+  EXPECT_EQ(m.sliding_window, 4096);
+  EXPECT_FALSE(m.mlp_bias);
+  EXPECT_FALSE(family("mistral", [](json& j) { j["sliding_window"] = nullptr; }).sliding_window);
+  EXPECT_EQ(json::parse(hf_config_json(m))["architectures"], json::array({"MistralForCausalLM"}));
+  EXPECT_EQ(std::get<LlamaConfig>(parse_hf_config(hf_config_json(m), kSource)).sliding_window,
+            4096);
+
+  const auto q2 = family("qwen2", [](json& j) { j["attention_bias"] = false; });
+  EXPECT_TRUE(q2.qkv_bias);
+  EXPECT_FALSE(q2.attention_bias);
+  EXPECT_FALSE(q2.qk_norm);
+  EXPECT_FALSE(q2.sliding_window);
+  const auto q3 = family("qwen3", [](json& j) { j["attention_bias"] = true; });
+  EXPECT_TRUE(q3.qk_norm);
+  EXPECT_TRUE(q3.attention_bias);
+  EXPECT_FALSE(q3.qkv_bias);
+  EXPECT_EQ(q3.head_dim(), 128);  // Qwen3Config's default, not hidden / heads
+  const auto back = std::get<LlamaConfig>(parse_hf_config(hf_config_json(q3), kSource));
+  EXPECT_TRUE(back.qk_norm && back.attention_bias);
+  EXPECT_EQ(back.model_type, "qwen3");
+
+  expect_parse_error(edited(kLlama2_7B,
+                            [](json& j) {
+                              j["model_type"] = "qwen2";
+                              j["architectures"] = {"Qwen2ForCausalLM"};
+                              j["use_sliding_window"] = true;
+                            }),
+                     "field 'use_sliding_window' is true but Solo has no sliding-window attention");
+  expect_parse_error(edited(kLlama2_7B, [](json& j) { j["model_type"] = "qwen3"; }),
+                     "architectures entry 'LlamaForCausalLM' is not implemented");
 }
 
 TEST(HfConfig, RopeHeadDimAndBiasesRoundTrip) {

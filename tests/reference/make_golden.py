@@ -13,7 +13,8 @@ of config.json + model.safetensors, read back by the C++ loader).
 
 Llama variants (llama_rope_*, llama_bias_head_dim) cover the config fields that change the
 maths: rope types linear, dynamic (a batch longer than max_position_embeddings), llama3 and
-yarn; an explicit head_dim; attention_bias + mlp_bias with tied embeddings. transformers 5
+yarn; an explicit head_dim; attention_bias + mlp_bias with tied embeddings; and the
+Llama-shaped families Mistral, Qwen2 (q/k/v biases) and Qwen3 (q/k norms). transformers 5
 writes the rope fields as rope_parameters; for llama_rope_dynamic and llama_rope_llama3 the
 script rewrites config.json in the transformers-4 spelling (rope_theta + rope_scaling, the
 dynamic one with the legacy "type" key) and checks that transformers reads it back to the
@@ -31,7 +32,9 @@ import sys
 
 import torch
 from safetensors.torch import save_file
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
+                          MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM,
+                          Qwen3Config, Qwen3ForCausalLM)
 
 FORMAT_VERSION = "1"
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden")
@@ -112,7 +115,17 @@ VARIANTS = {
     "llama_bias_head_dim": dict(head_dim=12, attention_bias=True, mlp_bias=True,
                                 tie_word_embeddings=True,
                                 rope_parameters=dict(rope_type="default", rope_theta=500000.0)),
+    # Llama-shaped families. Mistral's window equals the batch length, where windowed
+    # attention is still full causal attention.
+    "mistral_tiny": dict(sliding_window=16,
+                         rope_parameters=dict(rope_type="default", rope_theta=10000.0)),
+    "qwen2_tiny": dict(tie_word_embeddings=True,
+                       rope_parameters=dict(rope_type="default", rope_theta=1000000.0)),
+    "qwen3_tiny": dict(head_dim=16, rope_parameters=dict(rope_type="default",
+                                                         rope_theta=1000000.0)),
 }
+FAMILIES = {"mistral": (MistralConfig, MistralForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+            "qwen3": (Qwen3Config, Qwen3ForCausalLM)}
 # Rewritten in the transformers-4 spelling after save_pretrained.
 TRANSFORMERS4_SPELLING = {"llama_rope_dynamic": "type", "llama_rope_llama3": "rope_type"}
 
@@ -136,18 +149,26 @@ def logits_of(model, ids, mask):
 
 def record_variant(name):
     cfg_dict = dict(VARIANT_BASE, **VARIANTS[name])
+    config_class, model_class = FAMILIES.get(name.split("_")[0], (LlamaConfig, LlamaForCausalLM))
+    if config_class is not LlamaConfig:
+        for k in ("attention_bias", "mlp_bias"):
+            cfg_dict.pop(k)
     torch.manual_seed(10)
-    model = LlamaForCausalLM(LlamaConfig(**cfg_dict, attn_implementation="eager"))
-    with torch.no_grad():  # larger init than HF's 0.02; biases non-zero so that they count
+    model = model_class(config_class(**cfg_dict, attn_implementation="eager"))
+    with torch.no_grad():  # larger init than HF's 0.02; biases and q/k norms off their init
         for k, p in model.named_parameters():
             if p.dim() == 2 or k.endswith(".bias"):
                 p.normal_(0, 0.08)
+            elif k.endswith("q_norm.weight") or k.endswith("k_norm.weight"):
+                p.normal_(1, 0.2)
     ids, mask, _ = batch(cfg_dict["vocab_size"])
     # How much the feature moves the logits: the same weights with plain RoPE / no biases.
-    plain = dict(cfg_dict, rope_parameters=dict(rope_type="default",
+    plain = dict(VARIANT_BASE, **VARIANTS[name])
+    plain.pop("sliding_window", None)
+    plain = dict(plain, rope_parameters=dict(rope_type="default",
                                                 rope_theta=cfg_dict["rope_parameters"]["rope_theta"]),
                  max_position_embeddings=max(16, cfg_dict["max_position_embeddings"]))
-    if cfg_dict["attention_bias"]:
+    if plain["attention_bias"]:
         plain.update(attention_bias=False, mlp_bias=False)
     other = LlamaForCausalLM(LlamaConfig(**plain, attn_implementation="eager"))
     other.load_state_dict({k: v for k, v in model.state_dict().items()

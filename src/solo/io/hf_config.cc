@@ -14,7 +14,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kSupportedTypes = "llama, gpt2";
+constexpr const char* kSupportedTypes = "llama, mistral, qwen2, qwen3, gpt2";
 
 // Typed access to the fields of one config, with errors that name the file and the field.
 class Fields {
@@ -33,6 +33,7 @@ class Fields {
     SOLO_CHECK(v > 0, where_, ": field '", name, "' must be positive, got ", v);
     return v;
   }
+  bool has(const char* name) const { return j_.contains(name); }
   // Optional fields: absent or null gives nothing.
   const json* find(const char* name) const {
     const auto it = j_.find(name);
@@ -103,7 +104,12 @@ std::string where_of(const std::string& source) {
   return "config.json at " + source;
 }
 
+const char* causal_lm_class(const std::string& model_type);
+
 void validate(const LlamaConfig& c, const std::string& where) {
+  SOLO_CHECK(c.model_type != "gpt2" && causal_lm_class(c.model_type) != nullptr, where,
+             ": model_type '", c.model_type,
+             "' is not a Llama-shaped family (llama, mistral, qwen2, qwen3)");
   for (auto [name, v] : {std::pair{"hidden_size", c.hidden_size},
                          {"intermediate_size", c.intermediate_size},
                          {"num_hidden_layers", c.num_hidden_layers},
@@ -149,6 +155,9 @@ void validate(const LlamaConfig& c, const std::string& where) {
 // head, another family) would load into the wrong maths.
 const char* causal_lm_class(const std::string& model_type) {
   if (model_type == "llama") return "LlamaForCausalLM";
+  if (model_type == "mistral") return "MistralForCausalLM";
+  if (model_type == "qwen2") return "Qwen2ForCausalLM";
+  if (model_type == "qwen3") return "Qwen3ForCausalLM";
   if (model_type == "gpt2") return "GPT2LMHeadModel";
   return nullptr;
 }
@@ -164,8 +173,9 @@ void check_architectures(const json& j, const std::string& where, const std::str
                it->dump());
     SOLO_CHECK(want == nullptr || a.get<std::string>() == want, where, ": architectures entry '",
                a.get<std::string>(),
-               "' is not implemented (Solo implements LlamaForCausalLM for "
-               "model_type llama and GPT2LMHeadModel for gpt2)");
+               "' is not implemented (Solo implements, by model_type: llama LlamaForCausalLM, "
+               "mistral MistralForCausalLM, qwen2 Qwen2ForCausalLM, qwen3 Qwen3ForCausalLM, gpt2 "
+               "GPT2LMHeadModel)");
   }
 }
 
@@ -261,20 +271,40 @@ RopeScaling parse_rope(const Fields& top, int64_t max_position_embeddings) {
   return s;
 }
 
-LlamaConfig parse_llama(const Fields& f) {
+// Defaults and fields differ per family as in each transformers config class: Mistral has
+// 8 kv heads and a 4096 window by default, Qwen3 a head_dim of 128; Qwen2 always has q/k/v
+// biases and ignores attention_bias; none but Llama reads mlp_bias.
+LlamaConfig parse_llama(const Fields& f, const std::string& type) {
   LlamaConfig c;
+  c.model_type = type;
   c.hidden_size = f.req_positive("hidden_size");
   c.intermediate_size = f.req_positive("intermediate_size");
   c.num_hidden_layers = f.req_positive("num_hidden_layers");
   c.num_attention_heads = f.req_positive("num_attention_heads");
-  c.num_key_value_heads = f.opt_int("num_key_value_heads").value_or(c.num_attention_heads);
+  c.num_key_value_heads =
+      f.opt_int("num_key_value_heads").value_or(type == "mistral" ? 8 : c.num_attention_heads);
   c.vocab_size = f.req_positive("vocab_size");
   c.max_position_embeddings = f.req_positive("max_position_embeddings");
   c.rms_norm_eps = f.req_positive_number("rms_norm_eps");
   c.rope = parse_rope(f, c.max_position_embeddings);
   c.explicit_head_dim = f.opt_int("head_dim");
-  c.attention_bias = f.opt_bool("attention_bias").value_or(false);
-  c.mlp_bias = f.opt_bool("mlp_bias").value_or(false);
+  if (type == "qwen3" && !f.find("head_dim")) c.explicit_head_dim = 128;
+  if (type == "llama" || type == "qwen3")
+    c.attention_bias = f.opt_bool("attention_bias").value_or(false);
+  if (type == "llama") c.mlp_bias = f.opt_bool("mlp_bias").value_or(false);
+  c.qkv_bias = type == "qwen2";
+  c.qk_norm = type == "qwen3";
+  if (type == "mistral") {
+    // Absent means transformers' default 4096; null means full attention.
+    c.sliding_window = f.has("sliding_window") ? f.opt_int("sliding_window") : 4096;
+    SOLO_CHECK(!c.sliding_window || *c.sliding_window > 0, f.where(),
+               ": field 'sliding_window' must be positive or null, got ", *c.sliding_window);
+  }
+  if (type == "qwen2" || type == "qwen3")
+    SOLO_CHECK(!f.opt_bool("use_sliding_window").value_or(false), f.where(),
+               ": field 'use_sliding_window' is true but Solo has no sliding-window attention; "
+               "set it to false to run every layer with full attention (a different model "
+               "past sliding_window tokens)");
   c.attention_dropout = f.opt_number("attention_dropout").value_or(0.0);
   c.tie_word_embeddings = f.opt_bool("tie_word_embeddings").value_or(false);
   // transformers 5 writes "dtype", 4 "torch_dtype".
@@ -287,7 +317,7 @@ LlamaConfig parse_llama(const Fields& f) {
   // config that asks for something else rather than run it wrong.
   if (const auto act = f.opt_string("hidden_act"))
     SOLO_CHECK(*act == "silu" || *act == "swish", f.where(), ": field 'hidden_act' is '", *act,
-               "' but only 'silu' is supported for a llama model");
+               "' but only 'silu' is supported for a ", type, " model");
   // Quantized weights need dequantization Solo does not do.
   SOLO_CHECK(!f.find("quantization_config"), f.where(),
              ": field 'quantization_config' is set but Solo loads only unquantized (f32, bf16, "
@@ -323,8 +353,8 @@ void put_opt(json& j, const char* name, const std::optional<T>& v) {
 }
 
 json to_json(const LlamaConfig& c) {
-  json j = {{"model_type", "llama"},
-            {"architectures", {"LlamaForCausalLM"}},
+  json j = {{"model_type", c.model_type},
+            {"architectures", {causal_lm_class(c.model_type)}},
             {"hidden_act", "silu"},
             {"hidden_size", c.hidden_size},
             {"intermediate_size", c.intermediate_size},
@@ -340,6 +370,9 @@ json to_json(const LlamaConfig& c) {
             {"attention_dropout", c.attention_dropout},
             {"tie_word_embeddings", c.tie_word_embeddings}};
   if (c.explicit_head_dim) j["head_dim"] = *c.explicit_head_dim;
+  if (c.model_type == "mistral")
+    j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
+  if (c.model_type == "qwen2" || c.model_type == "qwen3") j["use_sliding_window"] = false;
   // The transformers-4 spelling, which both transformers 4 and 5 read.
   if (c.rope.type != RopeType::Default) {
     json r = {{"rope_type", rope_type_name(c.rope.type)}, {"factor", c.rope.factor}};
@@ -402,7 +435,8 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
              mt->type_name());
   const std::string type = mt->get<std::string>();
   check_architectures(j, where, type);
-  if (type == "llama") return parse_llama(Fields(j, where, "llama"));
+  if (type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3")
+    return parse_llama(Fields(j, where, type.c_str()), type);
   if (type == "gpt2") return parse_gpt2(Fields(j, where, "gpt2"));
   SOLO_FAIL(where, ": model_type '", type, "' is not supported (supported: ", kSupportedTypes, ")");
 }

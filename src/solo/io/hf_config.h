@@ -13,7 +13,10 @@
 
 namespace solo::io {
 
+// Llama and the families transformers builds the same way: Mistral (a sliding attention
+// window), Qwen2 (q/k/v biases) and Qwen3 (RMSNorm of q and k over the head dim).
 struct LlamaConfig {
+  std::string model_type = "llama";  // "llama", "mistral", "qwen2", "qwen3"
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
   int64_t num_hidden_layers = 0;
@@ -27,6 +30,11 @@ struct LlamaConfig {
   std::optional<int64_t> explicit_head_dim;  // "head_dim"; absent means hidden / heads
   bool attention_bias = false;               // q/k/v/o biases
   bool mlp_bias = false;                     // gate/up/down biases
+  bool qkv_bias = false;                     // q/k/v biases without an o bias (qwen2)
+  bool qk_norm = false;                      // q_norm / k_norm over head_dim before RoPE (qwen3)
+  // mistral: each query sees the last sliding_window keys. Solo has no windowed attention, so
+  // longer sequences are refused; up to the window it equals full causal attention.
+  std::optional<int64_t> sliding_window;
   // Solo has no attention dropout: a model with a positive one is refused in training mode.
   double attention_dropout = 0;
   bool tie_word_embeddings = false;

@@ -24,19 +24,26 @@ std::shared_ptr<nn::Linear> hf_linear(int64_t in, int64_t out, bool bias, uint64
 LlamaAttention::LlamaAttention(const LlamaConfig& c, uint64_t seed, Device d) : c_(c) {
   // With an explicit head_dim the attention width q = heads * head_dim need not be hidden_size.
   const int64_t hd = c.head_dim(), q = c.num_attention_heads * hd, kv = c.num_key_value_heads * hd;
-  const bool bias = c.attention_bias;
-  q_proj_ = register_module("q_proj", hf_linear(c.hidden_size, q, bias, sub_seed(seed, 1), d));
-  k_proj_ = register_module("k_proj", hf_linear(c.hidden_size, kv, bias, sub_seed(seed, 2), d));
-  v_proj_ = register_module("v_proj", hf_linear(c.hidden_size, kv, bias, sub_seed(seed, 3), d));
+  const bool bias = c.attention_bias, qkv_bias = c.attention_bias || c.qkv_bias;
+  q_proj_ = register_module("q_proj", hf_linear(c.hidden_size, q, qkv_bias, sub_seed(seed, 1), d));
+  k_proj_ = register_module("k_proj", hf_linear(c.hidden_size, kv, qkv_bias, sub_seed(seed, 2), d));
+  v_proj_ = register_module("v_proj", hf_linear(c.hidden_size, kv, qkv_bias, sub_seed(seed, 3), d));
   o_proj_ = register_module("o_proj", hf_linear(q, c.hidden_size, bias, sub_seed(seed, 4), d));
+  if (c.qk_norm) {
+    q_norm_ = register_module("q_norm", std::make_shared<nn::RMSNorm>(hd, c.rms_norm_eps, d));
+    k_norm_ = register_module("k_norm", std::make_shared<nn::RMSNorm>(hd, c.rms_norm_eps, d));
+  }
 }
 
 Tensor LlamaAttention::forward(const Tensor& x, const Tensor& key_mask) {
   ScopeGuard scope(scope_name());
   const int64_t b = x.shape()[0], t = x.shape()[1], hd = c_.head_dim();
   // [B, T, H*D] -> [B, T, H, D] is a free view; attention works in this layout directly.
-  const Tensor q = rope(reshape(q_proj_->forward(x), {b, t, c_.num_attention_heads, hd}), c_.rope);
-  const Tensor k = rope(reshape(k_proj_->forward(x), {b, t, c_.num_key_value_heads, hd}), c_.rope);
+  Tensor q = reshape(q_proj_->forward(x), {b, t, c_.num_attention_heads, hd});
+  Tensor k = reshape(k_proj_->forward(x), {b, t, c_.num_key_value_heads, hd});
+  if (q_norm_) q = q_norm_->forward(q), k = k_norm_->forward(k);  // per head, before RoPE
+  q = rope(q, c_.rope);
+  k = rope(k, c_.rope);
   const Tensor v = reshape(v_proj_->forward(x), {b, t, c_.num_key_value_heads, hd});
   const Tensor a = scaled_dot_product_attention(q, k, v, key_mask, true);
   return o_proj_->forward(reshape(a, {b, t, c_.num_attention_heads * hd}));
@@ -108,6 +115,10 @@ CausalLMOutput LlamaForCausalLM::forward(const Tensor& input_ids, const Tensor& 
       c_.rope.type == RopeType::Dynamic || input_ids.shape()[1] <= c_.max_position_embeddings,
       "LlamaForCausalLM: sequence length ", input_ids.shape()[1],
       " exceeds max_position_embeddings ", c_.max_position_embeddings, "; lower --block-size");
+  SOLO_CHECK(!c_.sliding_window || input_ids.shape()[1] <= *c_.sliding_window,
+             "LlamaForCausalLM: sequence length ", input_ids.shape()[1],
+             " exceeds the config's sliding_window ", c_.sliding_window.value_or(0),
+             " and Solo has no sliding-window attention; lower --block-size to at most the window");
   SOLO_CHECK(!is_training() || c_.attention_dropout == 0,
              "LlamaForCausalLM: config attention_dropout is ", c_.attention_dropout,
              " but Solo has no attention dropout; call eval() for inference or set "

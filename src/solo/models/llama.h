@@ -1,5 +1,7 @@
 // Llama (Hugging Face LlamaForCausalLM): RMSNorm, rotary attention with grouped-query heads,
 // SwiGLU MLP. Parameter names are Hugging Face's, so checkpoints load without renaming.
+// MistralForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM are the same network with the
+// differences LlamaConfig names (model_type), and load into this class too.
 #pragma once
 #include <memory>
 #include <string>
@@ -21,6 +23,7 @@ class LlamaAttention : public nn::Module {
  private:
   LlamaConfig c_;
   std::shared_ptr<nn::Linear> q_proj_, k_proj_, v_proj_, o_proj_;
+  std::shared_ptr<nn::RMSNorm> q_norm_, k_norm_;  // qwen3 only
 };
 
 class LlamaMLP : public nn::Module {
