@@ -11,7 +11,7 @@
 #include "solo/backend/backend.h"
 #include "solo/backend/cpu/cpu_backend.h"
 #include "solo/backend/reference/reference_backend.h"
-#include "solo/ir/ops.h"
+#include "solo/core/op_info.h"
 #ifdef SOLO_HAVE_CUDA
 #include "solo/backend/cuda/cuda_backend.h"
 #endif
@@ -19,10 +19,10 @@
 namespace solo {
 namespace {
 
-// Ops the executor carries out itself: graph inputs are bound to their storage, reshapes
-// alias their operand, collectives and send/recv go through a communicator.
+// Ops the executor carries out itself: graph inputs are bound to their storage, views alias
+// their operand, collectives and send/recv go through a communicator.
 bool run_by_executor(OpKind op) {
-  return op == OpKind::Input || op == OpKind::Reshape || ir::is_collective(op);
+  return !op_info(op).kernel();
 }
 
 std::vector<std::string> missing_kernels(const KernelTable& t) {

@@ -1,5 +1,6 @@
 // The op vocabulary shared by the graph IR and the backends. Each op's semantics,
-// inputs, outputs and attributes are documented in ir/ops.h, where it is built.
+// inputs, outputs and attributes are documented in ir/ops.h, where it is built; its facts
+// (arity, in-place outputs, collective, cost class...) are its row in core/op_info.cc.
 #pragma once
 #include <cstdint>
 
@@ -42,6 +43,6 @@ constexpr int kNumOps = 0
 #undef SOLO_OP_COUNT
     ;
 
-const char* op_name(OpKind op);
+const char* op_name(OpKind op);  // "invalid" outside the vocabulary (core/op_info.cc)
 
 }  // namespace solo
