@@ -37,7 +37,7 @@ std::vector<std::string> missing_kernels(const KernelTable& t) {
 KernelTable reference_table() {
   KernelTable t;
   register_reference_elementwise_kernels(t);
-  register_reference_layout_kernels(t);
+  register_reference_movement_kernels(t);
   register_reference_nn_kernels(t);
   register_reference_attention_kernels(t);
   register_reference_optim_kernels(t);
@@ -47,7 +47,7 @@ KernelTable reference_table() {
 KernelTable cpu_table() {
   KernelTable t;
   register_cpu_elementwise_kernels(t);
-  register_cpu_layout_kernels(t);
+  register_cpu_movement_kernels(t);
   register_cpu_nn_kernels(t);
   register_cpu_attention_kernels(t);
   register_cpu_optim_kernels(t);
@@ -78,7 +78,7 @@ TEST(BackendCoverage, ConstructedHostBackendsMatchTheirTables) {
 TEST(BackendCoverage, AMissingGroupIsReportedByName) {
   KernelTable t;
   register_reference_elementwise_kernels(t);
-  register_reference_layout_kernels(t);
+  register_reference_movement_kernels(t);
   register_reference_attention_kernels(t);
   register_reference_optim_kernels(t);
   const auto missing = missing_kernels(t);
@@ -90,7 +90,7 @@ TEST(BackendCoverage, AMissingGroupIsReportedByName) {
 TEST(BackendCoverage, CudaHasEveryComputingOp) {
   KernelTable t;
   register_cuda_elementwise_kernels(t);
-  register_cuda_layout_kernels(t);
+  register_cuda_movement_kernels(t);
   register_cuda_nn_kernels(t);
   register_cuda_attention_kernels(t);
   register_cuda_optim_kernels(t);

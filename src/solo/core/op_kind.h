@@ -17,7 +17,7 @@ namespace solo {
   X(SiluBackward) X(GeluBackward) X(Swiglu) X(SwigluBackward) X(Cast)             \
   /* reductions and broadcast */                                                 \
   X(Sum) X(Mean) X(BroadcastTo)                                                  \
-  /* layout */                                                                   \
+  /* data movement */                                                            \
   X(Reshape) X(Permute) X(Slice) X(SliceBackward) X(Concat)                      \
   /* linear algebra and lookup */                                                \
   X(MatMul) X(Embedding) X(EmbeddingBackward)                                    \

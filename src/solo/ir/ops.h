@@ -62,7 +62,7 @@ ValueId broadcast_to(Graph& g, ValueId x, const Shape& shape);
 // Sums a broadcast gradient back to `shape` (sum over broadcast axes, then reshape).
 ValueId sum_to(Graph& g, ValueId x, const Shape& shape);
 
-// ---- layout, matmul, lookup -----------------------------------------------------------------
+// ---- data movement, matmul, lookup ---------------------------------------------------------
 // Same data, new shape (one dim may be -1). attr "shape". Executes as a view (no copy).
 ValueId reshape(Graph& g, ValueId x, const Shape& shape);
 // Output dim i is input dim perm[i]. attr "perm".
