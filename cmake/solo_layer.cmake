@@ -1,9 +1,34 @@
 # solo_layer(NAME DIR [PUBLIC deps...] [PRIVATE deps...] [NO_RECURSE] [HEADER_ONLY])
 # One static library per layer from the .cc files in DIR. Files are globbed so that adding an
-# op file needs no CMake edit.
+# op file needs no CMake edit. DIR's layer (src/solo/<layer>/...) may link only solo_ targets
+# of the layers cmake/solo_layers.cmake allows it, which are checked here.
+include(${CMAKE_CURRENT_LIST_DIR}/solo_layers.cmake)
+
 function(solo_layer name dir)
   cmake_parse_arguments(L "NO_RECURSE;HEADER_ONLY" "" "PUBLIC;PRIVATE" ${ARGN})
   set(target solo_${name})
+  if(NOT dir MATCHES "^src/solo/([a-z_]+)")
+    message(FATAL_ERROR "solo_layer(${name}): ${dir} is not under src/solo/")
+  endif()
+  set(layer ${CMAKE_MATCH_1})
+  if(NOT layer IN_LIST SOLO_LAYERS)
+    message(FATAL_ERROR "solo_layer(${name}): layer '${layer}' is not in cmake/solo_layers.cmake")
+  endif()
+  set_property(GLOBAL PROPERTY solo_layer_of_${target} ${layer})
+  foreach(dep ${L_PUBLIC} ${L_PRIVATE})
+    if(NOT dep MATCHES "^solo_")
+      continue()  # a third-party library
+    endif()
+    get_property(dep_layer GLOBAL PROPERTY solo_layer_of_${dep})
+    if(NOT dep_layer)
+      message(FATAL_ERROR "solo_layer(${name}): ${dep} is not a layer defined before it")
+    endif()
+    if(NOT dep_layer STREQUAL layer AND NOT dep_layer IN_LIST SOLO_LAYER_DEPS_${layer})
+      message(FATAL_ERROR "solo_layer(${name}): layer '${layer}' may not link ${dep} "
+                          "(layer '${dep_layer}'); allowed: ${SOLO_LAYER_DEPS_${layer}} "
+                          "(cmake/solo_layers.cmake)")
+    endif()
+  endforeach()
   if(L_HEADER_ONLY)
     add_library(${target} INTERFACE)
     target_include_directories(${target} INTERFACE ${PROJECT_SOURCE_DIR}/src)

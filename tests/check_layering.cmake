@@ -1,24 +1,13 @@
 # Checks every #include "solo/<layer>/..." under src/solo against the layer graph of
-# DESIGN.md §2 (the layers' CMake targets link the same way): a layer includes only itself
-# and the layers below it. Run by CTest: cmake -DSOLO_SRC=<src dir> -P check_layering.cmake
+# cmake/solo_layers.cmake (DESIGN.md §2; the layers' CMake targets are checked against the same
+# graph): a layer includes only itself and the layers it lists. Run by CTest:
+# cmake -DSOLO_SRC=<src dir> -DSOLO_LAYER_GRAPH=<cmake/solo_layers.cmake> -P check_layering.cmake
 # A subfolder belongs to its layer (backend/cpu is backend, comm/nccl is comm).
-set(allowed_core "")
-set(allowed_ir core)
-set(allowed_autograd core ir)
-set(allowed_layout core ir)
-set(allowed_planner core ir layout)
-set(allowed_backend core)
-set(allowed_comm core)
-set(allowed_runtime core ir backend comm)
-set(allowed_compile core ir autograd layout planner runtime)
-set(allowed_tensor core ir autograd backend comm compile runtime)
-set(allowed_nn core ir tensor)
-set(allowed_optim core ir tensor)
-set(allowed_io core)
-set(allowed_data core)
-set(allowed_models core ir tensor nn io)
-set(allowed_cluster core)
-set(allowed_session core ir cluster comm tensor)
+cmake_minimum_required(VERSION 3.22)  # IN_LIST and the project's other policies
+if(NOT SOLO_LAYER_GRAPH)
+  message(FATAL_ERROR "pass -DSOLO_LAYER_GRAPH=<cmake/solo_layers.cmake>")
+endif()
+include(${SOLO_LAYER_GRAPH})
 
 if(NOT SOLO_SRC)
   message(FATAL_ERROR "pass -DSOLO_SRC=<the src directory>")
@@ -30,8 +19,8 @@ set(checked 0)
 foreach(file ${sources})
   file(RELATIVE_PATH rel "${SOLO_SRC}/solo" "${file}")
   string(REGEX MATCH "^[a-z_]+" layer "${rel}")
-  if(NOT DEFINED allowed_${layer})
-    message(SEND_ERROR "${rel}: layer '${layer}' is not in the layer graph of ${CMAKE_CURRENT_LIST_FILE}")
+  if(NOT layer IN_LIST SOLO_LAYERS)
+    message(SEND_ERROR "${rel}: layer '${layer}' is not in the layer graph (${SOLO_LAYER_GRAPH})")
     math(EXPR violations "${violations} + 1")
     continue()
   endif()
@@ -42,10 +31,10 @@ foreach(file ${sources})
     if(target STREQUAL layer)
       continue()
     endif()
-    list(FIND allowed_${layer} "${target}" found)
+    list(FIND SOLO_LAYER_DEPS_${layer} "${target}" found)
     if(found EQUAL -1)
       message(SEND_ERROR "${rel}: layer '${layer}' includes '${target}' (${line}); "
-                         "allowed: ${allowed_${layer}}")
+                         "allowed: ${SOLO_LAYER_DEPS_${layer}}")
       math(EXPR violations "${violations} + 1")
     endif()
   endforeach()

@@ -11,7 +11,7 @@
 #include "solo/backend/backend.h"
 #include "solo/backend/cpu/cpu_backend.h"
 #include "solo/backend/reference/reference_backend.h"
-#include "solo/ir/ops.h"
+#include "solo/core/op_info.h"
 #ifdef SOLO_HAVE_CUDA
 #include "solo/backend/cuda/cuda_backend.h"
 #endif
@@ -19,10 +19,10 @@
 namespace solo {
 namespace {
 
-// Ops the executor carries out itself: graph inputs are bound to their storage, reshapes
-// alias their operand, collectives and send/recv go through a communicator.
+// Ops the executor carries out itself: graph inputs are bound to their storage, views alias
+// their operand, collectives and send/recv go through a communicator.
 bool run_by_executor(OpKind op) {
-  return op == OpKind::Input || op == OpKind::Reshape || ir::is_collective(op);
+  return !op_info(op).kernel();
 }
 
 std::vector<std::string> missing_kernels(const KernelTable& t) {
@@ -37,7 +37,7 @@ std::vector<std::string> missing_kernels(const KernelTable& t) {
 KernelTable reference_table() {
   KernelTable t;
   register_reference_elementwise_kernels(t);
-  register_reference_layout_kernels(t);
+  register_reference_movement_kernels(t);
   register_reference_nn_kernels(t);
   register_reference_attention_kernels(t);
   register_reference_optim_kernels(t);
@@ -47,7 +47,7 @@ KernelTable reference_table() {
 KernelTable cpu_table() {
   KernelTable t;
   register_cpu_elementwise_kernels(t);
-  register_cpu_layout_kernels(t);
+  register_cpu_movement_kernels(t);
   register_cpu_nn_kernels(t);
   register_cpu_attention_kernels(t);
   register_cpu_optim_kernels(t);
@@ -78,7 +78,7 @@ TEST(BackendCoverage, ConstructedHostBackendsMatchTheirTables) {
 TEST(BackendCoverage, AMissingGroupIsReportedByName) {
   KernelTable t;
   register_reference_elementwise_kernels(t);
-  register_reference_layout_kernels(t);
+  register_reference_movement_kernels(t);
   register_reference_attention_kernels(t);
   register_reference_optim_kernels(t);
   const auto missing = missing_kernels(t);
@@ -90,7 +90,7 @@ TEST(BackendCoverage, AMissingGroupIsReportedByName) {
 TEST(BackendCoverage, CudaHasEveryComputingOp) {
   KernelTable t;
   register_cuda_elementwise_kernels(t);
-  register_cuda_layout_kernels(t);
+  register_cuda_movement_kernels(t);
   register_cuda_nn_kernels(t);
   register_cuda_attention_kernels(t);
   register_cuda_optim_kernels(t);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "solo/backend/backend.h"
+#include "solo/core/op_info.h"
 #include "solo/ir/ops.h"
 #include "solo/layout/reshard.h"
 #include "solo/runtime/executor.h"
@@ -122,7 +123,7 @@ TEST(Reshard, BuildsTheCollectivesOnEachAxisGroup) {
   EXPECT_EQ(g.shape(y), local_shape(global, {{S(1), R}}, mesh));
   std::vector<std::pair<OpKind, int64_t>> collectives;  // (op, group)
   for (int n = 0; n < g.num_nodes(); ++n)
-    if (ir::is_collective(g.node(n).op))
+    if (op_info(g.node(n).op).collective)
       collectives.push_back({g.node(n).op, g.node(n).attrs.i("group")});
   EXPECT_EQ(collectives, (std::vector<std::pair<OpKind, int64_t>>{{OpKind::ReduceScatter, 0},
                                                                   {OpKind::AllGather, 1}}));

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "solo/core/half.h"
+#include "solo/core/op_info.h"
 
 namespace solo {
 
@@ -24,25 +25,6 @@ namespace {
 
 bool is_half(DType dt) {
   return dt == DType::BF16 || dt == DType::F16;
-}
-
-// Ops whose host kernels move elements without arithmetic, so they serve every dtype.
-bool moves_elements(OpKind op) {
-  switch (op) {
-    case OpKind::Full:
-    case OpKind::Where:
-    case OpKind::BroadcastTo:
-    case OpKind::Cast:
-    case OpKind::Reshape:
-    case OpKind::Permute:
-    case OpKind::Slice:
-    case OpKind::SliceBackward:
-    case OpKind::Concat:
-    case OpKind::Embedding:
-      return true;
-    default:
-      return false;
-  }
 }
 
 constexpr size_t kLargeBlock = 1 << 20;  // blocks from 1 MiB up are cached
@@ -95,7 +77,7 @@ void HostBackend::run(const KernelCall& call) const {
   bool any_half = false;
   for (const TensorRef& t : call.in) any_half |= is_half(t.dtype);
   for (const TensorRef& t : call.out) any_half |= is_half(t.dtype);
-  if (!any_half || moves_elements(call.op)) return Backend::run(call);
+  if (!any_half || op_info(call.op).moves_elements) return Backend::run(call);
   const HalfKernel native = half_kernels_[static_cast<size_t>(call.op)];
   if (native && native(call)) return;
   Scratch scratch(*this);

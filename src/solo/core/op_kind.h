@@ -1,5 +1,6 @@
 // The op vocabulary shared by the graph IR and the backends. Each op's semantics,
-// inputs, outputs and attributes are documented in ir/ops.h, where it is built.
+// inputs, outputs and attributes are documented in ir/ops.h, where it is built; its facts
+// (arity, in-place outputs, collective, cost class...) are its row in core/op_info.cc.
 #pragma once
 #include <cstdint>
 
@@ -16,7 +17,7 @@ namespace solo {
   X(SiluBackward) X(GeluBackward) X(Swiglu) X(SwigluBackward) X(Cast)             \
   /* reductions and broadcast */                                                 \
   X(Sum) X(Mean) X(BroadcastTo)                                                  \
-  /* layout */                                                                   \
+  /* data movement */                                                            \
   X(Reshape) X(Permute) X(Slice) X(SliceBackward) X(Concat)                      \
   /* linear algebra and lookup */                                                \
   X(MatMul) X(Embedding) X(EmbeddingBackward)                                    \
@@ -42,6 +43,6 @@ constexpr int kNumOps = 0
 #undef SOLO_OP_COUNT
     ;
 
-const char* op_name(OpKind op);
+const char* op_name(OpKind op);  // "invalid" outside the vocabulary (core/op_info.cc)
 
 }  // namespace solo

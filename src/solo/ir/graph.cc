@@ -1,9 +1,11 @@
 #include "solo/ir/graph.h"
 
 #include <sstream>
+#include <string>
 
 #include "solo/core/error.h"
 #include "solo/core/hash.h"
+#include "solo/core/op_info.h"
 
 namespace solo::ir {
 
@@ -84,6 +86,18 @@ std::vector<ValueId> Graph::append(OpKind op, std::vector<ValueId> inputs,
   for (ValueId v : inputs)
     SOLO_CHECK(v >= 0 && v < num_values(), op_name(op), ": input value ", v,
                " does not belong to this graph");
+  // The op table's arity is what the memory plan, executor and kernels rely on.
+  const OpInfo& info = op_info(op);
+  const auto n_in = static_cast<int>(inputs.size());
+  SOLO_CHECK(
+      n_in >= info.min_inputs && (info.max_inputs == kAnyArity || n_in <= info.max_inputs),
+      op_name(op), ": a node with ", n_in, " inputs (the op takes ",
+      static_cast<int>(info.min_inputs), " to ",
+      info.max_inputs == kAnyArity ? std::string("any number") : std::to_string(info.max_inputs),
+      ")");
+  const int n_out = info.outputs == kAnyArity ? n_in : info.outputs;
+  SOLO_CHECK(static_cast<int>(output_types.size()) == n_out, op_name(op), ": a node with ",
+             output_types.size(), " outputs (the op has ", n_out, ")");
   Node n;
   n.op = op;
   n.inputs = std::move(inputs);

@@ -63,7 +63,7 @@ ValueId broadcast_to(Graph& g, ValueId x, const Shape& shape);
 // Sums a broadcast gradient back to `shape` (sum over broadcast axes, then reshape).
 ValueId sum_to(Graph& g, ValueId x, const Shape& shape);
 
-// ---- layout, matmul, lookup -----------------------------------------------------------------
+// ---- data movement, matmul, lookup ---------------------------------------------------------
 // Same data, new shape (one dim may be -1). attr "shape". Executes as a view (no copy).
 ValueId reshape(Graph& g, ValueId x, const Shape& shape);
 // Output dim i is input dim perm[i]. attr "perm".
@@ -133,7 +133,8 @@ ValueId cross_entropy_backward(Graph& g, ValueId logits, ValueId labels, ValueId
 // tensors so that every step has the same graph. -> {p', m', v'}:
 //   m' = b1 m + (1-b1) g;  v' = b2 v + (1-b2) g^2;
 //   p' = p (1 - lr wd) - lr bias1 m' / (sqrt(v' bias2) + eps)
-// attrs "beta1", "beta2", "eps", "weight_decay". Not differentiable.
+// attrs "beta1", "beta2", "eps", "weight_decay". Not differentiable. Each output may be
+// written over its old self (OpInfo::inplace: the memory plan updates a dead p, m, v in place).
 std::vector<ValueId> adamw_update(Graph& g, ValueId p, ValueId grad, ValueId m, ValueId v,
                                   ValueId lr, ValueId bias1, ValueId bias2, double beta1,
                                   double beta2, double eps, double weight_decay);
@@ -141,7 +142,8 @@ std::vector<ValueId> adamw_update(Graph& g, ValueId p, ValueId grad, ValueId m, 
 // ---- collectives --------------------------------------------------------------------------
 // Collectives over the ranks of communicator group `group` of the executor (0: the group it
 // is given first, the data-parallel one; the device mesh adds more). attr "group".
-// Gradients follow Megatron's pairing, for a loss that is the sum of the ranks' losses.
+// Gradients follow Megatron's pairing, for a loss that is the sum of the ranks' losses. The
+// executor runs these and send/recv through a communicator, not a kernel (OpInfo::collective).
 
 // Sum (average = true: mean) of x over the group's ranks; the identity on one rank. attr
 // "average". Its VJP is the identity (a forward all-reduce of replicated values has a
@@ -168,17 +170,6 @@ ValueId reduce_scatter(Graph& g, ValueId x, int64_t ranks, int64_t axis = 0, int
 // (autograd::gradients' seed). attrs "peer", "tag", "group".
 ValueId send(Graph& g, ValueId x, int64_t peer, int64_t tag, int64_t group = 0);
 ValueId recv(Graph& g, const TensorType& type, int64_t peer, int64_t tag, int64_t group = 0);
-
-// Ops the executor runs through a communicator instead of a kernel: the collectives above,
-// send and recv.
-bool is_collective(OpKind op);
-
-// ---- buffer reuse -------------------------------------------------------------------------
-// The input position whose buffer output `output` of `node` may be written into while the
-// node runs (its kernels read each element of that input before writing the same element of
-// the output, on every backend), or -1. The memory plan uses it to update a dead input in
-// place (an optimizer writing the new parameter over the old one).
-int inplace_input(const Node& node, int output);
 
 // Shared helper for op builders: throws "<op>: <message> (shapes ...)" when !ok.
 void check_operands(bool ok, const char* op, const std::string& message,

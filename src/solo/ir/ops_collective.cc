@@ -40,11 +40,6 @@ ValueId along_axis(Graph& g, ValueId x, int64_t axis, const char* op, Along0 alo
 
 }  // namespace
 
-bool is_collective(OpKind op) {
-  return op == OpKind::AllReduce || op == OpKind::AllGather || op == OpKind::ReduceScatter ||
-         op == OpKind::Send || op == OpKind::Recv;
-}
-
 ValueId all_reduce(Graph& g, ValueId x, bool average, int64_t group) {
   return all_reduce(g, std::vector<ValueId>{x}, average, group)[0];
 }

@@ -17,15 +17,4 @@ void check_operands(bool ok, const char* op, const std::string& message,
   SOLO_CHECK(ok, op, ": ", message, " (operands: ", types_str(operands), ")");
 }
 
-int inplace_input(const Node& node, int output) {
-  switch (node.op) {
-    case OpKind::AdamWUpdate: {
-      static constexpr int kSource[] = {0, 2, 3};  // p' over p, m' over m, v' over v
-      return output >= 0 && output < 3 ? kSource[output] : -1;
-    }
-    default:
-      return -1;
-  }
-}
-
 }  // namespace solo::ir

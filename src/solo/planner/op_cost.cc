@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "solo/core/error.h"
+#include "solo/core/op_info.h"
 
 namespace solo::planner {
 
@@ -37,44 +38,38 @@ OpCost op_cost(const ir::Graph& g, const ir::Node& node, const std::vector<int64
   OpCost c;
   c.bytes = bytes_of(g, node.inputs) + bytes_of(g, node.outputs);
   if (!node.inputs.empty()) c.compute = g.dtype(node.inputs[0]);
-  switch (node.op) {
-    case OpKind::Input:
-    case OpKind::Reshape:
+  switch (op_info(node.op).cost) {
+    case OpCostClass::None:
       return OpCost{0, 0, DType::F32, 0, false, false};
-    case OpKind::MatMul: {
+    case OpCostClass::MatMul: {
       const Shape& a = g.shape(node.inputs[0]);
       const int64_t k = node.attrs.i("trans_a") != 0 ? a[a.rank() - 2] : a[a.rank() - 1];
       c.flops =
           2.0 * static_cast<double>(g.shape(node.outputs[0]).numel()) * static_cast<double>(k);
       return c;
     }
-    case OpKind::Attention:
-      c.flops = attention_flops(g, node, 2);  // two products
+    case OpCostClass::Attention:
+      // Forward: two products; backward: five (S recomputed, dV, dP, dQ, dK).
+      c.flops = attention_flops(g, node, node.op == OpKind::AttentionBackward ? 5 : 2);
       return c;
-    case OpKind::AttentionBackward:
-      c.flops = attention_flops(g, node, 5);  // S recomputed, dV, dP, dQ, dK
-      return c;
-    case OpKind::AllReduce:
-    case OpKind::AllGather:
-    case OpKind::ReduceScatter: {
-      const auto n = static_cast<double>(group_size(node, group_sizes));
-      const double in = bytes_of(g, node.inputs);
+    case OpCostClass::Collective:
       c.communication = true;
-      c.bytes_sent = node.op == OpKind::AllReduce   ? 2 * in * (n - 1) / n
-                     : node.op == OpKind::AllGather ? in * (n - 1)
-                                                    : in * (n - 1) / n;
+      if (node.op == OpKind::Send || node.op == OpKind::Recv) {
+        c.bytes_sent = node.op == OpKind::Send ? bytes_of(g, node.inputs) : 0;
+        c.bytes = bytes_of(g, node.op == OpKind::Send ? node.inputs : node.outputs);
+      } else {
+        const auto n = static_cast<double>(group_size(node, group_sizes));
+        const double in = bytes_of(g, node.inputs);
+        c.bytes_sent = node.op == OpKind::AllReduce   ? 2 * in * (n - 1) / n
+                       : node.op == OpKind::AllGather ? in * (n - 1)
+                                                      : in * (n - 1) / n;  // ReduceScatter
+      }
       return c;
-    }
-    case OpKind::Send:
-    case OpKind::Recv:
-      c.communication = true;
-      c.bytes_sent = node.op == OpKind::Send ? bytes_of(g, node.inputs) : 0;
-      c.bytes = bytes_of(g, node.op == OpKind::Send ? node.inputs : node.outputs);
-      return c;
-    default:
-      c.flops = static_cast<double>(g.shape(node.outputs[0]).numel());  // elementwise-like
-      return c;
+    case OpCostClass::MemoryBound:
+      break;
   }
+  c.flops = static_cast<double>(g.shape(node.outputs[0]).numel());  // elementwise-like
+  return c;
 }
 
 double node_seconds(const OpCost& c, const DeviceProfile& d, bool inter_host) {

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "solo/core/error.h"
+#include "solo/core/op_info.h"
 #include "solo/ir/ops.h"
 
 namespace solo::runtime {
@@ -225,7 +226,8 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
     }
     const ValueId out0 = node.outputs.empty() ? ir::kNoValue : node.outputs[0];
     // Leaves and views need no kernel; if they are requested outputs, copy their bytes.
-    if (node.op == OpKind::Input || node.op == OpKind::Reshape) {
+    const OpInfo& info = op_info(node.op);
+    if (node.op == OpKind::Input || info.view) {
       const auto o = static_cast<size_t>(out0);
       const void* src =
           node.op == OpKind::Input ? source[o] : data[static_cast<size_t>(node.inputs[0])];
@@ -237,7 +239,7 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
     }
     in_refs.clear();
     out_refs.clear();
-    if (ir::is_collective(node.op)) {
+    if (info.collective) {
       const bool start = overlap && starts_asynchronously(node);
       run_collective(g, node, data, start);
       started |= start;

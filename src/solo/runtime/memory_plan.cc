@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "solo/core/error.h"
+#include "solo/core/op_info.h"
 #include "solo/ir/ops.h"
 
 namespace solo::runtime {
@@ -12,7 +13,10 @@ using ir::ValueId;
 
 namespace {
 
-// Marks the nodes that the requested outputs depend on.
+// Marks the nodes that the requested outputs depend on, and the side-effect nodes (sends)
+// whose inputs those nodes compute. A side-effect node that would need more work is left out:
+// the caller asks for its token to run it (ir::send), so that evaluating one value never
+// runs other parts of the graph, nor needs their inputs bound.
 std::vector<bool> needed_nodes(const ir::Graph& g, const std::vector<ValueId>& outputs) {
   std::vector<bool> needed(static_cast<size_t>(g.num_nodes()), false);
   std::vector<NodeId> stack;
@@ -23,6 +27,14 @@ std::vector<bool> needed_nodes(const ir::Graph& g, const std::vector<ValueId>& o
     if (needed[static_cast<size_t>(n)]) continue;
     needed[static_cast<size_t>(n)] = true;
     for (ValueId in : g.node(n).inputs) stack.push_back(g.value(in).producer);
+  }
+  // One pass in node order: nodes are in topological order.
+  for (NodeId n = 0; n < g.num_nodes(); ++n) {
+    const ir::Node& node = g.node(n);
+    if (needed[static_cast<size_t>(n)] || !op_info(node.op).side_effect) continue;
+    needed[static_cast<size_t>(n)] =
+        std::all_of(node.inputs.begin(), node.inputs.end(),
+                    [&](ValueId in) { return needed[static_cast<size_t>(g.value(in).producer)]; });
   }
   return needed;
 }
@@ -38,7 +50,7 @@ bool can_take_buffer(const ir::Graph& g, const MemoryPlan& p, ValueId out, Value
   const ir::Node& node = g.producer(out);
   const auto& outs = node.outputs;
   const int k = static_cast<int>(std::find(outs.begin(), outs.end(), out) - outs.begin());
-  const int src = ir::inplace_input(node, k);
+  const int src = op_info(node.op).inplace_input(k);
   if (src < 0) return false;
   for (size_t pos = 0; pos < node.inputs.size(); ++pos) {
     const bool reads_in = p.root[static_cast<size_t>(node.inputs[pos])] == in;
@@ -60,7 +72,7 @@ void donate_inputs(const ir::Graph& g, const std::vector<ValueId>& donatable, Me
   std::vector<ValueId> outs;
   for (ValueId v : p.outputs) {
     const ir::Node& producer = g.producer(v);
-    if (producer.op != OpKind::Input && producer.op != OpKind::Reshape) outs.push_back(v);
+    if (producer.op != OpKind::Input && !op_info(producer.op).view) outs.push_back(v);
   }
   std::stable_sort(outs.begin(), outs.end(), [&](ValueId a, ValueId b) {
     return p.first_use[static_cast<size_t>(a)] < p.first_use[static_cast<size_t>(b)];
@@ -143,7 +155,7 @@ std::vector<NodeId> start_collectives_early(const ir::Graph& g, const std::vecto
 }  // namespace
 
 bool starts_asynchronously(const ir::Node& node) {
-  return node.op == OpKind::AllReduce && node.attrs.i_or("group", 0) == 0;
+  return op_info(node.op).async_start && node.attrs.i_or("group", 0) == 0;
 }
 
 size_t align_up(size_t n) {
@@ -171,7 +183,7 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested
     if (needed[static_cast<size_t>(n)]) p.schedule.push_back(n);
   if (async_collectives) p.schedule = start_collectives_early(g, p.schedule);
   for (NodeId n : p.schedule)
-    if (ir::is_collective(g.node(n).op)) {
+    if (op_info(g.node(n).op).collective) {
       const int64_t group = g.node(n).attrs.i_or("group", 0);
       if (std::find(p.collective_groups.begin(), p.collective_groups.end(), group) ==
           p.collective_groups.end())
@@ -192,7 +204,7 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested
       p.first_use[o] = p.last_use[o] = step;
       if (node.op == OpKind::Input) {
         p.placement[o] = Placement::Input;
-      } else if (node.op == OpKind::Reshape) {
+      } else if (op_info(node.op).view) {
         p.placement[o] = Placement::View;
         p.root[o] = p.root[static_cast<size_t>(node.inputs[0])];
       } else {
@@ -214,7 +226,7 @@ MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ValueId>& requested
   for (size_t v = 0; v < nv; ++v)
     if (p.placement[v] == Placement::View) {
       ValueId r = static_cast<ValueId>(v);
-      while (g.producer(r).op == OpKind::Reshape &&
+      while (op_info(g.producer(r).op).view &&
              p.placement[static_cast<size_t>(r)] != Placement::Output)
         r = g.producer(r).inputs[0];
       p.root[v] = r;

@@ -40,17 +40,20 @@ struct MemoryPlan {
   size_t peak_bytes() const { return arena_bytes + output_bytes; }
 };
 
-// The collectives a plan with `async_collectives` starts and waits for later: the AllReduces
-// of group 0 (the data-parallel gradient buckets). Other collectives finish in order.
+// The collectives a plan with `async_collectives` starts and waits for later: those whose op
+// may start asynchronously (OpInfo::async_start: AllReduce) in group 0 (the data-parallel
+// gradient buckets). Other collectives finish in order.
 bool starts_asynchronously(const ir::Node& node);
 
 constexpr size_t kArenaAlignment = 64;
 // bytes rounded up to kArenaAlignment: the room a buffer takes in an arena.
 size_t align_up(size_t bytes);
 
+// The schedule is the nodes the requested outputs depend on, plus the side-effect nodes
+// (OpInfo::side_effect: sends) whose inputs those nodes already compute.
 // `donatable`: inputs whose buffers the caller gives up (nothing reads them after the run). A
 // requested output of the same size is written into one once the input is dead, or by the
-// node that reads it last when that op updates it in place (ir::inplace_input): no new
+// node that reads it last when that op updates it in place (OpInfo::inplace): no new
 // storage, and the output keeps the input's address from step to step.
 // `async_collectives`: the communicator runs AllReduce while later nodes compute (overlap).
 // Each AllReduce is waited for before the next one starts or before its first consumer,

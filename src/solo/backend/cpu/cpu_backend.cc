@@ -4,7 +4,7 @@ namespace solo {
 
 CpuBackend::CpuBackend() {
   register_cpu_elementwise_kernels(kernels_);
-  register_cpu_layout_kernels(kernels_);
+  register_cpu_movement_kernels(kernels_);
   register_cpu_nn_kernels(kernels_);
   register_cpu_attention_kernels(kernels_);
   register_cpu_optim_kernels(kernels_);

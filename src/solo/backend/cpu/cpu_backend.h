@@ -21,12 +21,12 @@ void narrow_to_half(const float* in, const TensorRef& half);
 
 // Kernel groups, one file each (see ir/ops.h for the groups).
 void register_cpu_elementwise_kernels(KernelTable& t);
-void register_cpu_layout_kernels(KernelTable& t);
+void register_cpu_movement_kernels(KernelTable& t);
 void register_cpu_nn_kernels(KernelTable& t);
 void register_cpu_attention_kernels(KernelTable& t);
 void register_cpu_optim_kernels(KernelTable& t);
 
-// MatMul on bf16 operands through gemm_bf16 (layout.cc); false where that does not apply.
+// MatMul on bf16 operands through gemm_bf16 (movement.cc); false where that does not apply.
 bool matmul_half(const KernelCall& c);
 
 }  // namespace solo

@@ -87,7 +87,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   ctx_.sm_count = sms;
   register_cuda_elementwise_kernels(kernels_);
-  register_cuda_layout_kernels(kernels_);
+  register_cuda_movement_kernels(kernels_);
   register_cuda_nn_kernels(kernels_);
   register_cuda_attention_kernels(kernels_);
   register_cuda_optim_kernels(kernels_);

@@ -67,7 +67,7 @@ bool cuda_device_available();
 
 // Kernel groups, one file each (see ir/ops.h for the groups).
 void register_cuda_elementwise_kernels(KernelTable& t);
-void register_cuda_layout_kernels(KernelTable& t);
+void register_cuda_movement_kernels(KernelTable& t);
 void register_cuda_nn_kernels(KernelTable& t);
 void register_cuda_attention_kernels(KernelTable& t);
 void register_cuda_optim_kernels(KernelTable& t);

@@ -4,7 +4,7 @@ namespace solo {
 
 ReferenceBackend::ReferenceBackend() {
   register_reference_elementwise_kernels(kernels_);
-  register_reference_layout_kernels(kernels_);
+  register_reference_movement_kernels(kernels_);
   register_reference_nn_kernels(kernels_);
   register_reference_attention_kernels(kernels_);
   register_reference_optim_kernels(kernels_);

@@ -13,7 +13,7 @@ class ReferenceBackend final : public HostBackend {
 };
 
 void register_reference_elementwise_kernels(KernelTable& t);
-void register_reference_layout_kernels(KernelTable& t);
+void register_reference_movement_kernels(KernelTable& t);
 void register_reference_nn_kernels(KernelTable& t);
 void register_reference_attention_kernels(KernelTable& t);
 void register_reference_optim_kernels(KernelTable& t);

@@ -1,5 +1,5 @@
-// CUDA layout, matmul and lookup kernels. Permute coalesces dims as the cpu kernel does, then
-// runs a 32 x 32 shared-memory tile transpose when only the last two dims swap, or a gather
+// CUDA data-movement, matmul and lookup kernels. Permute coalesces dims as the cpu kernel does,
+// then runs a 32 x 32 shared-memory tile transpose when only the last two dims swap, or a gather
 // (output index -> input offset, up to 8 dims) moving the widest unit that the rows allow.
 // Slice, SliceBackward and Concat are strided 2-D copies on the stream. MatMul is cuBLASLt
 // with f32 accumulation (no TF32). Embedding copies rows; its backward scatter-adds with
@@ -611,7 +611,7 @@ void embedding_backward(const KernelCall& c) {
 
 }  // namespace
 
-void register_cuda_layout_kernels(KernelTable& t) {
+void register_cuda_movement_kernels(KernelTable& t) {
   t.set(OpKind::Permute, permute);
   t.set(OpKind::Slice, slice);
   t.set(OpKind::SliceBackward, slice_backward);

@@ -1,6 +1,7 @@
-// CPU layout, matmul and lookup kernels. Data movement is done with memcpy of contiguous
-// runs (after merging dims that stay adjacent), parallel over independent runs; MatMul is
-// OpenBLAS GEMM; EmbeddingBackward buckets the ids by row so threads never share a row.
+// CPU data-movement (permute, slice, concat...), matmul and lookup kernels. Data movement is done
+// with memcpy of contiguous runs (after merging dims that stay adjacent), parallel over independent
+// runs; MatMul is OpenBLAS GEMM; EmbeddingBackward buckets the ids by row so threads never share a
+// row.
 #include <cblas.h>
 
 #include <algorithm>
@@ -335,7 +336,7 @@ void embedding_backward(const KernelCall& c) {
 
 }  // namespace
 
-void register_cpu_layout_kernels(KernelTable& t) {
+void register_cpu_movement_kernels(KernelTable& t) {
   t.set(OpKind::Permute, permute);
   t.set(OpKind::Slice, slice);
   t.set(OpKind::SliceBackward, slice_backward);

@@ -1,4 +1,4 @@
-// Naive layout, matmul and lookup kernels: one loop per output element, no threads.
+// Naive data-movement, matmul and lookup kernels: one loop per output element, no threads.
 // Pure data movement (permute, slice, concat, embedding) copies elements by byte size, so
 // it works for every dtype.
 #include <cstring>
@@ -150,7 +150,7 @@ void embedding_backward(const KernelCall& c) {
 
 }  // namespace
 
-void register_reference_layout_kernels(KernelTable& t) {
+void register_reference_movement_kernels(KernelTable& t) {
   t.set(OpKind::Permute, permute);
   t.set(OpKind::Slice, slice);
   t.set(OpKind::SliceBackward, slice_backward);

@@ -1,0 +1,147 @@
+#include "solo/core/op_info.h"
+
+#include <cstddef>
+
+namespace solo {
+
+namespace {
+
+using K = OpKind;
+using C = OpCostClass;
+
+// One row per op, in any order; fields left out take OpInfo's defaults (one output, priced as
+// memory-bound, no special behaviour). Names come from SOLO_OPS.
+constexpr OpInfo kRows[] = {
+    // leaves
+    {.op = K::Input, .cost = C::None},
+    {.op = K::Full, .moves_elements = true},
+    // elementwise
+    {.op = K::Add, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::Sub, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::Mul, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::Div, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::Maximum, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::Minimum, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::Less, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::Where, .min_inputs = 3, .max_inputs = 3, .moves_elements = true},
+    {.op = K::AddScalar, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::MulScalar, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::PowScalar, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::Neg, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::Exp, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::Log, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::Sqrt, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::Rsqrt, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::Silu, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::Gelu, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::SiluBackward, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::GeluBackward, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::Swiglu, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::SwigluBackward, .min_inputs = 3, .max_inputs = 3, .outputs = 2},
+    {.op = K::Cast, .min_inputs = 1, .max_inputs = 1, .moves_elements = true},
+    // reductions and broadcast
+    {.op = K::Sum, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::Mean, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::BroadcastTo, .min_inputs = 1, .max_inputs = 1, .moves_elements = true},
+    // data movement
+    {.op = K::Reshape,
+     .min_inputs = 1,
+     .max_inputs = 1,
+     .cost = C::None,
+     .view = true,
+     .moves_elements = true},
+    {.op = K::Permute, .min_inputs = 1, .max_inputs = 1, .moves_elements = true},
+    {.op = K::Slice, .min_inputs = 1, .max_inputs = 1, .moves_elements = true},
+    {.op = K::SliceBackward, .min_inputs = 1, .max_inputs = 1, .moves_elements = true},
+    {.op = K::Concat, .min_inputs = 1, .max_inputs = kAnyArity, .moves_elements = true},
+    // linear algebra and lookup
+    {.op = K::MatMul, .min_inputs = 2, .max_inputs = 2, .cost = C::MatMul},
+    {.op = K::Embedding, .min_inputs = 2, .max_inputs = 2, .moves_elements = true},
+    {.op = K::EmbeddingBackward, .min_inputs = 2, .max_inputs = 2},
+    // fused neural-network ops
+    {.op = K::Softmax, .min_inputs = 1, .max_inputs = 1},
+    {.op = K::SoftmaxBackward, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::RmsNorm, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::RmsNormBackward, .min_inputs = 3, .max_inputs = 3, .outputs = 2},
+    {.op = K::LayerNorm, .min_inputs = 3, .max_inputs = 3},
+    {.op = K::LayerNormBackward, .min_inputs = 3, .max_inputs = 3, .outputs = 3},
+    {.op = K::Rope, .min_inputs = 1, .max_inputs = 1},
+    // q, k, v [, key mask] -> out, lse
+    {.op = K::Attention, .min_inputs = 3, .max_inputs = 4, .outputs = 2, .cost = C::Attention},
+    // q, k, v, out, lse, dout [, key mask] -> dq, dk, dv
+    {.op = K::AttentionBackward,
+     .min_inputs = 6,
+     .max_inputs = 7,
+     .outputs = 3,
+     .cost = C::Attention},
+    {.op = K::CrossEntropy, .min_inputs = 2, .max_inputs = 2},
+    {.op = K::CrossEntropyBackward, .min_inputs = 3, .max_inputs = 3},
+    // p, grad, m, v, lr, bias1, bias2 -> p', m', v', each written over its old self
+    {.op = K::AdamWUpdate,
+     .min_inputs = 7,
+     .max_inputs = 7,
+     .outputs = 3,
+     .inplace = {{{0, 0}, {1, 2}, {2, 3}}}},
+    // collectives; only an AllReduce of the data-parallel group is started asynchronously
+    {.op = K::AllReduce,
+     .min_inputs = 1,
+     .max_inputs = kAnyArity,
+     .outputs = kAnyArity,
+     .cost = C::Collective,
+     .collective = true,
+     .async_start = true},
+    {.op = K::AllGather,
+     .min_inputs = 1,
+     .max_inputs = 1,
+     .cost = C::Collective,
+     .collective = true},
+    {.op = K::ReduceScatter,
+     .min_inputs = 1,
+     .max_inputs = 1,
+     .cost = C::Collective,
+     .collective = true},
+    {.op = K::Send,
+     .min_inputs = 1,
+     .max_inputs = 1,
+     .cost = C::Collective,
+     .collective = true,
+     .side_effect = true},
+    {.op = K::Recv, .cost = C::Collective, .collective = true},
+};
+
+constexpr const char* kNames[] = {
+#define SOLO_OP_NAME(name) #name,
+    SOLO_OPS(SOLO_OP_NAME)
+#undef SOLO_OP_NAME
+};
+
+// The rows indexed by op, with their names; a missing or repeated row fails the build.
+constexpr std::array<OpInfo, kNumOps> build_table() {
+  std::array<OpInfo, kNumOps> table{};
+  std::array<bool, kNumOps> seen{};
+  for (const OpInfo& row : kRows) {
+    const auto i = static_cast<size_t>(row.op);
+    if (i >= table.size() || seen[i]) throw "op table: a row is repeated or out of range";
+    seen[i] = true;
+    table[i] = row;
+    table[i].name = kNames[i];
+  }
+  for (bool s : seen)
+    if (!s) throw "op table: an op of SOLO_OPS has no row";
+  return table;
+}
+
+constexpr std::array<OpInfo, kNumOps> kTable = build_table();
+
+}  // namespace
+
+const OpInfo& op_info(OpKind op) {
+  return kTable[static_cast<size_t>(op)];
+}
+
+const char* op_name(OpKind op) {
+  const auto i = static_cast<int>(op);
+  return i >= 0 && i < kNumOps ? kTable[static_cast<size_t>(i)].name : "invalid";
+}
+
+}  // namespace solo

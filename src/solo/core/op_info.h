@@ -1,0 +1,68 @@
+// The op table: one row of facts per op, read by every layer that needs to know how an op
+// behaves without knowing what it computes (the memory plan, the executor, the planner's cost
+// model, the backends). Adding an op: a name in SOLO_OPS (core/op_kind.h), a row in
+// core/op_info.cc, a builder in ir/ops.h, kernels and a VJP rule.
+#pragma once
+#include <array>
+#include <cstdint>
+
+#include "solo/core/op_kind.h"
+
+namespace solo {
+
+// How the planner's roofline prices an op (its formulas live in planner/op_cost.cc).
+enum class OpCostClass : uint8_t {
+  None,         // no kernel and no cost: graph inputs and views
+  MemoryBound,  // elementwise-like: bytes read and written, one FLOP per output element
+  MatMul,       // 2 M N K FLOPs
+  Attention,    // the products of Q K^T and P V over B Hq T S D
+  Collective,   // bytes put on a link
+};
+
+// Output `output` of the op may be written into the buffer of input `input` while the node
+// runs: every backend's kernel reads each element of that input before writing the same
+// element of the output.
+struct InplacePair {
+  int8_t output = -1;
+  int8_t input = -1;
+};
+
+constexpr int8_t kAnyArity = -1;
+constexpr int kMaxInplacePairs = 3;
+
+struct OpInfo {
+  OpKind op = OpKind::Input;
+  const char* name = nullptr;  // as op_name(op)
+  // Inputs a node of the op has, from min to max (max kAnyArity: no limit; optional
+  // operands such as attention's key mask widen the range).
+  int8_t min_inputs = 0, max_inputs = 0;
+  int8_t outputs = 1;  // kAnyArity: one per input (a bucketed AllReduce)
+  OpCostClass cost = OpCostClass::MemoryBound;
+  // Output 0 is input 0's bytes under another shape: no kernel, no buffer of its own.
+  bool view = false;
+  // Host kernels only move or select elements (no arithmetic), so one kernel serves every
+  // dtype and a host backend need not widen half precision to f32 for it.
+  bool moves_elements = false;
+  // Run by the executor through a communicator instead of a backend kernel.
+  bool collective = false;
+  // May be started on the communicator and waited for later, overlapping later nodes (the
+  // memory plan keeps its buffers live until the wait).
+  bool async_start = false;
+  // Must run even when none of its outputs is requested (a send returns only a token).
+  bool side_effect = false;
+  std::array<InplacePair, kMaxInplacePairs> inplace{};
+
+  // A backend kernel computes it (not a graph input, a view or a collective).
+  bool kernel() const { return op != OpKind::Input && !view && !collective; }
+  // The input whose buffer output `output` may be written into (see InplacePair), or -1.
+  int inplace_input(int output) const {
+    for (const InplacePair& p : inplace)
+      if (p.output >= 0 && p.output == output) return p.input;
+    return -1;
+  }
+};
+
+// The row of `op`; every op has one (checked when the table is built).
+const OpInfo& op_info(OpKind op);
+
+}  // namespace solo
