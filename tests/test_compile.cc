@@ -3,7 +3,9 @@
 // plans of the 58M Llama step at once on threads giving the programs compiled one by one.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <functional>
+#include <map>
 #include <thread>
 #include <unordered_map>
 
@@ -55,9 +57,15 @@ TEST(PlanSpec, RunnablePlansAreCheckedAgainstTheFlavor) {
               compile::check_runnable(compile::parse_plan_spec("dp=4"), 2);
             }).find("flavor has 2"),
             std::string::npos);
+  for (const char* zero : {"dp=2,zero=1", "dp=2,zero=2", "dp=2,zero=3", "dp=2,zero=3,low_prec=1"})
+    EXPECT_NO_THROW(compile::check_runnable(compile::parse_plan_spec(zero), 2)) << zero;
   EXPECT_NE(error_of([] {
-              compile::check_runnable(compile::parse_plan_spec("dp=2,zero=1"), 2);
+              compile::check_runnable(compile::parse_plan_spec("dp=2,recompute=block"), 2);
             }).find("not executable yet"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              compile::check_runnable(compile::parse_plan_spec("dp=2,zero=1,low_prec=1"), 2);
+            }).find("set zero=3 or low_prec=0"),
             std::string::npos);
   EXPECT_NE(error_of([] {
               compile::check_runnable(compile::parse_plan_spec("dp=1,tp=2"), 2);
@@ -172,8 +180,14 @@ uint64_t program_hash(const compile::Program& p) {
   return h;
 }
 
-TEST(Compile, PlansOfTheLlamaStepCompileOnEightThreadsAsOneByOne) {
-  // The 58M Llama of bench_llama_step, one step traced on the meta backend (shapes only).
+// The steady (second) step of the 58M Llama of bench_llama_step, traced on the meta backend
+// (shapes only), with its requested outputs: the loss, the AdamW updates and the gradients.
+struct LlamaStep {
+  std::shared_ptr<const ir::Graph> graph;
+  std::vector<ir::ValueId> outputs;
+};
+
+LlamaStep llama_steady_step() {
   io::LlamaConfig c;
   c.hidden_size = 512;
   c.intermediate_size = 1376;
@@ -193,15 +207,24 @@ TEST(Compile, PlansOfTheLlamaStepCompileOnEightThreadsAsOneByOne) {
     opt.zero_grad();
     sync(meta);
   }
-  const std::shared_ptr<const ir::Graph> step = last_flush_graph(meta);
+  LlamaStep s;
+  s.graph = last_flush_graph(meta);
+  for (int n = 0; n < s.graph->num_nodes(); ++n)
+    if (s.graph->node(n).op == OpKind::AdamWUpdate || s.graph->node(n).op == OpKind::CrossEntropy)
+      for (ir::ValueId v : s.graph->node(n).outputs) s.outputs.push_back(v);
+  for (ir::ValueId v : s.graph->gradients()) s.outputs.push_back(v);
+  return s;
+}
+
+TEST(Compile, PlansOfTheLlamaStepCompileOnEightThreadsAsOneByOne) {
+  const LlamaStep s = llama_steady_step();
+  const std::shared_ptr<const ir::Graph> step = s.graph;
   ASSERT_FALSE(step->gradients().empty());
-  std::vector<ir::ValueId> outputs;
-  for (int n = 0; n < step->num_nodes(); ++n)
-    if (step->node(n).op == OpKind::AdamWUpdate || step->node(n).op == OpKind::CrossEntropy)
-      for (ir::ValueId v : step->node(n).outputs) outputs.push_back(v);
+  const std::vector<ir::ValueId>& outputs = s.outputs;
   std::vector<std::pair<PlanSpec, compile::CompileOptions>> plans;
   for (int dp : {1, 2, 4, 8})
     for (bool async : {false, true}) plans.push_back({PlanSpec{.dp = dp}, {async}});
+  for (int zero : {1, 2, 3}) plans.push_back({PlanSpec{.dp = 4, .zero = zero}, {}});
   std::vector<uint64_t> one_by_one, threaded(plans.size());
   for (const auto& [plan, options] : plans)
     one_by_one.push_back(program_hash(compile::compile(*step, outputs, {}, plan, options)));
@@ -217,6 +240,96 @@ TEST(Compile, PlansOfTheLlamaStepCompileOnEightThreadsAsOneByOne) {
   // does not depend on the degree yet: the front end still feeds each rank its own rows.)
   EXPECT_NE(one_by_one[0], one_by_one[2]);
   EXPECT_EQ(one_by_one[2], one_by_one[4]);
+}
+
+// A copy of a step whose inputs a ZeRO stage leaves as blocks over `ranks` after its first
+// step: the AdamW moments from zero 1, the parameters at zero 3 (those the ranks divide).
+ir::Graph with_blocks(const ir::Graph& g, int64_t ranks, int zero) {
+  std::unordered_map<ir::ValueId, bool> sharded;
+  for (int n = 0; n < g.num_nodes(); ++n) {
+    const ir::Node& node = g.node(n);
+    if (node.op != OpKind::AdamWUpdate) continue;
+    sharded[node.inputs[0]] = zero == 3;
+    sharded[node.inputs[2]] = sharded[node.inputs[3]] = zero >= 1;
+  }
+  ir::Graph out;
+  std::vector<ir::ValueId> map(static_cast<size_t>(g.num_values()), ir::kNoValue);
+  for (int n = 0; n < g.num_nodes(); ++n) {
+    const ir::Node& node = g.node(n);
+    std::vector<ir::ValueId> inputs;
+    for (ir::ValueId v : node.inputs) inputs.push_back(map[static_cast<size_t>(v)]);
+    std::vector<ir::ValueId> outs;
+    const bool block = node.op == OpKind::Input && sharded[node.outputs[0]] &&
+                       g.type(node.outputs[0]).shape.numel() % ranks == 0;
+    if (block)
+      outs = {out.input(g.type(node.outputs[0]), node.name, false, ranks)};
+    else
+      outs = out.copy_node(g, node, std::move(inputs));
+    for (size_t k = 0; k < outs.size(); ++k) map[static_cast<size_t>(node.outputs[k])] = outs[k];
+  }
+  for (ir::ValueId v : g.gradients()) out.mark_gradient(map[static_cast<size_t>(v)]);
+  return out;
+}
+
+// Per rank on 4 ranks, what the 58M Llama's steady step holds from one step to the next:
+// each stage holds less than the one before, and ZeRO-3 at most 0.3x of what DP holds.
+TEST(Zero, ResidentBytesOnFourRanksShrinkStageByStage) {
+  const LlamaStep s = llama_steady_step();
+  std::vector<size_t> resident;
+  for (int zero : {0, 1, 2, 3}) {
+    const ir::Graph g = with_blocks(*s.graph, 4, zero);
+    const compile::Program p = compile::compile(g, s.outputs, {}, PlanSpec{.dp = 4, .zero = zero});
+    resident.push_back(p.resident.total());
+    std::printf("zero=%d: parameters %.1f MiB, gradients %.1f MiB, optimizer %.1f MiB\n", zero,
+                static_cast<double>(p.resident.parameters) / (1 << 20),
+                static_cast<double>(p.resident.gradients) / (1 << 20),
+                static_cast<double>(p.resident.optimizer_states) / (1 << 20));
+  }
+  for (size_t z = 1; z < resident.size(); ++z) EXPECT_LT(resident[z], resident[z - 1]) << z;
+  EXPECT_LE(static_cast<double>(resident[3]), 0.3 * static_cast<double>(resident[0]));
+}
+
+// ZeRO-3 on the MLP step whose weights are blocks: each weight is gathered before its first
+// reader in the forward and again before its first reader in the backward (w2 is read by
+// both; w1 only by the forward, since x needs no gradient), the update runs on blocks, and
+// the new weights and moments stay blocks.
+TEST(Zero, Stage3GathersEachWeightOncePerPhase) {
+  ir::Graph g;
+  const ir::ValueId x = g.input({{8, 16}, DType::F32}, "x", /*batch=*/true);
+  const std::vector<ir::ValueId> w = {g.input({{16, 32}, DType::F32}, "w1", false, 2),
+                                      g.input({{32, 4}, DType::F32}, "w2", false, 2)};
+  const ir::ValueId loss = ir::mean(g, ir::matmul(g, ir::silu(g, ir::matmul(g, x, w[0])), w[1]));
+  const std::vector<ir::ValueId> grads = autograd::gradients(g, loss, w);
+  std::vector<ir::ValueId> outputs = {loss};
+  {
+    ir::NoGradGuard no_grad;
+    const ir::ValueId lr = ir::full(g, {}, DType::F32, 0.1);
+    for (size_t i = 0; i < w.size(); ++i) {
+      g.mark_gradient(grads[i]);
+      const ir::ValueId zeros = ir::full(g, g.shape(w[i]), DType::F32, 0.0);
+      for (ir::ValueId v :
+           ir::adamw_update(g, w[i], grads[i], zeros, zeros, lr, lr, lr, 0.9, 0.99, 1e-8, 0))
+        outputs.push_back(v);
+    }
+  }
+  const compile::Program p = compile::compile(g, outputs, {}, PlanSpec{.dp = 2, .zero = 3});
+  const ir::Graph& out = *p.graph;
+  std::map<std::string, std::vector<bool>> gathers;  // weight -> phases (no_grad) of its gathers
+  for (ir::NodeId n : p.memory.schedule) {  // what runs (a dead gather may stay in the graph)
+    if (out.node(n).op != OpKind::AllGather) continue;
+    const ir::Node& input = out.producer(out.node(n).inputs[0]);
+    ASSERT_EQ(input.op, OpKind::Input);
+    gathers[input.name].push_back(out.node(n).no_grad);
+  }
+  EXPECT_EQ(gathers["w1"], std::vector<bool>{false});
+  EXPECT_EQ(gathers["w2"], (std::vector<bool>{false, true}));
+  EXPECT_EQ(nodes_of(out, OpKind::ReduceScatter).size(), 2u);
+  std::vector<int64_t> updated;  // elements each update writes: half of w1's 512, of w2's 128
+  for (ir::NodeId n : nodes_of(out, OpKind::AdamWUpdate))
+    updated.push_back(out.shape(out.node(n).outputs[0]).numel());
+  EXPECT_EQ(updated, (std::vector<int64_t>{256, 64}));
+  for (size_t k = 1; k < outputs.size(); ++k) EXPECT_EQ(p.shards_of(p.local(outputs[k])), 2) << k;
+  EXPECT_EQ(p.shards_of(p.local(loss)), 1);
 }
 
 }  // namespace

@@ -1,5 +1,8 @@
+#include <unordered_set>
+
 #include "solo/compile/data_parallel.h"
 #include "solo/compile/program.h"
+#include "solo/compile/zero.h"
 #include "solo/core/error.h"
 
 namespace solo::compile {
@@ -8,6 +11,11 @@ ir::ValueId Program::local(ir::ValueId step_value) const {
   SOLO_CHECK(step_value >= 0 && step_value < static_cast<ir::ValueId>(value_of.size()),
              "compile: value ", step_value, " is not a value of the compiled step");
   return value_of[static_cast<size_t>(step_value)];
+}
+
+int64_t Program::shards_of(ir::ValueId local_output) const {
+  auto it = output_shards.find(local_output);
+  return it == output_shards.end() ? 1 : it->second;
 }
 
 namespace {
@@ -33,19 +41,46 @@ ir::Graph copy(const ir::Graph& g, std::vector<ir::ValueId>& value_of) {
   for (ir::ValueId v : g.gradients()) out.mark_gradient(value_of[static_cast<size_t>(v)]);
   return out;
 }
+ResidentBytes resident_bytes(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
+                             const Program& p) {
+  const std::unordered_set<ir::ValueId> requested(outputs.begin(), outputs.end());
+  ResidentBytes r;
+  auto held = [&](ir::ValueId v) {
+    return requested.count(v) ? p.graph->type(p.local(v)).bytes() : size_t{0};
+  };
+  for (ir::NodeId n = 0; n < step.num_nodes(); ++n) {
+    const ir::Node& node = step.node(n);
+    if (node.op != OpKind::AdamWUpdate) continue;
+    r.parameters += held(node.outputs[0]);
+    r.optimizer_states += held(node.outputs[1]) + held(node.outputs[2]);
+    r.gradients += held(node.inputs[1]);
+  }
+  return r;
+}
 }  // namespace
 
 Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
                 const std::vector<ir::ValueId>& donatable, const PlanSpec& plan,
                 const CompileOptions& options) {
-  SOLO_CHECK(plan.tp == 1 && plan.pp == 1 && plan.zero == 0 && !plan.recompute, "compile: plan ",
-             plan.str(), " has passes this build does not have yet");
+  SOLO_CHECK(plan.tp == 1 && plan.pp == 1 && !plan.recompute, "compile: plan ", plan.str(),
+             " has passes this build does not have yet");
   Program p;
   p.plan = plan;
-  auto graph = std::make_shared<ir::Graph>(plan.dp > 1 ? data_parallel(step, outputs, p.value_of)
-                                                       : copy(step, p.value_of));
-  p.graph = graph;
-  p.memory = runtime::plan_memory(*graph, translate(p, outputs), translate(p, donatable),
+  ir::Graph graph = plan.dp > 1 ? data_parallel(step, outputs, p.value_of) : copy(step, p.value_of);
+  if (plan.zero > 0 || reads_blocks(graph)) {
+    std::vector<ir::ValueId> sharded_of;
+    ir::Graph sharded =
+        shard_state(graph, translate(p, outputs),
+                    {.ranks = plan.dp, .zero = plan.zero, .low_prec = plan.low_prec}, sharded_of,
+                    p.output_shards);
+    for (ir::ValueId& v : p.value_of)
+      if (v != ir::kNoValue) v = sharded_of[static_cast<size_t>(v)];
+    graph = std::move(sharded);
+  }
+  auto shared = std::make_shared<const ir::Graph>(std::move(graph));
+  p.graph = shared;
+  p.resident = resident_bytes(step, outputs, p);
+  p.memory = runtime::plan_memory(*shared, translate(p, outputs), translate(p, donatable),
                                   options.async_collectives && plan.dp > 1);
   return p;
 }

@@ -69,9 +69,11 @@ void check_runnable(const PlanSpec& plan, int devices) {
              " or switch flavor (solo switch)");
   SOLO_CHECK(plan.tp == 1 && plan.pp == 1, "plan ", plan.str(),
              ": tensor and pipeline parallelism are not executable yet; use tp=1,pp=1");
-  SOLO_CHECK(plan.zero == 0 && !plan.recompute && !plan.low_prec, "plan ", plan.str(),
-             ": ZeRO, recomputation and low-precision sharding are not executable yet; use "
-             "zero=0,recompute=none,low_prec=0");
+  SOLO_CHECK(!plan.recompute, "plan ", plan.str(),
+             ": recomputation is not executable yet; use recompute=none");
+  SOLO_CHECK(!plan.low_prec || plan.zero == 3, "plan ", plan.str(),
+             ": low_prec shards the low-precision copies of sharded parameters, which only "
+             "zero=3 has; set zero=3 or low_prec=0");
 }
 
 }  // namespace solo::compile

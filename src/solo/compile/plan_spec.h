@@ -24,7 +24,7 @@ struct PlanSpec {
 PlanSpec parse_plan_spec(const std::string& text);
 
 // Throws, with the reason and what to change, unless this build can run `plan` on `devices`
-// devices (the flavor's). Today: data parallelism over every device.
+// devices (the flavor's). Today: data parallelism over every device, with ZeRO 0-3.
 void check_runnable(const PlanSpec& plan, int devices);
 
 }  // namespace solo::compile

@@ -1,10 +1,11 @@
 // The compile layer: a step graph (one logical device) and a plan in, the program one rank
-// runs out. Passes rewrite the graph (data_parallel.h; ZeRO, recomputation, layouts and
-// pipeline stages join them), then the static memory plan is made for the rewritten graph,
+// runs out. Passes rewrite the graph (data_parallel.h, then zero.h; recomputation, layouts
+// and pipeline stages join them), then the static memory plan is made for the rewritten graph,
 // so what the planner predicts is what the executor allocates. Pure: nothing here reads
 // process-wide state, so many candidates can compile at once on a thread pool.
 #pragma once
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "solo/compile/plan_spec.h"
@@ -19,13 +20,26 @@ struct CompileOptions {
   bool async_collectives = false;
 };
 
+// Bytes a rank holds from one step to the next (requested outputs of the AdamW updates:
+// parameters, their gradients, the moments), as ZeRO shards them.
+struct ResidentBytes {
+  size_t parameters = 0, gradients = 0, optimizer_states = 0;
+  size_t total() const { return parameters + gradients + optimizer_states; }
+};
+
 struct Program {
   PlanSpec plan;
   std::shared_ptr<const ir::Graph> graph;  // this rank's graph
   std::vector<ir::ValueId> value_of;  // step-graph value -> its value in `graph` (kNoValue: none)
   runtime::MemoryPlan memory;         // planned for `graph`
+  // Requested outputs of `graph` kept as this rank's block over that many ranks (zero.h);
+  // every other output is the whole tensor.
+  std::unordered_map<ir::ValueId, int64_t> output_shards;
+  ResidentBytes resident;
   // The program's value of a step-graph value (an input to bind, an output to read).
   ir::ValueId local(ir::ValueId step_value) const;
+  // 1, or the ranks whose blocks output `local_output` of `graph` is one of.
+  int64_t shards_of(ir::ValueId local_output) const;
 };
 
 // `outputs` and `donatable` are values of `step`, as runtime::plan_memory takes them.

@@ -43,6 +43,10 @@ struct OpInfo {
   // Host kernels only move or select elements (no arithmetic), so one kernel serves every
   // dtype and a host backend need not widen half precision to f32 for it.
   bool moves_elements = false;
+  // Output element i is computed from element i of each operand of the output's shape and
+  // from operands of one element (NumPy broadcasting of a scalar): the op runs unchanged on
+  // matching blocks of its operands (the sharding passes' first layout rule).
+  bool elementwise = false;
   // Run by the executor through a communicator instead of a backend kernel.
   bool collective = false;
   // May be started on the communicator and waited for later, overlapping later nodes (the

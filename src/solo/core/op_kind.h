@@ -28,7 +28,7 @@ namespace solo {
   /* optimizer updates */                                                        \
   X(AdamWUpdate)                                                                 \
   /* collectives (run by the executor through its communicators) */              \
-  X(AllReduce) X(AllGather) X(ReduceScatter) X(Send) X(Recv)
+  X(AllReduce) X(AllGather) X(ReduceScatter) X(Send) X(Recv) X(LocalShard)
 // clang-format on
 
 enum class OpKind : uint16_t {

@@ -35,6 +35,16 @@ bool grad_enabled() {
   return t_grad_enabled;
 }
 
+OriginGuard::OriginGuard(const std::string& scope, bool no_grad)
+    : previous_scope_(t_scope), previous_grad_(t_grad_enabled) {
+  t_scope = scope;
+  t_grad_enabled = !no_grad;
+}
+OriginGuard::~OriginGuard() {
+  t_scope = std::move(previous_scope_);
+  t_grad_enabled = previous_grad_;
+}
+
 Graph::Graph() {
   scopes_.emplace_back();
 }
@@ -118,8 +128,12 @@ ValueId Graph::add(OpKind op, std::vector<ValueId> inputs, TensorType type, Attr
   return add_node(op, std::move(inputs), {std::move(type)}, std::move(attrs))[0];
 }
 
-ValueId Graph::input(TensorType type, std::string name, bool batch) {
-  const ValueId v = add_node(OpKind::Input, {}, {std::move(type)}, {}, std::move(name))[0];
+ValueId Graph::input(TensorType type, std::string name, bool batch, int64_t shards) {
+  SOLO_CHECK(shards >= 1, "input '", name, "': shards = ", shards, "; a tensor has >= 1 block");
+  Attrs attrs;
+  if (shards > 1) attrs.set("shards", shards);
+  const ValueId v =
+      add_node(OpKind::Input, {}, {std::move(type)}, std::move(attrs), std::move(name))[0];
   nodes_.back().batch = batch;
   return v;
 }

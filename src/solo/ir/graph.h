@@ -54,7 +54,9 @@ class Graph {
   ValueId add(OpKind op, std::vector<ValueId> inputs, TensorType type, Attrs attrs = {});
   // `batch`: the input holds rows of the batch (this rank's, under data parallelism), so
   // what is computed from it differs between ranks until it is reduced.
-  ValueId input(TensorType type, std::string name, bool batch = false);
+  // `shards` > 1: the data bound to it will be this rank's flat block of `type` over that
+  // many data-parallel ranks (storage a sharding plan left; attr "shards", in the hash).
+  ValueId input(TensorType type, std::string name, bool batch = false, int64_t shards = 1);
 
   // Appends a node with an explicit origin (module scope and no-grad mark), for passes.
   std::vector<ValueId> add_node_from(const std::string& scope, bool no_grad, OpKind op,
@@ -130,5 +132,20 @@ class NoGradGuard {
   bool previous_;
 };
 bool grad_enabled();
+
+// Nodes built on this thread while an OriginGuard lives take exactly this scope and no-grad
+// mark, so a pass can use the builders of ir/ops.h for the nodes it adds on behalf of
+// another node (a gather before a layer's matmul belongs to the layer).
+class OriginGuard {
+ public:
+  OriginGuard(const std::string& scope, bool no_grad);
+  ~OriginGuard();
+  OriginGuard(const OriginGuard&) = delete;
+  OriginGuard& operator=(const OriginGuard&) = delete;
+
+ private:
+  std::string previous_scope_;
+  bool previous_grad_;
+};
 
 }  // namespace solo::ir

@@ -160,6 +160,10 @@ ValueId all_gather(Graph& g, ValueId x, int64_t ranks, int64_t axis = 0, int64_t
 // x [..., ranks*n, ...] -> [..., n, ...] along `axis`: rank r gets the sum over the ranks of
 // block r. attrs "ranks", "group"; axis 0 in the node as above. VJP: an all-gather.
 ValueId reduce_scatter(Graph& g, ValueId x, int64_t ranks, int64_t axis = 0, int64_t group = 0);
+// x [ranks*n] (the same on every rank) -> [n]: this rank's block r, x[r*n, (r+1)*n). No
+// communication; the executor supplies r, so the program is the same on every rank. attrs
+// "ranks", "group". Not differentiable (the compile layer's sharding passes insert it).
+ValueId local_shard(Graph& g, ValueId x, int64_t ranks, int64_t group = 0);
 
 // Point to point, between this rank and rank `peer` of the group (pipeline stages). A send
 // returns a token (bool, shape [0]): requesting it as an output is what makes the send run.

@@ -85,6 +85,17 @@ ValueId reduce_scatter(Graph& g, ValueId x, int64_t ranks, int64_t axis, int64_t
   });
 }
 
+ValueId local_shard(Graph& g, ValueId x, int64_t ranks, int64_t group) {
+  check_group("LocalShard", group);
+  const TensorType& t = g.type(x);
+  check_operands(
+      t.shape.rank() == 1 && ranks >= 1 && t.shape[0] % ranks == 0, "LocalShard",
+      "needs a flat tensor whose length divides into the " + std::to_string(ranks) + " ranks",
+      {&t});
+  return g.add(OpKind::LocalShard, {x}, {Shape{t.shape[0] / ranks}, t.dtype},
+               Attrs().set("ranks", ranks).set("group", group));
+}
+
 namespace {
 Attrs point_to_point(const char* op, int64_t peer, int64_t tag, int64_t group) {
   check_group(op, group);

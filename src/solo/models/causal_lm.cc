@@ -96,8 +96,9 @@ void load_checkpoint(nn::Module& model, const std::string& dir,
 
 void save_checkpoint(nn::Module& model, const std::string& dir,
                      const std::vector<std::string>& skip, uint64_t max_shard_bytes) {
-  // Every rank holds the same parameters under data parallelism; one process writes them.
-  if (!process_place().writes_files()) return;
+  // Every rank reads every parameter (a ZeRO plan gathers its blocks, which needs all the
+  // ranks); one process writes them.
+  const bool writes = process_place().writes_files();
   std::vector<std::vector<unsigned char>> host;  // keeps the bytes alive until written
   std::vector<std::pair<std::string, io::RawTensor>> tensors;
   const auto named = model.named_parameters();
@@ -106,9 +107,14 @@ void save_checkpoint(nn::Module& model, const std::string& dir,
     if (skipped(skip, name)) continue;
     host.emplace_back(static_cast<size_t>(param->numel()) * dtype_size(param->dtype()));
     param->copy_to_host(host.back().data());
+    if (!writes) {
+      host.pop_back();
+      continue;
+    }
     tensors.emplace_back(
         name, io::RawTensor{param->dtype(), param->shape(), std::as_bytes(std::span(host.back()))});
   }
+  if (!writes) return;
   std::filesystem::create_directories(dir);
   io::write_sharded(dir, tensors, max_shard_bytes);
 }

@@ -83,8 +83,9 @@ void AdamW::update(size_t i, Tensor& p, const Tensor& g, const Tensor& lr) {
   Tensor& m = m_[i];
   Tensor& v = v_[i];
   if (!m.defined()) {
-    m = Tensor::zeros(p.shape(), p.dtype(), p.device());
-    v = Tensor::zeros(p.shape(), p.dtype(), p.device());
+    // Pending, so that a plan sharding the states never makes them whole.
+    m = Tensor::full_pending(p.shape(), 0.0, p.dtype(), p.device());
+    v = Tensor::full_pending(p.shape(), 0.0, p.dtype(), p.device());
   }
   const Tensor bias1 = bias1_.device() == p.device() ? bias1_ : bias1_.to(p.device());
   const Tensor bias2 = bias2_.device() == p.device() ? bias2_ : bias2_.to(p.device());

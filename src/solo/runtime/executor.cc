@@ -295,6 +295,13 @@ void Executor::run_collective(const ir::Graph& g, const ir::Node& node,
                "; build the graph for the mesh it runs on");
   }
   auto buffer = [&](ValueId v) { return data[static_cast<size_t>(v)]; };
+  if (node.op == OpKind::LocalShard) {  // this rank's block: a copy, no communication
+    const size_t bytes = g.type(node.outputs[0]).bytes();
+    const size_t rank = comm ? static_cast<size_t>(comm->rank()) : 0;
+    backend_.copy(buffer(node.outputs[0]),
+                  static_cast<const char*>(buffer(node.inputs[0])) + rank * bytes, bytes);
+    return;
+  }
   if (!comm || comm->size() == 1) {  // one rank: every collective is the identity
     for (size_t k = 0; k < node.inputs.size(); ++k)
       backend_.copy(buffer(node.outputs[k]), buffer(node.inputs[k]),

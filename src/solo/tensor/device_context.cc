@@ -3,9 +3,11 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <unordered_set>
 
 #include "solo/core/error.h"
 #include "solo/core/hash.h"
+#include "solo/ir/ops.h"
 #include "solo/tensor/tensor_impl.h"
 
 #ifdef SOLO_HAVE_NCCL
@@ -18,6 +20,8 @@ DeviceContext::DeviceContext(const Device& d)
     : device_(d), backend_(make_backend(d.type)), trace_(std::make_shared<Trace>()) {
   const char* env = std::getenv("SOLO_PROFILE");
   if (env && std::string(env) == "1") profile_ = std::make_unique<runtime::OpProfile>();
+  const char* check = std::getenv("SOLO_CHECK_MEMORY");
+  check_memory_ = check && std::string(check) == "1";
   const char* graphs = std::getenv("SOLO_CUDA_GRAPHS");
   if (graphs) {
     const std::string g = graphs;
@@ -90,7 +94,7 @@ ir::ValueId DeviceContext::value_of(const Tensor& t) {
   SOLO_CHECK(impl->storage != nullptr, "tensor has neither data nor a pending value");
   auto it = trace_->leaf_value.find(impl);
   if (it != trace_->leaf_value.end()) return it->second;
-  const ir::ValueId v = trace_->graph.input(impl->type, impl->name, impl->batch);
+  const ir::ValueId v = trace_->graph.input(impl->type, impl->name, impl->batch, impl->shards);
   trace_->leaf_value[impl] = v;
   // Hold the tensor (for autograd) and its storage (the data read at the flush).
   std::shared_ptr<TensorImpl> owner(t.impl_shared());
@@ -122,9 +126,10 @@ void DeviceContext::flush() {
   trace_ = std::make_shared<Trace>();  // new ops go to a fresh graph, even if this run fails
   std::vector<std::shared_ptr<TensorImpl>> targets;
   std::vector<ir::ValueId> outputs;
+  std::unordered_set<const TensorImpl*> seen;  // a tensor rebound by assign_ is listed again
   for (const auto& weak : trace->pending) {
     std::shared_ptr<TensorImpl> impl = weak.lock();
-    if (!impl || impl->trace != trace) continue;
+    if (!impl || impl->trace != trace || !seen.insert(impl.get()).second) continue;
     targets.push_back(impl);
     outputs.push_back(impl->value);
   }
@@ -171,6 +176,12 @@ void DeviceContext::flush() {
   runtime::Executor executor(*backend_, profile_.get(), data_parallel_);
   runtime::RunResult result = executor.run(*program.graph, plan, bound, donated_local,
                                            replay_ ? &cached->second.replay : nullptr);
+  // The planner's memory is the executor's (DESIGN §3.3); tests of every plan check it.
+  SOLO_CHECK(!check_memory_ || !backend_->holds_data() || result.replayed ||
+                 result.peak_bytes == plan.peak_bytes(),
+             "the run of plan ", program.plan.str(), " held ", result.peak_bytes,
+             " bytes at its peak, but its memory plan predicted ", plan.peak_bytes(),
+             " (SOLO_CHECK_MEMORY=1); this is a bug of the memory plan");
   last_peak_bytes_ = result.peak_bytes;
   replayed_flushes_ += result.replayed ? 1 : 0;
   last_graph_hash_ = graph_hash;
@@ -179,11 +190,25 @@ void DeviceContext::flush() {
     const auto k = static_cast<size_t>(std::find(plan.outputs.begin(), plan.outputs.end(), local) -
                                        plan.outputs.begin());
     impl->storage = result.outputs[k];
+    impl->shards = program.shards_of(local);
     impl->trace.reset();
     impl->value = ir::kNoValue;
   }
   // Only this rank's graph is kept: the trace's leaves hold storage that must be free to donate.
   last_graph_ = program.graph;
+}
+
+std::shared_ptr<Storage> DeviceContext::gather_blocks(const TensorImpl& t) {
+  const int ranks = data_parallel_ ? data_parallel_->size() : 1;
+  SOLO_CHECK(ranks == t.shards, "tensor '", t.name, "' is held as blocks over ", t.shards,
+             " ranks, but device ", device_.type, " now runs on ", ranks,
+             "; read it while the session that trained it is open");
+  ir::Graph g;
+  const ir::ValueId block =
+      g.input({Shape{t.type.shape.numel() / t.shards}, t.type.dtype}, t.name, false, t.shards);
+  const ir::ValueId whole = ir::all_gather(g, block, t.shards);
+  runtime::Executor executor(*backend_, nullptr, data_parallel_);
+  return executor.run(g, {whole}, {{block, t.storage->data()}}).outputs[0];
 }
 
 }  // namespace solo

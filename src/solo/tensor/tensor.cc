@@ -112,6 +112,11 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device d) {
   return full(shape, 0.0, dtype, d);
 }
 
+Tensor Tensor::full_pending(const Shape& shape, double value, DType dtype, Device d) {
+  DeviceContext& ctx = device_context(d);
+  return ctx.wrap(ir::full(ctx.trace().graph, shape, dtype, value), false);
+}
+
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device d) {
   DeviceContext& ctx = device_context(d);
   const ir::TensorType type{shape, dtype};
@@ -232,6 +237,7 @@ void Tensor::assign_(const Tensor& value) {
              " differs from the tensor ", dtype_name(self.type.dtype), self.type.shape.str());
   SOLO_CHECK(self.device == v.device, "assign_: the new value is on another device");
   self.storage = v.storage;
+  self.shards = v.shards;
   self.trace = v.trace;
   self.value = v.value;
   if (self.trace) self.trace->pending.push_back(impl_);
@@ -260,6 +266,11 @@ void Tensor::copy_to_host(void* dst) const {
   SOLO_CHECK(self.device.type != "meta", "a tensor on the meta device has no data to read");
   if (self.trace) device_context(self.device).flush();
   SOLO_CHECK(self.storage != nullptr, "tensor has no data");
+  if (self.shards > 1) {  // a ZeRO plan holds it as blocks: gather them first
+    const std::shared_ptr<Storage> whole = device_context(self.device).gather_blocks(self);
+    whole->backend().copy_to_host(dst, whole->data(), self.type.bytes());
+    return;
+  }
   self.storage->backend().copy_to_host(dst, self.storage->data(), self.type.bytes());
 }
 

@@ -48,6 +48,9 @@ class Tensor {
   // Normal(0, std) values from a counter-based generator: the same seed gives the same
   // values on every machine and device.
   static Tensor randn(const Shape& shape, double std, uint64_t seed, Device d = {});
+  // A pending constant: nothing is allocated until a flush, and the plan decides where its
+  // blocks live (a ZeRO plan creates optimizer states as blocks, never whole).
+  static Tensor full_pending(const Shape& shape, double value, DType dtype, Device d);
   // A tensor with no data on any device (for tracing shapes); equals zeros on meta.
   static Tensor empty(const Shape& shape, DType dtype, Device d);
 

@@ -22,6 +22,9 @@ struct TensorImpl {
   ir::ValueId value = ir::kNoValue;  // ... as this value of trace->graph
   bool requires_grad = false;
   bool batch = false;  // rows of the training batch (Tensor::as_batch)
+  // > 1: `storage` holds this rank's flat block of the tensor over that many data-parallel
+  // ranks (a ZeRO plan's output, compile/zero.h); reading it gathers the blocks.
+  int64_t shards = 1;
   Tensor grad;
 };
 
@@ -55,6 +58,9 @@ class DeviceContext {
   // A new realized tensor holding `storage`.
   Tensor realized(std::shared_ptr<Storage> storage, const ir::TensorType& type);
   void flush();
+  // The whole tensor of one held as blocks (TensorImpl::shards): an all-gather over the
+  // data-parallel group, so every rank must ask for it together (as SPMD programs do).
+  std::shared_ptr<Storage> gather_blocks(const TensorImpl& t);
   // The data-parallel group the compiled programs run on (null: one rank); it must outlive
   // its use. On a device backend (not host_memory()), a host communicator of several ranks
   // only bootstraps an NCCL communicator that this context owns and uses instead. The plan
@@ -87,7 +93,8 @@ class DeviceContext {
     runtime::ReplayState replay;
   };
   std::unordered_map<uint64_t, CachedPlan> plan_cache_;
-  bool replay_ = true;  // SOLO_CUDA_GRAPHS=0 turns replays off
+  bool replay_ = true;         // SOLO_CUDA_GRAPHS=0 turns replays off
+  bool check_memory_ = false;  // SOLO_CHECK_MEMORY=1: every run's peak must be the plan's
   int64_t plan_cache_hits_ = 0;
   int64_t replayed_flushes_ = 0;
   std::unique_ptr<runtime::OpProfile> profile_;  // with SOLO_PROFILE=1: printed at exit
