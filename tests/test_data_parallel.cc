@@ -171,21 +171,49 @@ TEST_F(DataParallel, ZeroPlansGiveOneDevicesLossesAndCheckpoint) {
     }
 }
 
-// ZeRO-3 with the bf16 copies of the parameters cast from the blocks and gathered in bf16:
-// as in the bf16 data-parallel test each rank rounds its own rows to bf16, so the agreement
-// is to bf16 precision; the f32 master weights and states keep the runs together.
+// Recomputation per layer, alone on one device and with data parallelism on two and four
+// (there with ZeRO-3): the replayed forward computes the same values, so the losses and the
+// saved checkpoint are cpu-1's.
+TEST_F(DataParallel, RecomputationGivesOneDevicesLossesAndCheckpoint) {
+  const fs::path reference_dir = dir_ / "saved_cpu1_for_recompute";
+  const RunResult one = train("cpu-1", 8, " --save-model-dir " + reference_dir.string());
+  ASSERT_EQ(one.status, 0) << one.output;
+  const std::vector<double> reference = losses(one.output);
+  ASSERT_EQ(reference.size(), 10u) << one.output;
+  for (const char* plan :
+       {"dp=1,recompute=block", "dp=2,recompute=block", "dp=4,recompute=block,zero=3"}) {
+    const std::string flavor = std::string("cpu-") + plan[3];
+    const fs::path saved = dir_ / ("saved_recompute_" + flavor);
+    const RunResult r = run(std::string("SOLO_PLAN=") + plan + " " +
+                            train_command(flavor, 8, " --save-model-dir " + saved.string()));
+    ASSERT_EQ(r.status, 0) << plan << "\n" << r.output;
+    const std::vector<double> got = losses(r.output);
+    ASSERT_EQ(got.size(), reference.size()) << plan << "\n" << r.output;
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], reference[i], 1e-4 * reference[i]) << plan << " step " << i + 1;
+    EXPECT_LE(checkpoint_difference(saved, reference_dir), 1e-5) << plan;
+  }
+}
+
+// ZeRO-3 with the bf16 copies of the parameters cast from the blocks and gathered in bf16,
+// on two and four devices: as in the bf16 data-parallel test each rank rounds its own rows
+// to bf16, so the agreement is to bf16 precision (2e-4 relative); the f32 master weights and
+// states keep the runs together.
 TEST_F(DataParallel, Zero3WithLowPrecisionShardingUnderBf16MatchesOneDevice) {
   const RunResult one = train("cpu-1", 8, " --bf16");
   ASSERT_EQ(one.status, 0) << one.output;
   const std::vector<double> reference = losses(one.output);
   ASSERT_EQ(reference.size(), 10u) << one.output;
-  const RunResult two =
-      run("SOLO_PLAN=dp=2,zero=3,low_prec=1 " + train_command("cpu-2", 8, " --bf16"));
-  ASSERT_EQ(two.status, 0) << two.output;
-  const std::vector<double> got = losses(two.output);
-  ASSERT_EQ(got.size(), reference.size()) << two.output;
-  for (size_t i = 0; i < got.size(); ++i)
-    EXPECT_NEAR(got[i], reference[i], 2e-4 * reference[i]) << "step " << i + 1;
+  for (int devices : {2, 4}) {
+    const std::string n = std::to_string(devices);
+    const RunResult r =
+        run("SOLO_PLAN=dp=" + n + ",zero=3,low_prec=1 " + train_command("cpu-" + n, 8, " --bf16"));
+    ASSERT_EQ(r.status, 0) << r.output;
+    const std::vector<double> got = losses(r.output);
+    ASSERT_EQ(got.size(), reference.size()) << r.output;
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], reference[i], 2e-4 * reference[i]) << "cpu-" << n << " step " << i + 1;
+  }
 }
 
 TEST_F(DataParallel, UnsplittableBatchIsAClearError) {

@@ -2,6 +2,7 @@
 
 #include "solo/compile/data_parallel.h"
 #include "solo/compile/program.h"
+#include "solo/compile/recompute.h"
 #include "solo/compile/zero.h"
 #include "solo/core/error.h"
 
@@ -62,21 +63,32 @@ ResidentBytes resident_bytes(const ir::Graph& step, const std::vector<ir::ValueI
 Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
                 const std::vector<ir::ValueId>& donatable, const PlanSpec& plan,
                 const CompileOptions& options) {
-  SOLO_CHECK(plan.tp == 1 && plan.pp == 1 && !plan.recompute, "compile: plan ", plan.str(),
+  SOLO_CHECK(plan.tp == 1 && plan.pp == 1, "compile: plan ", plan.str(),
              " has passes this build does not have yet");
   Program p;
   p.plan = plan;
-  ir::Graph graph = plan.dp > 1 ? data_parallel(step, outputs, p.value_of) : copy(step, p.value_of);
-  if (plan.zero > 0 || reads_blocks(graph)) {
-    std::vector<ir::ValueId> sharded_of;
-    ir::Graph sharded =
-        shard_state(graph, translate(p, outputs),
-                    {.ranks = plan.dp, .zero = plan.zero, .low_prec = plan.low_prec}, sharded_of,
-                    p.output_shards);
+  ir::Graph graph = copy(step, p.value_of);
+  // Each pass maps the values of the graph before it to its own; p.value_of follows.
+  auto then = [&](auto&& pass) {
+    std::vector<ir::ValueId> map;
+    ir::Graph next = pass(static_cast<const ir::Graph&>(graph), map);
     for (ir::ValueId& v : p.value_of)
-      if (v != ir::kNoValue) v = sharded_of[static_cast<size_t>(v)];
-    graph = std::move(sharded);
-  }
+      if (v != ir::kNoValue) v = map[static_cast<size_t>(v)];
+    graph = std::move(next);
+  };
+  if (plan.recompute)
+    then(
+        [](const ir::Graph& g, std::vector<ir::ValueId>& map) { return recompute_blocks(g, map); });
+  if (plan.dp > 1)
+    then([&](const ir::Graph& g, std::vector<ir::ValueId>& map) {
+      return data_parallel(g, translate(p, outputs), map);
+    });
+  if (plan.zero > 0 || reads_blocks(graph))
+    then([&](const ir::Graph& g, std::vector<ir::ValueId>& map) {
+      return shard_state(g, translate(p, outputs),
+                         {.ranks = plan.dp, .zero = plan.zero, .low_prec = plan.low_prec}, map,
+                         p.output_shards);
+    });
   auto shared = std::make_shared<const ir::Graph>(std::move(graph));
   p.graph = shared;
   p.resident = resident_bytes(step, outputs, p);

@@ -69,8 +69,6 @@ void check_runnable(const PlanSpec& plan, int devices) {
              " or switch flavor (solo switch)");
   SOLO_CHECK(plan.tp == 1 && plan.pp == 1, "plan ", plan.str(),
              ": tensor and pipeline parallelism are not executable yet; use tp=1,pp=1");
-  SOLO_CHECK(!plan.recompute, "plan ", plan.str(),
-             ": recomputation is not executable yet; use recompute=none");
   SOLO_CHECK(!plan.low_prec || plan.zero == 3, "plan ", plan.str(),
              ": low_prec shards the low-precision copies of sharded parameters, which only "
              "zero=3 has; set zero=3 or low_prec=0");
