@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "solo/data/token_file.h"
@@ -214,6 +215,46 @@ TEST_F(DataParallel, Zero3WithLowPrecisionShardingUnderBf16MatchesOneDevice) {
     for (size_t i = 0; i < got.size(); ++i)
       EXPECT_NEAR(got[i], reference[i], 2e-4 * reference[i]) << "cpu-" << n << " step " << i + 1;
   }
+}
+
+// A checkpoint loaded under ZeRO-3 on cpu-4 stays in its mapped file until the first step,
+// when each rank reads only its block of every parameter. With each device limited by the
+// inventory to 12 MiB, which the 7 MiB of whole parameters plus what the ZeRO-3 step itself
+// holds (10-12 MiB) would exceed, it trains; plain data parallelism, which holds everything
+// whole on every rank, stops at its first step with the out-of-memory error.
+TEST_F(DataParallel, MappedCheckpointTrainsUnderZero3WithinADeviceMemoryLimit) {
+  io::LlamaConfig c;
+  c.hidden_size = 256;
+  c.intermediate_size = 512;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 4;
+  c.vocab_size = 1024;
+  c.max_position_embeddings = 64;
+  c.rms_norm_eps = 1e-5;
+  const fs::path model = dir_ / "model_7mib";
+  models::LlamaForCausalLM(c, 3).save_pretrained(model.string());
+  const size_t parameter_bytes = fs::file_size(model / "model.safetensors");
+  ASSERT_GT(parameter_bytes, size_t{7} << 20);
+  const fs::path inventory = dir_ / "inventory_12mib.json";
+  {
+    std::ofstream f(inventory);
+    f << R"({"hosts": [{"name": "box", "address": "127.0.0.1", "device_kind": "cpu",
+                        "device_count": 4, "device_memory_gib": 0.01171875}],
+             "flavors": [{"name": "cpu-4", "devices": 4, "device_kind": "cpu"}]})";
+  }
+  const std::string command =
+      "SOLO_INVENTORY=" + inventory.string() + " SOLO_CHECK_MEMORY=1 SOLO_FLAVOR=cpu-4 " +
+      (build_dir() / "examples" / "train_llama").string() + " --model-name-or-path " +
+      model.string() + " --dataset " + (dir_ / "train.tok").string() +
+      " --batch-size 4 --block-size 32 --log-interval 1 --max-steps 10";
+  const RunResult zero3 = run("SOLO_PLAN=dp=4,zero=3 " + command);
+  ASSERT_EQ(zero3.status, 0) << zero3.output;
+  EXPECT_EQ(losses(zero3.output).size(), 10u) << zero3.output;
+  const RunResult dp = run("SOLO_PLAN=dp=4 " + command);
+  EXPECT_NE(dp.status, 0);
+  EXPECT_NE(dp.output.find("out of device memory on cpu"), std::string::npos) << dp.output;
+  EXPECT_TRUE(losses(dp.output).empty()) << dp.output;
 }
 
 TEST_F(DataParallel, UnsplittableBatchIsAClearError) {

@@ -3,6 +3,13 @@
 namespace solo {
 
 void* Backend::allocate(size_t bytes) {
+  if (limit_ != 0 && in_use_ + bytes > limit_) {
+    auto mib = [](size_t b) { return static_cast<double>(b) / (1 << 20); };
+    SOLO_FAIL("out of device memory on ", name(), ": ", mib(bytes), " MiB more with ", mib(in_use_),
+              " MiB in use exceeds the device's ", mib(limit_),
+              " MiB; a plan that shards more (zero=3) or recomputes (recompute=block), or a "
+              "smaller batch, needs less");
+  }
   void* p = raw_allocate(bytes);
   in_use_ += bytes;
   if (in_use_ > peak_) peak_ = in_use_;

@@ -69,6 +69,10 @@ class Backend {
   // memory (cuda), which collectives need a device communicator for.
   virtual bool host_memory() const { return true; }
 
+  // The device's memory (0: unlimited): an allocation beyond it is an error naming the
+  // sizes and what needs less, instead of the host swapping or the device failing later.
+  void set_memory_limit(size_t bytes) { limit_ = bytes; }
+  size_t memory_limit() const { return limit_; }
   // Allocation is accounted here so the executor's peak can be checked against the plan.
   void* allocate(size_t bytes);
   void deallocate(void* p, size_t bytes);
@@ -110,6 +114,7 @@ class Backend {
  private:
   size_t in_use_ = 0;
   size_t peak_ = 0;
+  size_t limit_ = 0;
 };
 
 // Memory owned by a backend for a tensor that outlives one graph run (parameters, outputs).

@@ -79,9 +79,12 @@ Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
   if (plan.recompute)
     then(
         [](const ir::Graph& g, std::vector<ir::ValueId>& map) { return recompute_blocks(g, map); });
+  // ZeRO-2 and 3 reduce-scatter each gradient as soon as it is made (one per bucket), so
+  // that the whole gradients never coexist.
+  const size_t bucket_bytes = plan.zero >= 2 ? 1 : kGradientBucketBytes;
   if (plan.dp > 1)
     then([&](const ir::Graph& g, std::vector<ir::ValueId>& map) {
-      return data_parallel(g, translate(p, outputs), map);
+      return data_parallel(g, translate(p, outputs), map, bucket_bytes);
     });
   if (plan.zero > 0 || reads_blocks(graph))
     then([&](const ir::Graph& g, std::vector<ir::ValueId>& map) {

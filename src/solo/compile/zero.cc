@@ -68,15 +68,18 @@ class Sharder {
   }
 
   void input(const ir::Node& node, const std::string& scope) {
-    const int64_t shards = node.attrs.i_or("shards", 1);
-    if (shards == 1) return set(node, out_.copy_node(g_, node, {}));
+    int64_t shards = node.attrs.i_or("shards", 1);
     const ir::TensorType& t = g_.type(node.outputs[0]);
+    // Mapped file bytes: under zero 3 this rank reads only its block of them.
+    const bool mapped = node.attrs.i_or("mapped", 0) != 0;
+    if (mapped && o_.zero == 3 && divisible(t) && is_floating(t.dtype)) shards = o_.ranks;
+    if (shards == 1) return set(node, out_.copy_node(g_, node, {}));
     SOLO_CHECK(shards == o_.ranks, "input '", node.name, "' is held as blocks over ", shards,
                " ranks (the storage an earlier plan left), but this plan shards over ", o_.ranks,
                "; keep one plan for the whole run");
     ir::OriginGuard origin(scope, node.no_grad);
-    const ValueId v =
-        out_.input({Shape{t.shape.numel() / shards}, t.dtype}, node.name, node.batch, shards);
+    const ValueId v = out_.input({Shape{t.shape.numel() / shards}, t.dtype}, node.name, node.batch,
+                                 shards, mapped);
     global_[v] = t;
     set(node, {v});
   }

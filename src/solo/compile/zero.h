@@ -16,7 +16,9 @@
 //   - zero = 3: new parameters stay blocks too. An input held as blocks (Graph::input's
 //     `shards`: a parameter after its first step) is gathered before its first use in the
 //     forward and again before its first use in the backward, so the whole tensor lives only
-//     while one of them runs. With low_prec, a parameter's low-precision copy is cast from
+//     while one of them runs. A parameter still in a mapped checkpoint (Graph::input's
+//     `mapped`) is read as this rank's block at the first step, so no rank ever holds the
+//     whole of it. With low_prec, a parameter's low-precision copy is cast from
 //     the block and gathered in low precision (distribute_low_prec_param).
 // A requested output stays a block (1/ranks of its bytes) unless it is a new parameter under
 // zero < 3; `output_shards` says which, so the tensor knows its storage is a block.

@@ -128,10 +128,11 @@ ValueId Graph::add(OpKind op, std::vector<ValueId> inputs, TensorType type, Attr
   return add_node(op, std::move(inputs), {std::move(type)}, std::move(attrs))[0];
 }
 
-ValueId Graph::input(TensorType type, std::string name, bool batch, int64_t shards) {
+ValueId Graph::input(TensorType type, std::string name, bool batch, int64_t shards, bool mapped) {
   SOLO_CHECK(shards >= 1, "input '", name, "': shards = ", shards, "; a tensor has >= 1 block");
   Attrs attrs;
   if (shards > 1) attrs.set("shards", shards);
+  if (mapped) attrs.set("mapped", int64_t{1});
   const ValueId v =
       add_node(OpKind::Input, {}, {std::move(type)}, std::move(attrs), std::move(name))[0];
   nodes_.back().batch = batch;

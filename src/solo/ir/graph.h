@@ -56,7 +56,10 @@ class Graph {
   // what is computed from it differs between ranks until it is reduced.
   // `shards` > 1: the data bound to it will be this rank's flat block of `type` over that
   // many data-parallel ranks (storage a sharding plan left; attr "shards", in the hash).
-  ValueId input(TensorType type, std::string name, bool batch = false, int64_t shards = 1);
+  // `mapped`: its values are still file bytes, so a plan may read just a block of them
+  // (attr "mapped", in the hash).
+  ValueId input(TensorType type, std::string name, bool batch = false, int64_t shards = 1,
+                bool mapped = false);
 
   // Appends a node with an explicit origin (module scope and no-grad mark), for passes.
   std::vector<ValueId> add_node_from(const std::string& scope, bool no_grad, OpKind op,

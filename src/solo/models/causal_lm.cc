@@ -23,51 +23,19 @@ Tensor causal_lm_loss(const Tensor& logits, const Tensor& labels) {
 
 namespace {
 
-// Host f32 copy of a stored tensor in any float dtype.
-std::vector<float> to_f32(const io::RawTensor& raw) {
-  const auto n = static_cast<size_t>(raw.shape.numel());
-  std::vector<float> out(n);
-  const std::byte* p = raw.bytes.data();
-  for (size_t i = 0; i < n; ++i) {
-    switch (raw.dtype) {
-      case DType::F32:
-        std::memcpy(&out[i], p + 4 * i, 4);
-        break;
-      case DType::F64: {
-        double d;
-        std::memcpy(&d, p + 8 * i, 8);
-        out[i] = static_cast<float>(d);
-        break;
-      }
-      case DType::BF16: {
-        bf16 h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = bf16_to_f32(h);
-        break;
-      }
-      case DType::F16: {
-        f16 h;
-        std::memcpy(&h, p + 2 * i, 2);
-        out[i] = f16_to_f32(h);
-        break;
-      }
-      default:
-        SOLO_FAIL("stored dtype ", dtype_name(raw.dtype), " is not a float type");
-    }
-  }
-  return out;
-}
-
 bool skipped(const std::vector<std::string>& skip, const std::string& name) {
   return std::find(skip.begin(), skip.end(), name) != skip.end();
 }
 
 }  // namespace
 
-void load_checkpoint(nn::Module& model, const std::string& dir,
+void load_checkpoint(nn::Module& model, const std::string& dir, const Device& d,
                      const std::vector<std::string>& skip,
                      const std::vector<std::string>& buffer_suffixes) {
-  const io::SafetensorsCheckpoint ckpt = io::SafetensorsCheckpoint::open(dir);
+  // Shared by every loaded tensor: the files stay mapped while one of them reads from them.
+  const auto owner =
+      std::make_shared<const io::SafetensorsCheckpoint>(io::SafetensorsCheckpoint::open(dir));
+  const io::SafetensorsCheckpoint& ckpt = *owner;
   const auto params = model.named_parameters();
   std::set<std::string> used;
   for (const auto& [name, param] : params) used.insert(name);
@@ -78,11 +46,19 @@ void load_checkpoint(nn::Module& model, const std::string& dir,
     const io::RawTensor& raw = ckpt.tensor(name);
     SOLO_CHECK(raw.shape == param->shape(), "checkpoint ", ckpt.source(), ": tensor '", name,
                "' has shape ", raw.shape.str(), " but the config gives ", param->shape().str());
-    const std::vector<float> values = to_f32(raw);
-    Tensor loaded = Tensor::from_data(values.data(), raw.shape, DType::F32, param->device());
-    if (param->dtype() != DType::F32) loaded = cast(loaded, param->dtype());
-    param->assign_(loaded);
+    SOLO_CHECK(is_floating(raw.dtype), "checkpoint ", ckpt.source(), ": tensor '", name,
+               "' is stored as ", dtype_name(raw.dtype), ", not a float type");
+    Tensor loaded =
+        Tensor::from_mapped({raw.bytes, raw.dtype, owner}, raw.shape, param->dtype(), d);
+    loaded.set_name(param->name());
+    if (param->requires_grad()) loaded.requires_grad_();
+    const void* old = param->impl();
+    for (auto& [other, slot] : params)
+      if (slot->impl() == old) *slot = loaded;
   }
+  for (const auto& [name, param] : params)
+    SOLO_CHECK(param->device() == d, "load_checkpoint: parameter '", name,
+               "' was not loaded (skipped and not tied to a loaded one)");
   // After the loop, so that a checkpoint of another architecture reports what it lacks first.
   for (const auto& [name, raw] : ckpt.tensors()) {
     if (used.count(name) || skipped(skip, name)) continue;

@@ -18,12 +18,15 @@ struct CausalLMOutput {
 Tensor causal_lm_loss(const Tensor& logits, const Tensor& labels);
 
 // Loads every parameter of `model` by name from the safetensors checkpoint in `dir`
-// (single file or sharded); stored f32, bf16 and f16 are converted to the parameter dtype.
+// (single file or sharded) onto device `d`; stored f32, bf16 and f16 are converted to the
+// parameter dtype. The parameters stay backed by the mapped files (Tensor::from_mapped), so
+// the model may be built on the meta device and a plan reads only what each rank holds;
+// names sharing one tensor (tied weights) stay tied.
 // A missing or mis-shaped tensor is an error naming the checkpoint and the tensor, and so is
 // a stored tensor the model does not use (it would otherwise change nothing, silently),
 // except the names in `skip` and those ending in one of `buffer_suffixes` (buffers such as
 // rotary inv_freq that the model recomputes).
-void load_checkpoint(nn::Module& model, const std::string& dir,
+void load_checkpoint(nn::Module& model, const std::string& dir, const Device& d,
                      const std::vector<std::string>& skip = {},
                      const std::vector<std::string>& buffer_suffixes = {});
 // Writes the parameters (except the names in `skip`, e.g. a tied lm_head) as

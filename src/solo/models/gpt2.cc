@@ -110,9 +110,10 @@ std::shared_ptr<Gpt2LMHeadModel> Gpt2LMHeadModel::from_pretrained(const std::str
   const auto* c = std::get_if<Gpt2Config>(&any);
   SOLO_CHECK(c != nullptr, "from_pretrained: ", dir,
              "/config.json describes a llama model, not gpt2; ", "load it with LlamaForCausalLM");
-  auto model = std::make_shared<Gpt2LMHeadModel>(*c, 0, d);
+  // Built on meta (nothing allocated), then backed by the mapped checkpoint on d.
+  auto model = std::make_shared<Gpt2LMHeadModel>(*c, 0, meta_device());
   // attn.bias / attn.masked_bias are the causal-mask buffers older transformers saved.
-  load_checkpoint(*model, dir, {}, {".attn.bias", ".attn.masked_bias"});
+  load_checkpoint(*model, dir, d, {}, {".attn.bias", ".attn.masked_bias"});
   return model;
 }
 

@@ -139,10 +139,11 @@ std::shared_ptr<LlamaForCausalLM> LlamaForCausalLM::from_pretrained(const std::s
   const auto* c = std::get_if<LlamaConfig>(&any);
   SOLO_CHECK(c != nullptr, "from_pretrained: ", dir,
              "/config.json describes a gpt2 model, not llama; ", "load it with Gpt2LMHeadModel");
-  auto model = std::make_shared<LlamaForCausalLM>(*c, 0, d);
+  // Built on meta (nothing allocated), then backed by the mapped checkpoint on d.
+  auto model = std::make_shared<LlamaForCausalLM>(*c, 0, meta_device());
   // A tied lm_head.weight in the checkpoint is ignored, as transformers ties it to the input
   // embedding; rotary_emb.inv_freq is a buffer older transformers saved, recomputed here.
-  load_checkpoint(*model, dir,
+  load_checkpoint(*model, dir, d,
                   c->tie_word_embeddings ? std::vector<std::string>{"lm_head.weight"}
                                          : std::vector<std::string>{},
                   {".rotary_emb.inv_freq"});

@@ -191,6 +191,16 @@ Session::Session(int argc, char** argv)
   // SOLO_PLAN's, refused here when the flavor cannot run it).
   set_data_parallel(compute_device(flavor_), comm_.get());
   set_process_place({comm_->rank(), comm_->size()});
+  // The device memory the inventory gives this rank's host, as a limit on the device.
+  int first = 0;
+  for (const auto& [host, ranks] : inventory_.placement(flavor_)) {
+    if (comm_->rank() < first + ranks) {
+      set_device_memory_limit(compute_device(flavor_),
+                              static_cast<size_t>(host.device_memory_bytes));
+      break;
+    }
+    first += ranks;
+  }
 
   announce(inventory_, flavor_, *comm_);
   if (!is_main()) return;

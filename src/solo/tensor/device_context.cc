@@ -91,14 +91,16 @@ ir::ValueId DeviceContext::value_of(const Tensor& t) {
                "this tensor belongs to a graph that failed to run; recompute it");
     return impl->value;
   }
-  SOLO_CHECK(impl->storage != nullptr, "tensor has neither data nor a pending value");
+  SOLO_CHECK(impl->storage != nullptr || impl->mapped != nullptr,
+             "tensor has neither data nor a pending value");
   auto it = trace_->leaf_value.find(impl);
   if (it != trace_->leaf_value.end()) return it->second;
-  const ir::ValueId v = trace_->graph.input(impl->type, impl->name, impl->batch, impl->shards);
+  const ir::ValueId v = trace_->graph.input(impl->type, impl->name, impl->batch, impl->shards,
+                                            impl->mapped != nullptr);
   trace_->leaf_value[impl] = v;
   // Hold the tensor (for autograd) and its storage (the data read at the flush).
   std::shared_ptr<TensorImpl> owner(t.impl_shared());
-  trace_->leaves[v] = Trace::Leaf{owner, impl->storage};
+  trace_->leaves[v] = Trace::Leaf{owner, impl->storage, impl->mapped};
   return v;
 }
 
@@ -139,7 +141,12 @@ void DeviceContext::flush() {
   // optimizer updates) is donated: an output of its size may be written into it.
   std::unordered_map<ir::ValueId, std::shared_ptr<Storage>> donated;
   std::vector<ir::ValueId> donatable;
+  std::vector<ir::ValueId> mapped;  // leaves still in mapped files: read once the plan is known
   for (auto& [v, leaf] : trace->leaves) {
+    if (!leaf.storage) {
+      mapped.push_back(v);
+      continue;
+    }
     inputs[v] = leaf.storage->data();
     if (leaf.storage.use_count() == 1) {
       donated[v] = leaf.storage;
@@ -170,6 +177,22 @@ void DeviceContext::flush() {
   // Inputs and donations are the step's values; the program has its own.
   std::unordered_map<ir::ValueId, const void*> bound;
   for (const auto& [v, data] : inputs) bound[program.local(v)] = data;
+  // Each rank reads what its program's input is: the whole tensor, or its block.
+  std::vector<std::pair<std::shared_ptr<TensorImpl>, std::shared_ptr<Storage>>> read;
+  for (ir::ValueId v : mapped) {
+    const ir::ValueId local = program.local(v);
+    const Trace::Leaf& leaf_of = trace->leaves.at(v);
+    const std::shared_ptr<TensorImpl>& leaf = leaf_of.tensor;
+    const int64_t shards = program.graph->producer(local).attrs.i_or("shards", 1);
+    const int64_t count = leaf->type.shape.numel() / shards;
+    const int64_t rank = shards > 1 ? data_parallel_->rank() : 0;
+    std::vector<unsigned char> host(static_cast<size_t>(count) * dtype_size(leaf->type.dtype));
+    read_mapped(*leaf_of.mapped, rank * count, count, leaf->type.dtype, host.data());
+    auto storage = std::make_shared<Storage>(*backend_, host.size());
+    backend_->copy_from_host(storage->data(), host.data(), host.size());
+    bound[local] = storage->data();
+    read.emplace_back(leaf, std::move(storage));
+  }
   std::unordered_map<ir::ValueId, std::shared_ptr<Storage>> donated_local;
   for (auto& [v, storage] : donated) donated_local[program.local(v)] = std::move(storage);
   donated.clear();
@@ -194,6 +217,15 @@ void DeviceContext::flush() {
     impl->trace.reset();
     impl->value = ir::kNoValue;
   }
+  // A mapped tensor the step did not rebind keeps what this rank read (so later steps do
+  // not read the file again).
+  for (auto& [leaf, storage] : read)
+    if (leaf->mapped && !leaf->trace && !leaf->storage) {
+      leaf->shards = program.graph->producer(program.local(trace->leaf_value.at(leaf.get())))
+                         .attrs.i_or("shards", 1);
+      leaf->storage = std::move(storage);
+      leaf->mapped.reset();
+    }
   // Only this rank's graph is kept: the trace's leaves hold storage that must be free to donate.
   last_graph_ = program.graph;
 }

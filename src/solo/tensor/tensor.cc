@@ -117,6 +117,18 @@ Tensor Tensor::full_pending(const Shape& shape, double value, DType dtype, Devic
   return ctx.wrap(ir::full(ctx.trace().graph, shape, dtype, value), false);
 }
 
+Tensor Tensor::from_mapped(MappedBytes bytes, const Shape& shape, DType dtype, Device d) {
+  SOLO_CHECK(bytes.bytes.size() == static_cast<size_t>(shape.numel()) * dtype_size(bytes.dtype),
+             "from_mapped: ", bytes.bytes.size(), " bytes do not hold ", dtype_name(bytes.dtype),
+             shape.str());
+  if (d.type == "meta") return empty(shape, dtype, d);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->type = {shape, dtype};
+  impl->device = d;
+  impl->mapped = std::make_shared<const MappedBytes>(std::move(bytes));
+  return Tensor(impl);
+}
+
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device d) {
   DeviceContext& ctx = device_context(d);
   const ir::TensorType type{shape, dtype};
@@ -164,7 +176,7 @@ Tensor& Tensor::as_batch() {
   return *this;
 }
 bool Tensor::is_realized() const {
-  return checked(impl_).storage && !impl_->trace;
+  return (checked(impl_).storage || impl_->mapped) && !impl_->trace;
 }
 
 // ---- autograd ----
@@ -238,6 +250,7 @@ void Tensor::assign_(const Tensor& value) {
   SOLO_CHECK(self.device == v.device, "assign_: the new value is on another device");
   self.storage = v.storage;
   self.shards = v.shards;
+  self.mapped = v.mapped;
   self.trace = v.trace;
   self.value = v.value;
   if (self.trace) self.trace->pending.push_back(impl_);
@@ -250,6 +263,8 @@ Tensor Tensor::to(const Device& d) const {
              "create it on a real device instead");
   if (d.type == "meta") {
     out = empty(shape(), dtype(), d);
+  } else if (impl_->mapped && !impl_->trace) {  // still mapped: nothing to copy yet
+    out = from_mapped(*impl_->mapped, shape(), dtype(), d);
   } else {
     std::vector<unsigned char> bytes(checked(impl_).type.bytes());
     copy_to_host(bytes.data());
@@ -265,6 +280,8 @@ void Tensor::copy_to_host(void* dst) const {
   TensorImpl& self = checked(impl_);
   SOLO_CHECK(self.device.type != "meta", "a tensor on the meta device has no data to read");
   if (self.trace) device_context(self.device).flush();
+  if (self.mapped)
+    return read_mapped(*self.mapped, 0, self.type.shape.numel(), self.type.dtype, dst);
   SOLO_CHECK(self.storage != nullptr, "tensor has no data");
   if (self.shards > 1) {  // a ZeRO plan holds it as blocks: gather them first
     const std::shared_ptr<Storage> whole = device_context(self.device).gather_blocks(self);
@@ -308,6 +325,9 @@ size_t last_flush_peak_bytes(const Device& d) {
 }
 size_t device_memory_peak_bytes(const Device& d) {
   return device_context(d).backend().peak_bytes();
+}
+void set_device_memory_limit(const Device& d, size_t bytes) {
+  device_context(d).backend().set_memory_limit(bytes);
 }
 void set_data_parallel(const Device& d, comm::Communicator* c) {
   device_context(d).set_data_parallel(c);

@@ -4,7 +4,9 @@
 // and starts a new graph. Tensors are immutable values; assign_() rebinds a tensor (this is
 // how optimizers update parameters) without mutating storage others may hold.
 #pragma once
+#include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,13 @@ inline Device meta_device() {
   return Device{"meta"};
 }
 
+// Bytes of a tensor in a memory-mapped file (a checkpoint), kept mapped by `owner`.
+struct MappedBytes {
+  std::span<const std::byte> bytes;  // the elements in `dtype`, row-major, maybe unaligned
+  DType dtype = DType::F32;
+  std::shared_ptr<const void> owner;
+};
+
 class Tensor {
  public:
   Tensor() = default;
@@ -51,6 +60,10 @@ class Tensor {
   // A pending constant: nothing is allocated until a flush, and the plan decides where its
   // blocks live (a ZeRO plan creates optimizer states as blocks, never whole).
   static Tensor full_pending(const Shape& shape, double value, DType dtype, Device d);
+  // A tensor whose values are still the mapped bytes (converted to `dtype` when read). The
+  // device holds nothing until a flush reads it, and then only what the plan needs there
+  // (a ZeRO-3 rank's block, or the whole tensor); it keeps that from then on.
+  static Tensor from_mapped(MappedBytes bytes, const Shape& shape, DType dtype, Device d);
   // A tensor with no data on any device (for tracing shapes); equals zeros on meta.
   static Tensor empty(const Shape& shape, DType dtype, Device d);
 
@@ -108,6 +121,8 @@ size_t last_flush_peak_bytes(const Device& d = {});
 // Bytes of the device's memory held at the peak of the last flush, everything included
 // (parameters, optimizer state, the step's arena and outputs); what `solo smi` shows.
 size_t device_memory_peak_bytes(const Device& d = {});
+// Allocations on the device beyond `bytes` (0: unlimited) are errors (Backend::set_memory_limit).
+void set_device_memory_limit(const Device& d, size_t bytes);
 // Data parallelism: with a communicator of N > 1 ranks attached to a device, backward()
 // averages the gradients over the ranks (bucketed all-reduces appended to the step graph,
 // as DDP does during backward), so every rank applies the same update. solo::Session

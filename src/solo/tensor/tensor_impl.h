@@ -13,6 +13,9 @@ namespace solo {
 
 struct Trace;
 
+// Elements [first, first + count) of mapped bytes, converted to `to`, into host memory.
+void read_mapped(const MappedBytes& m, int64_t first, int64_t count, DType to, void* dst);
+
 struct TensorImpl {
   ir::TensorType type;
   Device device;
@@ -25,6 +28,8 @@ struct TensorImpl {
   // > 1: `storage` holds this rank's flat block of the tensor over that many data-parallel
   // ranks (a ZeRO plan's output, compile/zero.h); reading it gathers the blocks.
   int64_t shards = 1;
+  // Set while the values are still mapped file bytes (Tensor::from_mapped): no storage yet.
+  std::shared_ptr<const MappedBytes> mapped;
   Tensor grad;
 };
 
@@ -32,8 +37,9 @@ struct TensorImpl {
 struct Trace {
   ir::Graph graph;
   struct Leaf {
-    std::shared_ptr<TensorImpl> tensor;  // the realized tensor bound to the Input node
-    std::shared_ptr<Storage> storage;    // its data at import time
+    std::shared_ptr<TensorImpl> tensor;         // the realized tensor bound to the Input node
+    std::shared_ptr<Storage> storage;           // its data at import time, or
+    std::shared_ptr<const MappedBytes> mapped;  // its mapped bytes, read once the plan is known
   };
   std::unordered_map<const TensorImpl*, ir::ValueId> leaf_value;
   std::unordered_map<ir::ValueId, Leaf> leaves;
