@@ -13,6 +13,7 @@
 #include "solo/compile/data_parallel.h"
 #include "solo/compile/program.h"
 #include "solo/compile/recompute.h"
+#include "solo/compile/zero.h"
 #include "solo/core/error.h"
 #include "solo/core/hash.h"
 #include "solo/ir/ops.h"
@@ -240,42 +241,13 @@ TEST(Compile, PlansOfTheLlamaStepCompileOnEightThreadsAsOneByOne) {
   EXPECT_EQ(one_by_one[2], one_by_one[4]);
 }
 
-// A copy of a step whose inputs a ZeRO stage leaves as blocks over `ranks` after its first
-// step: the AdamW moments from zero 1, the parameters at zero 3 (those the ranks divide).
-ir::Graph with_blocks(const ir::Graph& g, int64_t ranks, int zero) {
-  std::unordered_map<ir::ValueId, bool> sharded;
-  for (int n = 0; n < g.num_nodes(); ++n) {
-    const ir::Node& node = g.node(n);
-    if (node.op != OpKind::AdamWUpdate) continue;
-    sharded[node.inputs[0]] = zero == 3;
-    sharded[node.inputs[2]] = sharded[node.inputs[3]] = zero >= 1;
-  }
-  ir::Graph out;
-  std::vector<ir::ValueId> map(static_cast<size_t>(g.num_values()), ir::kNoValue);
-  for (int n = 0; n < g.num_nodes(); ++n) {
-    const ir::Node& node = g.node(n);
-    std::vector<ir::ValueId> inputs;
-    for (ir::ValueId v : node.inputs) inputs.push_back(map[static_cast<size_t>(v)]);
-    std::vector<ir::ValueId> outs;
-    const bool block = node.op == OpKind::Input && sharded[node.outputs[0]] &&
-                       g.type(node.outputs[0]).shape.numel() % ranks == 0;
-    if (block)
-      outs = {out.input(g.type(node.outputs[0]), node.name, false, ranks)};
-    else
-      outs = out.copy_node(g, node, std::move(inputs));
-    for (size_t k = 0; k < outs.size(); ++k) map[static_cast<size_t>(node.outputs[k])] = outs[k];
-  }
-  for (ir::ValueId v : g.gradients()) out.mark_gradient(map[static_cast<size_t>(v)]);
-  return out;
-}
-
 // Per rank on 4 ranks, what the 58M Llama's steady step holds from one step to the next:
 // each stage holds less than the one before, and ZeRO-3 at most 0.3x of what DP holds.
 TEST(Zero, ResidentBytesOnFourRanksShrinkStageByStage) {
   const LlamaStep s = llama_steady_step();
   std::vector<size_t> resident;
   for (int zero : {0, 1, 2, 3}) {
-    const ir::Graph g = with_blocks(*s.graph, 4, zero);
+    const ir::Graph g = compile::with_state_as_blocks(*s.graph, 4, zero);
     const compile::Program p = compile::compile(g, s.outputs, {}, PlanSpec{.dp = 4, .zero = zero});
     resident.push_back(p.resident.total());
     std::printf("zero=%d: parameters %.1f MiB, gradients %.1f MiB, optimizer %.1f MiB\n", zero,

@@ -219,6 +219,35 @@ ir::Graph shard_state(const ir::Graph& g, const std::vector<ir::ValueId>& output
   return Sharder(g, options).run(outputs, value_of, output_shards);
 }
 
+ir::Graph with_state_as_blocks(const ir::Graph& g, int ranks, int zero) {
+  std::unordered_set<ValueId> sharded;
+  for (ir::NodeId n = 0; n < g.num_nodes(); ++n) {
+    const ir::Node& node = g.node(n);
+    if (node.op != OpKind::AdamWUpdate) continue;
+    if (zero == 3) sharded.insert(node.inputs[0]);
+    if (zero >= 1) sharded.insert({node.inputs[2], node.inputs[3]});
+  }
+  ir::Graph out;
+  std::vector<ValueId> map(static_cast<size_t>(g.num_values()), ir::kNoValue);
+  for (ir::NodeId n = 0; n < g.num_nodes(); ++n) {
+    const ir::Node& node = g.node(n);
+    std::vector<ValueId> outs;
+    const ir::TensorType& t = g.type(node.outputs[0]);
+    if (node.op == OpKind::Input && sharded.count(node.outputs[0]) && t.shape.numel() >= ranks &&
+        t.shape.numel() % ranks == 0) {
+      ir::OriginGuard origin(g.scope_of(n), node.no_grad);
+      outs = {out.input(t, node.name, node.batch, ranks)};
+    } else {
+      std::vector<ValueId> inputs;
+      for (ValueId v : node.inputs) inputs.push_back(map[static_cast<size_t>(v)]);
+      outs = out.copy_node(g, node, std::move(inputs));
+    }
+    for (size_t k = 0; k < outs.size(); ++k) map[static_cast<size_t>(node.outputs[k])] = outs[k];
+  }
+  for (ValueId v : g.gradients()) out.mark_gradient(map[static_cast<size_t>(v)]);
+  return out;
+}
+
 bool reads_blocks(const ir::Graph& g) {
   for (ir::NodeId id = 0; id < g.num_nodes(); ++id)
     if (g.node(id).op == OpKind::Input && g.node(id).attrs.i_or("shards", 1) > 1) return true;

@@ -42,6 +42,11 @@ ir::Graph shard_state(const ir::Graph& g, const std::vector<ir::ValueId>& output
                       const ShardingOptions& options, std::vector<ir::ValueId>& value_of,
                       std::unordered_map<ir::ValueId, int64_t>& output_shards);
 
+// The step as a later step reads its inputs under a ZeRO stage: the AdamW moments from
+// zero 1, and the parameters at zero 3, as blocks over `ranks` (those the ranks divide). The
+// planner costs and sizes this steady step, not the first one, which reads whole inputs.
+ir::Graph with_state_as_blocks(const ir::Graph& step, int ranks, int zero);
+
 // True when `g` reads an input held as blocks (which any plan must gather or keep).
 bool reads_blocks(const ir::Graph& g);
 
