@@ -146,8 +146,8 @@ double checkpoint_difference(const fs::path& a, const fs::path& b) {
   return worst;
 }
 
-// Plain DP and ZeRO 1, 2 and 3 forced with SOLO_PLAN on cpu-2 and cpu-4: every step's loss within 1e-4
-// relative of cpu-1's and the saved checkpoint within 1e-5 of cpu-1's (gathered from the
+// Plain DP and ZeRO 1, 2 and 3 forced with SOLO_PLAN on cpu-2 and cpu-4: every step's loss within
+// 1e-4 relative of cpu-1's and the saved checkpoint within 1e-5 of cpu-1's (gathered from the
 // ranks' blocks and written once).
 TEST_F(DataParallel, ZeroPlansGiveOneDevicesLossesAndCheckpoint) {
   const fs::path reference_dir = dir_ / "saved_cpu1";
