@@ -117,6 +117,10 @@ int main(int argc, char** argv) {
       opt.step();  // runs forward, backward and update as one graph
       opt.zero_grad();
       const double l = loss.item();  // the global batch's loss
+      // From a NaN or infinite loss on, every weight is poisoned: stop before anything is saved.
+      SOLO_CHECK(std::isfinite(l), "the loss is ", l, " at step ", step,
+                 "; training stopped and nothing was saved. Lower --lr or set --max-grad-norm; "
+                 "SOLO_CHECK_FINITE=1 names the first op that makes a NaN or infinity");
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       window_loss += l;

@@ -257,6 +257,33 @@ TEST_F(DataParallel, MappedCheckpointTrainsUnderZero3WithinADeviceMemoryLimit) {
   EXPECT_TRUE(losses(dp.output).empty()) << dp.output;
 }
 
+// A learning rate of 1e30 makes the loss infinite or NaN within a few steps: training stops
+// with one line naming the step, nothing is saved, and SOLO_CHECK_FINITE=1 names the op.
+TEST_F(DataParallel, NonFiniteLossStopsTrainingAndSavesNothing) {
+  for (const char* flavor : {"cpu-1", "cpu-2"}) {
+    const fs::path saved = dir_ / (std::string("nan_") + flavor);
+    const RunResult r =
+        train(flavor, 8, " --lr 1e30 --max-grad-norm 0 --save-model-dir " + saved.string());
+    EXPECT_NE(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("at step"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("nothing was saved"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(saved / "model.safetensors")) << flavor;
+    EXPECT_FALSE(fs::exists(saved / "config.json")) << flavor;
+    // Every rank fails alike: one line says so, without Open MPI's banners.
+    size_t lines = 0;
+    for (size_t at = r.output.find("error: "); at != std::string::npos;
+         at = r.output.find("error: ", at + 1))
+      ++lines;
+    EXPECT_EQ(lines, 1u) << flavor << "\n" << r.output;
+    EXPECT_EQ(r.output.find("-----"), std::string::npos) << flavor << "\n" << r.output;
+  }
+  const RunResult named =
+      run("SOLO_CHECK_FINITE=1 " + train_command("cpu-1", 8, " --lr 1e30 --max-grad-norm 0"));
+  EXPECT_NE(named.status, 0) << named.output;
+  EXPECT_NE(named.output.find("SOLO_CHECK_FINITE: output"), std::string::npos) << named.output;
+  EXPECT_NE(named.output.find("the first non-finite value"), std::string::npos) << named.output;
+}
+
 TEST_F(DataParallel, UnsplittableBatchIsAClearError) {
   const RunResult r = train("cpu-4", 6);
   EXPECT_NE(r.status, 0);

@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 
 #include "solo/core/error.h"
+#include "solo/core/half.h"
 #include "solo/core/op_info.h"
 #include "solo/ir/ops.h"
 
@@ -48,8 +51,8 @@ RunResult Executor::run(const ir::Graph& g, const MemoryPlan& plan,
         const comm::Communicator* c = group_of(group);
         return c && c->size() > 1;
       });
-  const bool may_replay =
-      replay && !replay->disabled && !profile_ && backend_.can_record() && !collectives;
+  const bool may_replay = replay && !replay->disabled && !profile_ && !check_finite_ &&
+                          backend_.can_record() && !collectives;
   RunResult result;
   if (!(may_replay && replay->runs > 0 && replayed(g, plan, bound, donated, *replay, result)))
     result = run_eagerly(g, plan, bound, donated);
@@ -253,6 +256,7 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
       if (profile_) backend_.synchronize();  // attribute queued work to the op that queued it
       const auto start = std::chrono::steady_clock::now();
       backend_.run(KernelCall{node.op, node.attrs, in_refs, out_refs});
+      if (check_finite_) check_finite(g, node, data);
       if (profile_) {
         backend_.synchronize();
         const auto k = static_cast<size_t>(node.op);
@@ -267,6 +271,52 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
   if (started) {
     started = false;
     comm_->wait_started();
+  }
+}
+
+namespace {
+// Element i of a host copy of a float tensor.
+double read_float(const unsigned char* p, int64_t i, DType dtype) {
+  const size_t at = static_cast<size_t>(i) * dtype_size(dtype);
+  switch (dtype) {
+    case DType::F64: {
+      double d;
+      std::memcpy(&d, p + at, 8);
+      return d;
+    }
+    case DType::BF16: {
+      bf16 h;
+      std::memcpy(&h, p + at, 2);
+      return bf16_to_f32(h);
+    }
+    case DType::F16: {
+      f16 h;
+      std::memcpy(&h, p + at, 2);
+      return f16_to_f32(h);
+    }
+    default: {
+      float f;
+      std::memcpy(&f, p + at, 4);
+      return f;
+    }
+  }
+}
+}  // namespace
+
+void Executor::check_finite(const ir::Graph& g, const ir::Node& node,
+                            const std::vector<void*>& data) const {
+  if (!backend_.holds_data()) return;
+  for (ValueId v : node.outputs) {
+    const ir::TensorType& t = g.type(v);
+    if (!is_floating(t.dtype)) continue;
+    std::vector<unsigned char> host(t.bytes());
+    backend_.copy_to_host(host.data(), data[static_cast<size_t>(v)], host.size());
+    for (int64_t i = 0; i < t.shape.numel(); ++i) {
+      const double x = read_float(host.data(), i, t.dtype);
+      SOLO_CHECK(std::isfinite(x), "SOLO_CHECK_FINITE: output ", v, " ", dtype_name(t.dtype),
+                 t.shape.str(), " of ", op_name(node.op), " holds ", x, " at element ", i,
+                 ": the first non-finite value of this run");
+    }
   }
 }
 

@@ -55,6 +55,9 @@ class Executor {
                 const std::unordered_map<ir::ValueId, const void*>& inputs);
 
   Backend& backend() const { return backend_; }
+  // Checks every float output of every kernel and stops at the first NaN or infinity,
+  // naming the node that made it (SOLO_CHECK_FINITE=1; slow: each output is read back).
+  void set_check_finite(bool on) { check_finite_ = on; }
 
  private:
   using Donated = std::unordered_map<ir::ValueId, std::shared_ptr<Storage>>;
@@ -83,6 +86,8 @@ class Executor {
   OpProfile* profile_;
   std::vector<comm::Communicator*> groups_;
   comm::Communicator* comm_;  // group 0: the one whose AllReduces may overlap compute
+  bool check_finite_ = false;
+  void check_finite(const ir::Graph& g, const ir::Node& node, const std::vector<void*>& data) const;
 };
 
 }  // namespace solo::runtime

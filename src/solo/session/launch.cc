@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <string_view>
 
 #include "solo/core/error.h"
@@ -198,12 +199,26 @@ JobEnd run_job(const std::vector<std::string>& cmd) {
 
   FailureParser parser;
   std::string partial;
+  bool in_banner = false;
+  std::set<std::string> errors_shown;
+  bool cause_shown = false;
+  auto show = [&](const std::string& line) {
+    parser.feed(line);
+    const bool rule = line.size() >= 20 && line.find_first_not_of('-') == std::string::npos;
+    if (rule) in_banner = !in_banner;
+    if (rule || in_banner) return;  // Open MPI's account of the failure: we say it in one line
+    if (line.starts_with("error: ")) {
+      if (!errors_shown.insert(line).second) return;  // every rank failing alike
+      cause_shown = true;
+    }
+    write_all(STDERR_FILENO, line.data(), line.size());
+    write_all(STDERR_FILENO, "\n", 1);
+  };
   auto pass_through = [&](const char* data, size_t n) {
-    write_all(STDERR_FILENO, data, n);
     partial.append(data, n);
     size_t nl;
     while ((nl = partial.find('\n')) != std::string::npos) {
-      parser.feed(partial.substr(0, nl));
+      show(partial.substr(0, nl));
       partial.erase(0, nl + 1);
     }
   };
@@ -246,11 +261,9 @@ JobEnd run_job(const std::vector<std::string>& cmd) {
     }
     wait_status = status;
   }
-  if (!partial.empty()) {
-    parser.feed(partial);
-    if (partial.back() != '\n') write_all(STDERR_FILENO, "\n", 1);
-  }
+  if (!partial.empty()) show(partial);
   JobEnd end;
+  end.cause_shown = cause_shown;
   end.status = WIFEXITED(*wait_status)
                    ? WEXITSTATUS(*wait_status)
                    : 128 + (WIFSIGNALED(*wait_status) ? WTERMSIG(*wait_status) : 0);

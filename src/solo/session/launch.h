@@ -37,12 +37,15 @@ class FailureParser {
 };
 
 struct JobEnd {
-  int status = 0;       // the launcher's exit code, 128 + signal when it was killed
-  std::string message;  // FailureParser::describe when status != 0
+  int status = 0;            // the launcher's exit code, 128 + signal when it was killed
+  std::string message;       // FailureParser::describe when status != 0
+  bool cause_shown = false;  // a rank's "error: ..." line reached stderr
 };
 
-// Runs `cmd` (cmd[0] an absolute path) with stdout inherited and stderr passed through
-// unchanged while it is scanned for failed ranks. SIGINT and SIGTERM are forwarded to it.
+// Runs `cmd` (cmd[0] an absolute path) with stdout inherited and stderr passed through,
+// line by line, while it is scanned for failed ranks: Open MPI's banners (blocks between
+// lines of dashes) are scanned but not shown, and an "error: ..." line that several ranks
+// print alike is shown once. SIGINT and SIGTERM are forwarded to it.
 JobEnd run_job(const std::vector<std::string>& cmd);
 
 }  // namespace solo::launch

@@ -101,7 +101,8 @@ void write_hostfile(const std::string& path, const cluster::Inventory& inv,
   }
   std::error_code ec;
   fs::remove_all(dir, ec);
-  if (end.status != 0) std::fprintf(stderr, "error: %s\n", end.message.c_str());
+  // A rank that said why it failed has said it all; otherwise name the rank and its end.
+  if (end.status != 0 && !end.cause_shown) std::fprintf(stderr, "error: %s\n", end.message.c_str());
   std::fflush(stderr);
   std::exit(end.status);
 }

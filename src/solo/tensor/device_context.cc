@@ -22,6 +22,8 @@ DeviceContext::DeviceContext(const Device& d)
   if (env && std::string(env) == "1") profile_ = std::make_unique<runtime::OpProfile>();
   const char* check = std::getenv("SOLO_CHECK_MEMORY");
   check_memory_ = check && std::string(check) == "1";
+  const char* finite = std::getenv("SOLO_CHECK_FINITE");
+  check_finite_ = finite && std::string(finite) == "1";
   const char* graphs = std::getenv("SOLO_CUDA_GRAPHS");
   if (graphs) {
     const std::string g = graphs;
@@ -197,6 +199,7 @@ void DeviceContext::flush() {
   for (auto& [v, storage] : donated) donated_local[program.local(v)] = std::move(storage);
   donated.clear();
   runtime::Executor executor(*backend_, profile_.get(), data_parallel_);
+  executor.set_check_finite(check_finite_);
   runtime::RunResult result = executor.run(*program.graph, plan, bound, donated_local,
                                            replay_ ? &cached->second.replay : nullptr);
   // The planner's memory is the executor's (DESIGN §3.3); tests of every plan check it.

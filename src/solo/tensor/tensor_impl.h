@@ -101,6 +101,7 @@ class DeviceContext {
   std::unordered_map<uint64_t, CachedPlan> plan_cache_;
   bool replay_ = true;         // SOLO_CUDA_GRAPHS=0 turns replays off
   bool check_memory_ = false;  // SOLO_CHECK_MEMORY=1: every run's peak must be the plan's
+  bool check_finite_ = false;  // SOLO_CHECK_FINITE=1: stop at the first op making a NaN/inf
   int64_t plan_cache_hits_ = 0;
   int64_t replayed_flushes_ = 0;
   std::unique_ptr<runtime::OpProfile> profile_;  // with SOLO_PROFILE=1: printed at exit
