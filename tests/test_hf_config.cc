@@ -116,6 +116,19 @@ class TempDir {
   fs::path path_;
 };
 
+// A key given twice would be read as one of its values, silently: refused, naming it.
+TEST(HfConfig, RepeatedKeyIsRefused) {
+  try {
+    parse_hf_config(R"({"model_type": "llama", "rope_theta": 10000, "rope_theta": 500000})",
+                    kSource);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("key 'rope_theta' appears twice"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("/x/config.json"), std::string::npos) << msg;
+  }
+}
+
 TEST(HfConfig, ParsesLlama2_7B) {
   const ModelConfig mc = parse_hf_config(kLlama2_7B, kSource);
   ASSERT_TRUE(std::holds_alternative<LlamaConfig>(mc));

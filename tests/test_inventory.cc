@@ -56,6 +56,12 @@ std::string error_of(const std::string& json) {
   return "<no error>";
 }
 
+TEST(Inventory, RepeatedKeyIsRefused) {
+  const std::string e = error_of(R"({"hosts": [], "hosts": [], "flavors": []})");
+  EXPECT_NE(e.find("key 'hosts' appears twice"), std::string::npos) << e;
+  EXPECT_NE(e.find("/etc/solo/bad.json"), std::string::npos) << e;
+}
+
 TEST(Inventory, ParsesValidFile) {
   Inventory inv = solo::cluster::parse_inventory(kValid, "site.json");
   EXPECT_EQ(inv.source, "site.json");

@@ -299,6 +299,10 @@ TEST(Safetensors, CorruptFilesGiveErrorsNamingTheFile) {
   check(make_file(R"({"__metadata__":{"k":1}})", ""), "is not a string");
   check(make_file(R"({"__metadata__":[]})", ""), "\"__metadata__\" is not a JSON object");
   check(make_file("{" + ok_entry + "}", data8.substr(0, 5)), "truncated");
+  // The format forbids a name given twice (a JSON parser would silently keep one).
+  check(make_file("{" + ok_entry + "," + ok_entry + "}", data8), "key 'a' appears twice");
+  // A name from the file is quoted with its control characters escaped.
+  check(make_file(R"({"a\u001b[2Jb\n":5})", ""), "tensor 'a\\x1b[2Jb\\n'");
 
   // A valid file cut short anywhere fails cleanly.
   const auto a = pattern(DType::F32, {4, 4}, 9);

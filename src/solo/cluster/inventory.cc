@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "solo/core/error.h"
+#include "solo/core/json_keys.h"
 
 namespace solo::cluster {
 namespace fs = std::filesystem;
@@ -200,6 +201,7 @@ std::vector<std::pair<Host, int>> Inventory::placement(const Flavor& f) const {
 Inventory parse_inventory(const std::string& json_text, const std::string& source) {
   json doc;
   try {
+    check_unique_json_keys(json_text, source);
     doc = json::parse(json_text);
   } catch (const json::parse_error& e) {
     SOLO_FAIL(source, ": not valid JSON: ", e.what());

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "solo/core/error.h"
+#include "solo/core/json_keys.h"
 #include "solo/core/process_place.h"
 #include "solo/io/file_util.h"
 
@@ -423,6 +424,7 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
   const std::string where = where_of(source);
   json j;
   try {
+    check_unique_json_keys(json_text, where);
     j = json::parse(json_text);
   } catch (const json::exception& e) {
     SOLO_FAIL(where, ": not valid JSON: ", e.what());

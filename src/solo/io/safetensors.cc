@@ -14,6 +14,8 @@
 #include <string_view>
 
 #include "solo/core/error.h"
+#include "solo/core/json_keys.h"
+#include "solo/core/printable.h"
 #include "solo/io/file_util.h"
 
 namespace solo::io {
@@ -114,6 +116,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
 
   json header;
   try {
+    check_unique_json_keys(text, where + ": header");  // the format forbids duplicate names
     header = json::parse(text);
   } catch (const json::exception& e) {
     SOLO_FAIL(where, ": header is not valid JSON: ", e.what());
@@ -137,7 +140,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
       }
       continue;
     }
-    const std::string t = where + ": tensor '" + name + "'";
+    const std::string t = where + ": tensor '" + printable(name) + "'";
     SOLO_CHECK(entry.is_object(), t, ": entry is not a JSON object");
     const auto dt = entry.find("dtype");
     SOLO_CHECK(dt != entry.end(), t, ": missing \"dtype\"");
