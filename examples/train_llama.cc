@@ -8,9 +8,11 @@
 // devices Solo runs it as N ranks under the plan it compiles, with the same losses.
 #include <CLI/CLI.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 
 #include "solo/core/error.h"
@@ -22,6 +24,23 @@
 #include "solo/session/session.h"
 
 using namespace solo;
+
+namespace {
+// CLI11 turns an integer too large for its type into the type's largest value; this refuses
+// it instead, in a few words rather than the type's bounds.
+template <class T>
+CLI::Validator fits() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        T value{};
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec == std::errc::result_out_of_range) return "'" + text + "' is too large";
+        (void)end;
+        return "";
+      },
+      "");
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Train a Llama model (Hugging Face layout) on a token file"};
@@ -36,19 +55,26 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--dataset", dataset, "token file written by solo_prepare_data")->required();
   app.add_option("--num-train-epochs", epochs, "passes over the dataset")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::PositiveNumber)
+      ->check(fits<int>());
   app.add_option("--batch-size", batch_size, "global batch size (sequences per step)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--block-size", block_size, "tokens per sequence")->check(CLI::PositiveNumber);
+      ->check(CLI::PositiveNumber)
+      ->check(fits<int64_t>());
+  app.add_option("--block-size", block_size, "tokens per sequence")
+      ->check(CLI::PositiveNumber)
+      ->check(fits<int64_t>());
   app.add_option("--lr", lr, "peak learning rate")->check(CLI::NonNegativeNumber);
   app.add_option("--log-interval", log_interval, "steps between log lines")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::PositiveNumber)
+      ->check(fits<int>());
   app.add_option("--save-model-dir", save_dir, "where to save the trained model (HF layout)");
-  app.add_option("--max-steps", max_steps, "stop after this many steps (default: the epochs)");
-  app.add_option("--warmup-steps", warmup_steps, "linear warmup, then cosine decay to 10%");
+  app.add_option("--max-steps", max_steps, "stop after this many steps (default: the epochs)")
+      ->check(fits<int64_t>());
+  app.add_option("--warmup-steps", warmup_steps, "linear warmup, then cosine decay to 10%")
+      ->check(fits<int64_t>());
   app.add_option("--weight-decay", weight_decay, "AdamW weight decay");
   app.add_option("--max-grad-norm", grad_clip, "clip the global gradient norm (0: off)");
-  app.add_option("--seed", seed, "shuffle seed");
+  app.add_option("--seed", seed, "shuffle seed")->check(fits<uint64_t>());
   app.add_flag("--bf16", bf16,
                "bf16 mixed precision: matmuls and attention in bf16, f32 weights and optimizer");
   CLI11_PARSE(app, argc, argv);
@@ -66,6 +92,11 @@ int main(int argc, char** argv) {
                "; leave it out to train for --num-train-epochs");
     SOLO_CHECK(warmup_steps >= 0, "--warmup-steps must be >= 0, got ", warmup_steps);
     // The save directory must be writable now, not after hours of training.
+    SOLO_CHECK(std::filesystem::is_directory(model_dir), "--model-name-or-path ", model_dir,
+               " is not a directory; give a checkpoint directory (config.json and "
+               "model.safetensors)");
+    SOLO_CHECK(!std::filesystem::is_directory(dataset), "--dataset ", dataset,
+               " is a directory; give the token file that solo_prepare_data wrote");
     if (!save_dir.empty()) io::detail::ensure_writable_directory(save_dir, "--save-model-dir");
     // Joins the virtual accelerator of the current flavor; for N > 1 devices this relaunches
     // the program as N ranks and never returns here in the launching process.

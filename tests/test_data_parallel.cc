@@ -326,12 +326,28 @@ TEST_F(DataParallel, BadFlagsAndUnwritableSaveDirectoriesStopBeforeTraining) {
       {" --warmup-steps -3", "--warmup-steps"},
       {" --save-model-dir " + file, "is not a directory"},
       {" --save-model-dir " + file + "/sub", "cannot be created"},
+      {" --batch-size 99999999999999999999", "'99999999999999999999' is too large"},
+      {" --seed 123456789012345678901234567890", "is too large"},
   };
   for (const auto& [flags, cause] : cases) {
     const RunResult r = run(train_command("cpu-1", 8, flags));
     EXPECT_NE(r.status, 0) << flags;
     EXPECT_NE(r.output.find(cause), std::string::npos) << flags << "\n" << r.output;
     EXPECT_TRUE(losses(r.output).empty()) << flags << "\n" << r.output;
+  }
+  // Paths of the wrong kind are named as such.
+  const std::string train_llama = (build_dir() / "examples" / "train_llama").string();
+  const std::string model = (dir_ / "model").string();
+  for (const auto& [command, cause] : std::vector<std::pair<std::string, std::string>>{
+           {train_llama + " --model-name-or-path " + model + " --dataset " + dir_.string(),
+            "--dataset " + dir_.string() + " is a directory"},
+           {train_llama + " --model-name-or-path " + file + " --dataset " + file,
+            "--model-name-or-path " + file + " is not a directory"},
+           {"SOLO_INVENTORY=" + dir_.string() + " " + train_command("cpu-1", 8),
+            "inventory " + dir_.string() + " is a directory"}}) {
+    const RunResult r = run("SOLO_FLAVOR=cpu-1 " + command);
+    EXPECT_NE(r.status, 0) << command;
+    EXPECT_NE(r.output.find(cause), std::string::npos) << command << "\n" << r.output;
   }
   const fs::path out = dir_ / "saved" / "nested";
   const RunResult ok =

@@ -42,6 +42,8 @@ std::string flavor_names(const Inventory& inv) {
 }
 
 std::string read_file(const std::string& path) {
+  SOLO_CHECK(!fs::is_directory(path), "inventory ", path,
+             " is a directory; give the inventory JSON file (docs/inventory.md)");
   std::ifstream in(path, std::ios::binary);
   SOLO_CHECK(in, "cannot read ", path, "; check that it exists and is readable");
   std::ostringstream os;
