@@ -17,6 +17,7 @@
 #include "solo/data/prepare.h"
 #include "solo/data/token_file.h"
 #include "solo/data/tokenizer.h"
+#include "temp_files.h"
 
 namespace fs = std::filesystem;
 using namespace solo::data;
@@ -74,7 +75,7 @@ TEST(TokenFile, RoundTripU16AndI32) {
   for (auto dtype : {TokenDType::U16, TokenDType::I32}) {
     std::string path = dir.file("rt.tok");
     write_token_file(path, tokens, starts, dtype);
-    EXPECT_FALSE(fs::exists(path + ".tmp"));
+    EXPECT_TRUE(solo::test::temp_files_beside(path).empty());
     EXPECT_EQ(fs::file_size(path),
               32 + tokens.size() * token_dtype_size(dtype) + 8 * starts.size());
     TokenDataset ds(path);
@@ -116,7 +117,7 @@ TEST(TokenFile, IdTooLargeForU16LeavesNothing) {
   std::string msg = expect_error([&] { write_token_file(path, tokens, starts, TokenDType::U16); });
   EXPECT_NE(msg.find("70000"), std::string::npos) << msg;
   EXPECT_FALSE(fs::exists(path));
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_TRUE(solo::test::temp_files_beside(path).empty());
 }
 
 TEST(TokenFile, UnfinishedWriterLeavesNothing) {
@@ -126,10 +127,10 @@ TEST(TokenFile, UnfinishedWriterLeavesNothing) {
     TokenFileWriter w(path, TokenDType::U16);
     std::vector<int32_t> doc = {1, 2, 3};
     w.add_document(doc);
-    EXPECT_TRUE(fs::exists(path + ".tmp"));
+    EXPECT_EQ(solo::test::temp_files_beside(path).size(), 1u);
   }
   EXPECT_FALSE(fs::exists(path));
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_TRUE(solo::test::temp_files_beside(path).empty());
 }
 
 TEST(TokenFile, TruncatedFileErrorNamesFile) {
@@ -420,6 +421,6 @@ TEST(Prepare, FortunesEndToEnd) {
   }
   // Errors leave nothing behind, and an existing output is kept intact.
   expect_error([&] { prepare_token_file(tok, dir.file("missing"), dir.file("f.tok"), opt); });
-  EXPECT_FALSE(fs::exists(dir.file("f.tok.tmp")));
+  EXPECT_TRUE(solo::test::temp_files_beside(dir.file("f.tok")).empty());
   EXPECT_EQ(TokenDataset(dir.file("f.tok")).num_tokens(), ds.num_tokens());
 }

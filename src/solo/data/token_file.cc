@@ -13,6 +13,7 @@
 #include <limits>
 #include <utility>
 
+#include "solo/core/atomic_file.h"
 #include "solo/core/error.h"
 
 namespace solo::data {
@@ -32,34 +33,27 @@ TokenDType token_dtype_for_vocab(int64_t vocab_size) {
 // ---- writer ----
 
 TokenFileWriter::TokenFileWriter(std::string path, TokenDType dtype)
-    : path_(std::move(path)), tmp_path_(path_ + ".tmp"), dtype_(dtype) {
+    : path_(std::move(path)), dtype_(dtype) {
   SOLO_CHECK(dtype == TokenDType::U16 || dtype == TokenDType::I32,
              "token file: unknown dtype code ", static_cast<uint32_t>(dtype));
-  file_ = std::fopen(tmp_path_.c_str(), "wb");
-  SOLO_CHECK(file_, "token file: cannot create ", tmp_path_, ": ", std::strerror(errno));
+  file_ = std::make_unique<AtomicFile>(path_);
   // Placeholder header; finish() rewrites it once the counts are known.
   uint8_t zeros[kTokenFileHeaderSize] = {};
   write(zeros, sizeof zeros);
 }
 
-TokenFileWriter::~TokenFileWriter() {
-  abandon();
-}
+TokenFileWriter::~TokenFileWriter() = default;
 
 void TokenFileWriter::abandon() noexcept {
-  if (!file_) return;
-  std::fclose(file_);
-  file_ = nullptr;
-  std::error_code ec;
-  std::filesystem::remove(tmp_path_, ec);
+  file_.reset();  // removes the temporary file
 }
 
 void TokenFileWriter::write(const void* data, size_t bytes) {
-  if (bytes == 0) return;
-  if (std::fwrite(data, 1, bytes, file_) != bytes) {
-    int err = errno;
+  try {
+    file_->write({static_cast<const std::byte*>(data), bytes});
+  } catch (...) {
     abandon();
-    SOLO_FAIL("token file: error writing ", tmp_path_, ": ", std::strerror(err));
+    throw;
   }
 }
 
@@ -97,24 +91,9 @@ void TokenFileWriter::finish() {
   std::memcpy(header + 12, &code, 4);
   std::memcpy(header + 16, &num_tokens_, 8);
   std::memcpy(header + 24, &ndocs, 8);
-  if (std::fseek(file_, 0, SEEK_SET) != 0) {
-    abandon();
-    SOLO_FAIL("token file: cannot seek in ", tmp_path_);
-  }
-  write(header, sizeof header);
-  std::FILE* f = file_;
-  file_ = nullptr;
-  if (std::fclose(f) != 0) {
-    std::error_code ec;
-    std::filesystem::remove(tmp_path_, ec);
-    SOLO_FAIL("token file: error closing ", tmp_path_);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp_path_, path_, ec);
-  if (ec) {
-    std::filesystem::remove(tmp_path_, ec);
-    SOLO_FAIL("token file: cannot rename ", tmp_path_, " to ", path_);
-  }
+  const std::unique_ptr<AtomicFile> file = std::move(file_);  // removes the temp file on error
+  file->write_at(0, std::as_bytes(std::span(header)));
+  file->commit();
 }
 
 void write_token_file(const std::string& path, std::span<const int32_t> tokens,

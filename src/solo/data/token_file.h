@@ -14,10 +14,15 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
+
+namespace solo {
+class AtomicFile;
+}
 
 namespace solo::data {
 
@@ -31,9 +36,9 @@ size_t token_dtype_size(TokenDType t);
 // The narrowest dtype that holds ids in [0, vocab_size).
 TokenDType token_dtype_for_vocab(int64_t vocab_size);
 
-// Streams tokens into path.tmp; finish() appends the offsets, fills in the header and renames
-// the file to `path`. Destroying an unfinished writer removes path.tmp, so an error never
-// leaves a half-written token file behind.
+// Streams tokens into a temporary file beside `path` (core/atomic_file.h); finish() appends
+// the offsets, fills in the header and renames the file to `path`. Destroying an unfinished
+// writer removes the temporary file, so an error never leaves a half-written token file.
 class TokenFileWriter {
  public:
   TokenFileWriter(std::string path, TokenDType dtype);
@@ -53,9 +58,8 @@ class TokenFileWriter {
   void abandon() noexcept;
 
   std::string path_;
-  std::string tmp_path_;
   TokenDType dtype_;
-  std::FILE* file_ = nullptr;
+  std::unique_ptr<AtomicFile> file_;
   uint64_t num_tokens_ = 0;
   std::vector<uint64_t> doc_starts_;
   std::vector<uint8_t> buffer_;
