@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -260,6 +261,31 @@ TEST_F(AtomicSave, SavingWhereTheModelWasLoadedFromKeepsItWhole) {
   for (const auto& e : fs::directory_iterator(target()))
     EXPECT_FALSE(e.path().filename().string().starts_with("model-")) << e.path();
   EXPECT_EQ(read(target() / "notes.txt"), "the user's own file");
+  EXPECT_EQ(strays(), std::vector<std::string>{});
+}
+
+TEST_F(AtomicSave, KeepsTheUsersFilesAndDropsOldWeightsAndTemporaries) {
+  save(kNew);  // sharded, with tokenizer B
+  fs::create_directories(target() / "logs");
+  write(target() / "logs" / "run.txt", "log");
+  write(target() / "notes.txt", "notes");
+  write(target() / "generation_config.json", "{}");
+  write(target() / "model.safetensors.tmp", "a dead writer's");
+  write(target() / "config.json.tmp.123.0.abcd", "a dead writer's");
+  // Without tokenizer_from the tokenizer files already there are kept too.
+  models::LlamaForCausalLM(config_of(kOld), kOld.seed)
+      .save_pretrained(target().string(), {.tokenizer_from = "", .max_shard_bytes = kOneFile});
+  auto model = models::LlamaForCausalLM::from_pretrained(target().string());
+  models::LlamaForCausalLM expected(config_of(kOld), kOld.seed);
+  EXPECT_EQ(bytes_of(*model), bytes_of(expected));
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(target())) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"config.json", "generation_config.json", "logs",
+                                             "model.safetensors", "notes.txt", "tokenizer.json"}));
+  EXPECT_EQ(read(target() / "logs" / "run.txt"), "log");
+  EXPECT_EQ(read(target() / "notes.txt"), "notes");
+  EXPECT_EQ(read(target() / "tokenizer.json"), kNew.tokenizer);
   EXPECT_EQ(strays(), std::vector<std::string>{});
 }
 

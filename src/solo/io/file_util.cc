@@ -51,7 +51,9 @@ void ensure_writable_directory(const std::string& dir, const char* flag) {
     SOLO_FAIL(flag, " ", dir, " is not writable: ", std::strerror(err),
               "; name a directory you can write");
   }
-  const fs::path parent = fs::absolute(fs::path(dir)).lexically_normal().parent_path();
+  fs::path normal = fs::absolute(fs::path(dir)).lexically_normal();
+  if (!normal.has_filename()) normal = normal.parent_path();  // "out/" is out
+  const fs::path parent = normal.parent_path();
   if (const int err = probe(parent)) {
     SOLO_FAIL(flag, " ", dir, ": its parent ", parent.string(), " is not writable (",
               std::strerror(err), "); a save is staged beside the directory and swapped in, so ",

@@ -94,10 +94,14 @@ void carry_over(const fs::path& from, const fs::path& to) {
   const auto opts = fs::copy_options::recursive | fs::copy_options::copy_symlinks;
   fs::copy(from, to, opts | fs::copy_options::create_hard_links, ec);
   if (!ec) return;
-  fs::remove_all(to, ec);
+  std::error_code ignored;
+  fs::remove_all(to, ignored);
   fs::copy(from, to, opts, ec);
-  SOLO_CHECK(!ec, "cannot save into ", from.parent_path().string(), ": cannot keep ", from.string(),
-             " in the new directory: ", ec.message());
+  if (!ec) return;
+  // Gone meanwhile: a concurrent save swapped the old directory out, keeping it in its own.
+  if (!fs::exists(fs::symlink_status(from, ignored))) return;
+  SOLO_FAIL("cannot save into ", from.parent_path().string(), ": cannot keep ", from.string(),
+            " in the new directory: ", ec.message());
 }
 
 }  // namespace
@@ -141,14 +145,17 @@ void StagedDirectory::commit(const std::function<bool(const std::string& name)>&
   SOLO_CHECK(!committed_, "cannot save into ", target_, ": already committed");
   std::error_code ec;
   if (fs::is_directory(target_, ec)) {
-    for (const auto& e : fs::directory_iterator(target_, ec)) {
-      const std::string entry = e.path().filename().string();
+    std::error_code list_ec;
+    for (auto it = fs::directory_iterator(target_, list_ec);
+         !list_ec && it != fs::directory_iterator(); it.increment(list_ec)) {
+      const std::string entry = it->path().filename().string();
       const fs::path dest = fs::path(stage_) / entry;
-      if (!keep_old(entry) || fs::exists(fs::symlink_status(dest, ec))) continue;
-      carry_over(e.path(), dest);
+      std::error_code dest_ec;  // set when dest does not exist, the usual case
+      if (!keep_old(entry) || fs::exists(fs::symlink_status(dest, dest_ec))) continue;
+      carry_over(it->path(), dest);
     }
-    SOLO_CHECK(!ec, "cannot save into ", target_,
-               ": cannot list the old directory: ", ec.message());
+    SOLO_CHECK(!list_ec, "cannot save into ", target_,
+               ": cannot list the old directory: ", list_ec.message());
   }
   fsync_directory(stage_);
   fault_point("save:staged");
