@@ -18,7 +18,6 @@
 #include "solo/core/error.h"
 #include "solo/data/dataloader.h"
 #include "solo/io/file_util.h"
-#include "solo/io/tokenizer_files.h"
 #include "solo/models/llama.h"
 #include "solo/optim/optimizer.h"
 #include "solo/session/session.h"
@@ -171,8 +170,8 @@ int main(int argc, char** argv) {
       }
     }
     if (!save_dir.empty()) {
-      model->save_pretrained(save_dir);  // one checkpoint, written once
-      io::copy_tokenizer_files(model_dir, save_dir);
+      // One checkpoint, written once, swapped in whole: weights, config and tokenizer.
+      model->save_pretrained(save_dir, {.tokenizer_from = model_dir});
       std::printf("[info] saved the model to %s\n", save_dir.c_str());
     }
     return 0;

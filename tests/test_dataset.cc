@@ -17,6 +17,7 @@
 #include "solo/data/prepare.h"
 #include "solo/data/token_file.h"
 #include "solo/data/tokenizer.h"
+#include "temp_files.h"
 
 namespace fs = std::filesystem;
 using namespace solo::data;
@@ -74,7 +75,7 @@ TEST(TokenFile, RoundTripU16AndI32) {
   for (auto dtype : {TokenDType::U16, TokenDType::I32}) {
     std::string path = dir.file("rt.tok");
     write_token_file(path, tokens, starts, dtype);
-    EXPECT_FALSE(fs::exists(path + ".tmp"));
+    EXPECT_TRUE(solo::test::temp_files_beside(path).empty());
     EXPECT_EQ(fs::file_size(path),
               32 + tokens.size() * token_dtype_size(dtype) + 8 * starts.size());
     TokenDataset ds(path);
@@ -86,6 +87,13 @@ TEST(TokenFile, RoundTripU16AndI32) {
     EXPECT_EQ(ds.document(1), std::make_pair(int64_t{3}, int64_t{3}));
     EXPECT_EQ(ds.document(2), std::make_pair(int64_t{3}, int64_t{6}));
     EXPECT_EQ(ds.document(3), std::make_pair(int64_t{6}, int64_t{8}));
+    std::vector<int64_t> lengths(4);
+    ds.document_lengths(0, lengths);
+    EXPECT_EQ(lengths, (std::vector<int64_t>{3, 0, 3, 2}));
+    std::vector<int64_t> last(2);
+    ds.document_lengths(2, last);
+    EXPECT_EQ(last, (std::vector<int64_t>{3, 2}));
+    EXPECT_THROW(ds.document_lengths(3, lengths), solo::Error);
     TokenDataset moved = std::move(ds);
     EXPECT_EQ(moved.token(2), 65535);
   }
@@ -116,7 +124,7 @@ TEST(TokenFile, IdTooLargeForU16LeavesNothing) {
   std::string msg = expect_error([&] { write_token_file(path, tokens, starts, TokenDType::U16); });
   EXPECT_NE(msg.find("70000"), std::string::npos) << msg;
   EXPECT_FALSE(fs::exists(path));
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_TRUE(solo::test::temp_files_beside(path).empty());
 }
 
 TEST(TokenFile, UnfinishedWriterLeavesNothing) {
@@ -126,10 +134,10 @@ TEST(TokenFile, UnfinishedWriterLeavesNothing) {
     TokenFileWriter w(path, TokenDType::U16);
     std::vector<int32_t> doc = {1, 2, 3};
     w.add_document(doc);
-    EXPECT_TRUE(fs::exists(path + ".tmp"));
+    EXPECT_EQ(solo::test::temp_files_beside(path).size(), 1u);
   }
   EXPECT_FALSE(fs::exists(path));
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_TRUE(solo::test::temp_files_beside(path).empty());
 }
 
 TEST(TokenFile, TruncatedFileErrorNamesFile) {
@@ -143,6 +151,41 @@ TEST(TokenFile, TruncatedFileErrorNamesFile) {
   msg = expect_error([&] { TokenDataset ds(path); });
   EXPECT_NE(msg.find(path), std::string::npos) << msg;
   EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+}
+
+// A token file truncated (or rewritten in place) under a running job is a clear error naming
+// it, not a SIGBUS; one renamed over it leaves the job reading the file it opened.
+TEST(TokenFile, TruncatedWhileTrainingIsAClearError) {
+  TempDir dir("truncated_live");
+  const std::string path = write_iota(dir, "live.tok", 1000, {0, 500});
+  TokenDataset ds(path);
+  BatchingOptions opt;
+  opt.batch_size = 2;
+  DataLoader dl(ds, 8, opt);
+  Batch batch;
+  ASSERT_TRUE(dl.next(batch));
+  write_iota(dir, "other.tok", 10);
+  fs::rename(dir.file("other.tok"), path);  // replaced by rename: the old file is still read
+  ASSERT_TRUE(dl.next(batch));
+  EXPECT_EQ(ds.token(999), 999 % 1000);
+  EXPECT_EQ(ds.document(1), std::make_pair(int64_t{500}, int64_t{1000}));
+
+  TokenDataset live(write_iota(dir, "live2.tok", 1000, {0, 500}));
+  DataLoader dl2(live, 8, opt);
+  ASSERT_TRUE(dl2.next(batch));
+  truncate_file(live.path(), 100);
+  std::string msg = expect_error([&] {
+    while (dl2.next(batch)) {
+    }
+  });
+  EXPECT_NE(msg.find(live.path()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("was truncated or replaced while training"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("restore it and restart"), std::string::npos) << msg;
+  msg = expect_error([&] { live.document(1); });
+  EXPECT_NE(msg.find("was truncated"), std::string::npos) << msg;
+  std::vector<int64_t> lengths(2);
+  msg = expect_error([&] { live.document_lengths(0, lengths); });
+  EXPECT_NE(msg.find("was truncated"), std::string::npos) << msg;
 }
 
 TEST(TokenFile, ExtraBytesAndBadHeaderFieldsError) {
@@ -420,6 +463,6 @@ TEST(Prepare, FortunesEndToEnd) {
   }
   // Errors leave nothing behind, and an existing output is kept intact.
   expect_error([&] { prepare_token_file(tok, dir.file("missing"), dir.file("f.tok"), opt); });
-  EXPECT_FALSE(fs::exists(dir.file("f.tok.tmp")));
+  EXPECT_TRUE(solo::test::temp_files_beside(dir.file("f.tok")).empty());
   EXPECT_EQ(TokenDataset(dir.file("f.tok")).num_tokens(), ds.num_tokens());
 }

@@ -11,6 +11,7 @@
 
 #include "solo/core/error.h"
 #include "solo/io/hf_config.h"
+#include "temp_files.h"
 
 namespace solo::io {
 namespace {
@@ -303,7 +304,7 @@ TEST(HfConfig, WriteThenParseRoundTrip) {
   write_hf_config(dir.path().string(), l);  // a directory: writes config.json in it
   const fs::path file = dir.path() / "config.json";
   ASSERT_TRUE(fs::exists(file));
-  EXPECT_FALSE(fs::exists(file.string() + ".tmp"));
+  EXPECT_TRUE(solo::test::temp_files_beside(file).empty());
   std::ifstream in(file);
   std::stringstream text;
   text << in.rdbuf();

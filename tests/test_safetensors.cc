@@ -12,6 +12,7 @@
 #include "solo/core/error.h"
 #include "solo/io/checkpoint.h"
 #include "solo/io/safetensors.h"
+#include "temp_files.h"
 
 namespace solo::io {
 namespace {
@@ -126,7 +127,7 @@ TEST(Safetensors, RoundTripEveryDtypeBitIdentical) {
   const std::map<std::string, std::string> meta = {{"format", "pt"}, {"note", "q\"uo\\te"}};
   const std::string path = dir.file("all.safetensors");
   write_safetensors(path, tensors, meta);
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_TRUE(solo::test::temp_files_beside(path).empty());
 
   const SafetensorsFile f = SafetensorsFile::open(path);
   EXPECT_EQ(f.metadata(), meta);
@@ -356,7 +357,7 @@ TEST(Safetensors, WriterRejectsBadInputAndLeavesNoFile) {
   EXPECT_THROW(write_safetensors(path, {{"__metadata__", {DType::F32, {2}, a}}}), Error);
   EXPECT_THROW(write_safetensors(dir.file("no/such/dir.safetensors"), {}), Error);
   EXPECT_FALSE(fs::exists(path));
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_TRUE(solo::test::temp_files_beside(path).empty());
 
   // Overwriting replaces the file whole.
   write_safetensors(path, {{"a", {DType::F32, {2}, a}}});

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "solo/core/atomic_file.h"
 #include "solo/core/error.h"
 #include "solo/core/json_keys.h"
 
@@ -337,25 +338,13 @@ std::string user_cache_dir() {
   return home + "/.cache/solo";
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
-  fs::path p(path);
+void create_parent_directories(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path();
+  if (parent.empty()) return;
   std::error_code ec;
-  if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
-  SOLO_CHECK(!ec, "cannot create directory ", p.parent_path().string(), ": ", ec.message());
-  // The pid keeps concurrent writers (two ranks, two shells) off each other's temporary file.
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    SOLO_CHECK(out, "cannot write ", tmp, "; check the directory's permissions");
-    out << text;
-    out.flush();
-    SOLO_CHECK(out, "cannot write ", tmp, "; is the disk full?");
-  }
-  fs::rename(tmp, p, ec);
-  if (ec) {
-    fs::remove(tmp);
-    SOLO_FAIL("cannot rename ", tmp, " to ", path, ": ", ec.message());
-  }
+  fs::create_directories(parent, ec);
+  SOLO_CHECK(!ec, "cannot create directory ", parent.string(), ": ", ec.message(),
+             "; check its permissions");
 }
 
 const Flavor& current_flavor(const Inventory& inv) {
@@ -390,7 +379,9 @@ const Flavor& current_flavor(const Inventory& inv) {
 
 void set_current_flavor(const Inventory& inv, const std::string& name) {
   inv.flavor(name);  // throws with the list of flavors
-  write_file_atomic(user_config_dir() + "/flavor", name + "\n");
+  const std::string path = user_config_dir() + "/flavor";
+  create_parent_directories(path);
+  write_file_atomic(path, name + "\n");
 }
 
 }  // namespace solo::cluster

@@ -54,9 +54,8 @@ int nvidia_gpu_count(const std::string& dir = "/proc/driver/nvidia/gpus");
 // (else ~/.cache/solo). Not created here.
 std::string user_config_dir();
 std::string user_cache_dir();
-// Writes `text` to `path` through a temporary file and a rename, creating parent directories,
-// so a reader never sees a partial file.
-void write_file_atomic(const std::string& path, const std::string& text);
+// Creates the directories above `path` (a file about to be written); throws naming them.
+void create_parent_directories(const std::string& path);
 
 // The current flavor: $SOLO_FLAVOR if set, else the one saved by `solo switch` in
 // user_config_dir()/flavor, else "cpu-1" (else the inventory's first flavor, for inventories

@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "solo/cluster/inventory.h"
+#include "solo/core/atomic_file.h"
 #include "solo/core/error.h"
 
 namespace solo::cluster {
@@ -75,7 +76,9 @@ JobRecord parse_job_record(const std::string& json_text, const std::string& sour
 
 void write_job_record(const JobRecord& record) {
   check_job_id(record.job_id);
-  write_file_atomic(record_path(record.job_id), job_record_json(record));
+  const std::string path = record_path(record.job_id);
+  create_parent_directories(path);
+  write_file_atomic(path, job_record_json(record));
 }
 
 void remove_job_record(const std::string& job_id) {

@@ -157,11 +157,10 @@ DocumentBatcher::DocumentBatcher(const TokenDataset& data, int64_t max_length, i
       max_length_(max_length),
       pad_id_(pad_id),
       docs_([&] {
-        std::vector<int64_t> docs;
-        for (int64_t d = 0; d < data.num_documents(); ++d) {
-          auto [b, e] = data.document(d);
-          if (e > b) docs.push_back(d);
-        }
+        std::vector<int64_t> lengths(static_cast<size_t>(data.num_documents())), docs;
+        data.document_lengths(0, lengths);
+        for (size_t d = 0; d < lengths.size(); ++d)
+          if (lengths[d] > 0) docs.push_back(static_cast<int64_t>(d));
         return docs;
       }()),
       sched_(static_cast<int64_t>(docs_.size()), opt, "DocumentBatcher") {

@@ -1,7 +1,6 @@
 #include "solo/data/token_file.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 #include <limits>
 #include <utility>
 
+#include "solo/core/atomic_file.h"
 #include "solo/core/error.h"
 
 namespace solo::data {
@@ -32,34 +32,27 @@ TokenDType token_dtype_for_vocab(int64_t vocab_size) {
 // ---- writer ----
 
 TokenFileWriter::TokenFileWriter(std::string path, TokenDType dtype)
-    : path_(std::move(path)), tmp_path_(path_ + ".tmp"), dtype_(dtype) {
+    : path_(std::move(path)), dtype_(dtype) {
   SOLO_CHECK(dtype == TokenDType::U16 || dtype == TokenDType::I32,
              "token file: unknown dtype code ", static_cast<uint32_t>(dtype));
-  file_ = std::fopen(tmp_path_.c_str(), "wb");
-  SOLO_CHECK(file_, "token file: cannot create ", tmp_path_, ": ", std::strerror(errno));
+  file_ = std::make_unique<AtomicFile>(path_);
   // Placeholder header; finish() rewrites it once the counts are known.
   uint8_t zeros[kTokenFileHeaderSize] = {};
   write(zeros, sizeof zeros);
 }
 
-TokenFileWriter::~TokenFileWriter() {
-  abandon();
-}
+TokenFileWriter::~TokenFileWriter() = default;
 
 void TokenFileWriter::abandon() noexcept {
-  if (!file_) return;
-  std::fclose(file_);
-  file_ = nullptr;
-  std::error_code ec;
-  std::filesystem::remove(tmp_path_, ec);
+  file_.reset();  // removes the temporary file
 }
 
 void TokenFileWriter::write(const void* data, size_t bytes) {
-  if (bytes == 0) return;
-  if (std::fwrite(data, 1, bytes, file_) != bytes) {
-    int err = errno;
+  try {
+    file_->write({static_cast<const std::byte*>(data), bytes});
+  } catch (...) {
     abandon();
-    SOLO_FAIL("token file: error writing ", tmp_path_, ": ", std::strerror(err));
+    throw;
   }
 }
 
@@ -97,24 +90,9 @@ void TokenFileWriter::finish() {
   std::memcpy(header + 12, &code, 4);
   std::memcpy(header + 16, &num_tokens_, 8);
   std::memcpy(header + 24, &ndocs, 8);
-  if (std::fseek(file_, 0, SEEK_SET) != 0) {
-    abandon();
-    SOLO_FAIL("token file: cannot seek in ", tmp_path_);
-  }
-  write(header, sizeof header);
-  std::FILE* f = file_;
-  file_ = nullptr;
-  if (std::fclose(f) != 0) {
-    std::error_code ec;
-    std::filesystem::remove(tmp_path_, ec);
-    SOLO_FAIL("token file: error closing ", tmp_path_);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp_path_, path_, ec);
-  if (ec) {
-    std::filesystem::remove(tmp_path_, ec);
-    SOLO_FAIL("token file: cannot rename ", tmp_path_, " to ", path_);
-  }
+  const std::unique_ptr<AtomicFile> file = std::move(file_);  // removes the temp file on error
+  file->write_at(0, std::as_bytes(std::span(header)));
+  file->commit();
 }
 
 void write_token_file(const std::string& path, std::span<const int32_t> tokens,
@@ -137,34 +115,25 @@ void write_token_file(const std::string& path, std::span<const int32_t> tokens,
 // ---- reader ----
 
 TokenDataset::TokenDataset(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  SOLO_CHECK(fd >= 0, "token file: cannot open ", path, ": ", std::strerror(errno),
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  SOLO_CHECK(fd_ >= 0, "token file: cannot open ", path, ": ", std::strerror(errno),
              "; create it with solo_prepare_data");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    SOLO_FAIL("token file: cannot stat ", path);
-  }
-  size_t size = static_cast<size_t>(st.st_size);
-  if (size < kTokenFileHeaderSize) {
-    ::close(fd);
-    SOLO_FAIL("token file: ", path, " is truncated (", size, " bytes, shorter than the ",
-              kTokenFileHeaderSize, "-byte header)");
-  }
-  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  ::close(fd);  // the mapping keeps the file alive
-  SOLO_CHECK(p != MAP_FAILED, "token file: cannot mmap ", path, ": ", std::strerror(errno));
-  data_ = static_cast<const uint8_t*>(p);
-  size_ = size;
-
   try {
-    SOLO_CHECK(std::memcmp(data_, kTokenFileMagic, 8) == 0, "token file: ", path,
+    struct stat st {};
+    SOLO_CHECK(::fstat(fd_, &st) == 0, "token file: cannot stat ", path, ": ",
+               std::strerror(errno));
+    size_ = static_cast<uint64_t>(st.st_size);
+    SOLO_CHECK(size_ >= kTokenFileHeaderSize, "token file: ", path, " is truncated (", size_,
+               " bytes, shorter than the ", kTokenFileHeaderSize, "-byte header)");
+    uint8_t header[kTokenFileHeaderSize];
+    read_exact(0, header, sizeof header);
+    SOLO_CHECK(std::memcmp(header, kTokenFileMagic, 8) == 0, "token file: ", path,
                " is not a Solo token file (bad magic); create it with solo_prepare_data");
     uint32_t version, code;
-    std::memcpy(&version, data_ + 8, 4);
-    std::memcpy(&code, data_ + 12, 4);
-    std::memcpy(&num_tokens_, data_ + 16, 8);
-    std::memcpy(&num_docs_, data_ + 24, 8);
+    std::memcpy(&version, header + 8, 4);
+    std::memcpy(&code, header + 12, 4);
+    std::memcpy(&num_tokens_, header + 16, 8);
+    std::memcpy(&num_docs_, header + 24, 8);
     SOLO_CHECK(version == kTokenFileVersion, "token file: ", path, " has version ", version,
                ", this build reads version ", kTokenFileVersion);
     SOLO_CHECK(code == 1 || code == 2, "token file: ", path, " has unknown dtype code ", code);
@@ -188,14 +157,14 @@ TokenDataset::~TokenDataset() {
 }
 
 void TokenDataset::release() noexcept {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
-  data_ = nullptr;
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
   size_ = 0;
 }
 
 TokenDataset::TokenDataset(TokenDataset&& o) noexcept
     : path_(std::move(o.path_)),
-      data_(std::exchange(o.data_, nullptr)),
+      fd_(std::exchange(o.fd_, -1)),
       size_(std::exchange(o.size_, 0)),
       dtype_(o.dtype_),
       num_tokens_(std::exchange(o.num_tokens_, 0)),
@@ -205,7 +174,7 @@ TokenDataset& TokenDataset::operator=(TokenDataset&& o) noexcept {
   if (this != &o) {
     release();
     path_ = std::move(o.path_);
-    data_ = std::exchange(o.data_, nullptr);
+    fd_ = std::exchange(o.fd_, -1);
     size_ = std::exchange(o.size_, 0);
     dtype_ = o.dtype_;
     num_tokens_ = std::exchange(o.num_tokens_, 0);
@@ -214,18 +183,27 @@ TokenDataset& TokenDataset::operator=(TokenDataset&& o) noexcept {
   return *this;
 }
 
+void TokenDataset::read_exact(uint64_t offset, void* out, size_t bytes) const {
+  auto* p = static_cast<uint8_t*>(out);
+  size_t done = 0;
+  while (done < bytes) {
+    const ssize_t n = ::pread(fd_, p + done, bytes - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    SOLO_CHECK(n >= 0, "token file ", path_, ": read failed: ", std::strerror(errno));
+    // A read past the end: someone truncated the file we opened (a file renamed over it
+    // cannot cause this, the descriptor keeps reading the one we opened).
+    SOLO_CHECK(n > 0, "token file ", path_, " was truncated or replaced while training (expected ",
+               bytes, " bytes at offset ", offset, ", read ", done, "); restore it and restart");
+    done += static_cast<size_t>(n);
+  }
+}
+
 int32_t TokenDataset::token(int64_t i) const {
   SOLO_CHECK(i >= 0 && static_cast<uint64_t>(i) < num_tokens_, "token file: index ", i,
              " out of range [0, ", num_tokens_, ") in ", path_);
-  const uint8_t* base = data_ + kTokenFileHeaderSize;
-  if (dtype_ == TokenDType::U16) {
-    uint16_t v;
-    std::memcpy(&v, base + 2 * i, 2);
-    return v;
-  }
-  int32_t v;
-  std::memcpy(&v, base + 4 * i, 4);
-  return v;
+  int64_t v = 0;
+  read_tokens(i, std::span(&v, 1));
+  return static_cast<int32_t>(v);
 }
 
 void TokenDataset::read_tokens(int64_t begin, std::span<int64_t> out) const {
@@ -234,38 +212,67 @@ void TokenDataset::read_tokens(int64_t begin, std::span<int64_t> out) const {
                  n <= num_tokens_ - static_cast<uint64_t>(begin),
              "token file: range [", begin, ", ", begin + static_cast<int64_t>(n),
              ") out of range [0, ", num_tokens_, ") in ", path_);
-  const uint8_t* base = data_ + kTokenFileHeaderSize;
-  if (dtype_ == TokenDType::U16) {
-    const uint8_t* p = base + 2 * begin;
-    for (uint64_t k = 0; k < n; ++k) {
-      uint16_t v;
-      std::memcpy(&v, p + 2 * k, 2);
-      out[k] = v;
-    }
-  } else {
-    const uint8_t* p = base + 4 * begin;
-    for (uint64_t k = 0; k < n; ++k) {
-      int32_t v;
-      std::memcpy(&v, p + 4 * k, 4);
-      out[k] = v;
+  // Read with pread, not from a memory map: a file truncated under a map kills the process
+  // with SIGBUS, a short read is an error we can name.
+  const size_t tsize = token_dtype_size(dtype_);
+  constexpr size_t kChunk = 8192;  // tokens per read: a row of a batch is one read
+  uint8_t buf[kChunk * 4];
+  for (uint64_t k0 = 0; k0 < n; k0 += kChunk) {
+    const size_t m = static_cast<size_t>(std::min<uint64_t>(kChunk, n - k0));
+    read_exact(kTokenFileHeaderSize + (static_cast<uint64_t>(begin) + k0) * tsize, buf, m * tsize);
+    if (dtype_ == TokenDType::U16) {
+      for (size_t k = 0; k < m; ++k) {
+        uint16_t v;
+        std::memcpy(&v, buf + 2 * k, 2);
+        out[k0 + k] = v;
+      }
+    } else {
+      for (size_t k = 0; k < m; ++k) {
+        int32_t v;
+        std::memcpy(&v, buf + 4 * k, 4);
+        out[k0 + k] = v;
+      }
     }
   }
-}
-
-uint64_t TokenDataset::doc_start(uint64_t d) const {
-  if (d >= num_docs_) return num_tokens_;
-  uint64_t v;
-  std::memcpy(&v, data_ + kTokenFileHeaderSize + num_tokens_ * token_dtype_size(dtype_) + 8 * d, 8);
-  return v;
 }
 
 std::pair<int64_t, int64_t> TokenDataset::document(int64_t d) const {
   SOLO_CHECK(d >= 0 && static_cast<uint64_t>(d) < num_docs_, "token file: document ", d,
              " out of range [0, ", num_docs_, ") in ", path_);
-  uint64_t b = doc_start(static_cast<uint64_t>(d)), e = doc_start(static_cast<uint64_t>(d) + 1);
+  // Both offsets in one read; the last document ends at the token count.
+  uint64_t starts[2] = {0, num_tokens_};
+  const uint64_t u = static_cast<uint64_t>(d);
+  read_exact(kTokenFileHeaderSize + num_tokens_ * token_dtype_size(dtype_) + 8 * u, starts,
+             u + 1 < num_docs_ ? 16 : 8);
+  const uint64_t b = starts[0], e = starts[1];
   SOLO_CHECK(b <= e && e <= num_tokens_ && (d > 0 || b == 0), "token file: ", path_,
              " has inconsistent offsets for document ", d, " (", b, ", ", e, ")");
   return {static_cast<int64_t>(b), static_cast<int64_t>(e)};
+}
+
+void TokenDataset::document_lengths(int64_t first, std::span<int64_t> out) const {
+  const uint64_t n = out.size();
+  SOLO_CHECK(first >= 0 && static_cast<uint64_t>(first) <= num_docs_ &&
+                 n <= num_docs_ - static_cast<uint64_t>(first),
+             "token file: documents [", first, ", ", first + static_cast<int64_t>(n),
+             ") out of range [0, ", num_docs_, ") in ", path_);
+  const uint64_t table = kTokenFileHeaderSize + num_tokens_ * token_dtype_size(dtype_);
+  constexpr size_t kChunk = 4096;
+  uint64_t starts[kChunk + 1];
+  for (uint64_t k0 = 0; k0 < n; k0 += kChunk) {
+    const uint64_t d0 = static_cast<uint64_t>(first) + k0;
+    const size_t m = static_cast<size_t>(std::min<uint64_t>(kChunk, n - k0));
+    const size_t with_next = d0 + m < num_docs_ ? m + 1 : m;
+    read_exact(table + 8 * d0, starts, 8 * with_next);
+    if (with_next == m) starts[m] = num_tokens_;
+    for (size_t k = 0; k < m; ++k) {
+      SOLO_CHECK(starts[k] <= starts[k + 1] && starts[k + 1] <= num_tokens_ &&
+                     (d0 + k > 0 || starts[0] == 0),
+                 "token file: ", path_, " has inconsistent offsets for document ", d0 + k, " (",
+                 starts[k], ", ", starts[k + 1], ")");
+      out[k0 + k] = static_cast<int64_t>(starts[k + 1] - starts[k]);
+    }
+  }
 }
 
 int64_t TokenDataset::num_blocks(int64_t block_size) const {

@@ -9,15 +9,19 @@
 //   offset 32: N tokens (2 or 4 bytes each)
 //   then     : D u64 document start offsets (token indices, non-decreasing, first is 0);
 //              document d is tokens [start[d], start[d+1]) and the last ends at N.
-// The file size must be exactly 32 + N * token_size + 8 * D. The offsets may be unaligned,
-// so they are read with memcpy.
+// The file size must be exactly 32 + N * token_size + 8 * D.
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
+
+namespace solo {
+class AtomicFile;
+}
 
 namespace solo::data {
 
@@ -31,9 +35,9 @@ size_t token_dtype_size(TokenDType t);
 // The narrowest dtype that holds ids in [0, vocab_size).
 TokenDType token_dtype_for_vocab(int64_t vocab_size);
 
-// Streams tokens into path.tmp; finish() appends the offsets, fills in the header and renames
-// the file to `path`. Destroying an unfinished writer removes path.tmp, so an error never
-// leaves a half-written token file behind.
+// Streams tokens into a temporary file beside `path` (core/atomic_file.h); finish() appends
+// the offsets, fills in the header and renames the file to `path`. Destroying an unfinished
+// writer removes the temporary file, so an error never leaves a half-written token file.
 class TokenFileWriter {
  public:
   TokenFileWriter(std::string path, TokenDType dtype);
@@ -53,9 +57,8 @@ class TokenFileWriter {
   void abandon() noexcept;
 
   std::string path_;
-  std::string tmp_path_;
   TokenDType dtype_;
-  std::FILE* file_ = nullptr;
+  std::unique_ptr<AtomicFile> file_;
   uint64_t num_tokens_ = 0;
   std::vector<uint64_t> doc_starts_;
   std::vector<uint8_t> buffer_;
@@ -65,8 +68,10 @@ class TokenFileWriter {
 void write_token_file(const std::string& path, std::span<const int32_t> tokens,
                       std::span<const uint64_t> doc_starts, TokenDType dtype);
 
-// A read-only memory map of a token file. Reading tokens touches only their pages, so a data
-// loader that reads a shard of blocks pages in only that shard.
+// A token file open for reading. Tokens are read with pread() from the open descriptor, so a
+// data loader that reads a shard of blocks reads only that shard, a file renamed over this one
+// meanwhile changes nothing, and one truncated meanwhile is an error naming it (a memory map
+// would kill the process with SIGBUS instead).
 class TokenDataset {
  public:
   // Throws solo::Error naming the file when it is missing, foreign, truncated or inconsistent.
@@ -86,6 +91,9 @@ class TokenDataset {
   void read_tokens(int64_t begin, std::span<int64_t> out) const;
   // Token range [begin, end) of document d; throws if the offsets are inconsistent.
   std::pair<int64_t, int64_t> document(int64_t d) const;
+  // The lengths of documents [first, first + out.size()), read in large chunks (a scan of
+  // every document costs one read per chunk, not one per document).
+  void document_lengths(int64_t first, std::span<int64_t> out) const;
 
   // Blocks for next-token training: block i is tokens [i*T, i*T + T + 1), so inputs are its
   // first T tokens and labels its last T. Blocks' inputs do not overlap (a block's last label
@@ -95,12 +103,13 @@ class TokenDataset {
   std::vector<int64_t> block(int64_t i, int64_t block_size) const;
 
  private:
-  uint64_t doc_start(uint64_t d) const;
+  // Reads exactly `bytes` at `offset`; throws naming the file when it has been truncated.
+  void read_exact(uint64_t offset, void* out, size_t bytes) const;
   void release() noexcept;
 
   std::string path_;
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
+  int fd_ = -1;
+  uint64_t size_ = 0;
   TokenDType dtype_ = TokenDType::U16;
   uint64_t num_tokens_ = 0;
   uint64_t num_docs_ = 0;

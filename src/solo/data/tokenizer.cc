@@ -8,6 +8,7 @@
 #include <fstream>
 #include <unordered_map>
 
+#include "solo/core/atomic_file.h"
 #include "solo/core/error.h"
 #include "solo/data/corpus.h"
 
@@ -20,28 +21,6 @@ namespace {
 std::string one_line(std::string s) {
   std::replace(s.begin(), s.end(), '\n', ' ');
   return s;
-}
-
-// Writes `bytes` to path.tmp and renames it over `path`, so a reader never sees half a file.
-void write_atomically(const std::string& path, const std::string& bytes) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    SOLO_CHECK(out, "tokenizer: cannot write ", tmp);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      SOLO_FAIL("tokenizer: error writing ", tmp);
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    SOLO_FAIL("tokenizer: cannot rename ", tmp, " to ", path);
-  }
 }
 
 // Feeds training sentences (the non-empty lines of each document) in input order.
@@ -199,8 +178,8 @@ void train_tokenizer(const std::vector<std::string>& documents, const std::strin
     vocab += std::to_string(static_cast<int64_t>(sp.GetScore(i)));
     vocab += '\n';
   }
-  write_atomically(model_prefix + ".model", proto);
-  write_atomically(model_prefix + ".vocab", vocab);
+  write_file_atomic(model_prefix + ".model", proto);
+  write_file_atomic(model_prefix + ".vocab", vocab);
 }
 
 void train_tokenizer(const std::string& corpus_path, const std::string& model_prefix,

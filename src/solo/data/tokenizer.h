@@ -46,7 +46,7 @@ class Tokenizer {
 };
 
 // Trains a BPE tokenizer on `documents` and writes `model_prefix`.model and `.vocab`
-// (atomically: written to .tmp, then renamed). Documents are split into lines for training;
+// (atomically, see core/atomic_file.h). Documents are split into lines for training;
 // newlines are then encoded through byte fallback. Deterministic: one thread, input order kept,
 // and the model does not record the output path, so the same input gives identical bytes.
 void train_tokenizer(const std::vector<std::string>& documents, const std::string& model_prefix,

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "solo/core/atomic_file.h"
 #include "solo/core/error.h"
 #include "solo/io/file_util.h"
 
@@ -27,11 +28,11 @@ bool is_shard_name(const std::string& name) {
   return true;
 }
 
+}  // namespace
+
 bool is_checkpoint_file(const std::string& name) {
   return name == kSafetensorsSingleFile || name == kSafetensorsIndexFile || is_shard_name(name);
 }
-
-}  // namespace
 
 SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& dir) {
   SafetensorsCheckpoint c;
@@ -146,8 +147,7 @@ std::vector<std::string> write_sharded(
     // The index goes last: until it exists, open() does not see the new shards.
     const json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
     const std::string text = index.dump(2) + "\n";
-    detail::write_file_atomic((fs::path(dir) / kSafetensorsIndexFile).string(),
-                              {std::as_bytes(std::span(text))});
+    write_file_atomic((fs::path(dir) / kSafetensorsIndexFile).string(), text);
     written.push_back(kSafetensorsIndexFile);
   }
 

@@ -15,6 +15,10 @@ namespace solo::io {
 inline constexpr const char* kSafetensorsSingleFile = "model.safetensors";
 inline constexpr const char* kSafetensorsIndexFile = "model.safetensors.index.json";
 
+// Whether a file name is one of a checkpoint's weight files: model.safetensors, the index or
+// a shard model-DDDDD-of-DDDDD.safetensors.
+bool is_checkpoint_file(const std::string& name);
+
 class SafetensorsCheckpoint {
  public:
   // `dir` holds model.safetensors.index.json (preferred when present) or model.safetensors;

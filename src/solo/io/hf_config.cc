@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "solo/core/atomic_file.h"
 #include "solo/core/error.h"
 #include "solo/core/json_keys.h"
 #include "solo/core/process_place.h"
@@ -461,7 +462,7 @@ void write_hf_config(const std::string& path, const ModelConfig& config) {
       fs::is_directory(path, ec) ? (fs::path(path) / "config.json").string() : path;
   std::visit([&](const auto& c) { validate(c, where_of(file)); }, config);
   const std::string text = hf_config_json(config);
-  detail::write_file_atomic(file, {std::as_bytes(std::span(text))});
+  write_file_atomic(file, text);
 }
 
 }  // namespace solo::io

@@ -13,6 +13,7 @@
 #include <set>
 #include <string_view>
 
+#include "solo/core/atomic_file.h"
 #include "solo/core/error.h"
 #include "solo/core/json_keys.h"
 #include "solo/core/printable.h"
@@ -292,7 +293,7 @@ void write_safetensors(const std::string& path,
   chunks.reserve(tensors.size() + 1);
   chunks.emplace_back(reinterpret_cast<const std::byte*>(header.data()), header.size());
   for (const auto& [name, t] : tensors) chunks.push_back(t.bytes);
-  detail::write_file_atomic(path, chunks);
+  write_file_atomic(path, chunks);
 }
 
 }  // namespace solo::io

@@ -62,7 +62,7 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// Writes path + ".tmp" and renames it to path. Tensors are laid out contiguously in the given
+// Writes `path` atomically (core/atomic_file.h). Tensors are laid out contiguously in the given
 // order; the header is padded so the data section starts at a multiple of 8 bytes. An empty
 // metadata map writes no "__metadata__" entry.
 void write_safetensors(const std::string& path,

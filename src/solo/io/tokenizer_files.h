@@ -9,5 +9,7 @@ namespace solo::io {
 // process of a job writes; the same directory (saving where the model was loaded from) is
 // left as it is.
 void copy_tokenizer_files(const std::string& from_dir, const std::string& to_dir);
+// Whether `name` is one of the tokenizer file names above.
+bool is_tokenizer_file(const std::string& name);
 
 }  // namespace solo::io

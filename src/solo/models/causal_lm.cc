@@ -6,9 +6,12 @@
 #include <set>
 
 #include "solo/core/error.h"
+#include "solo/core/fault_point.h"
 #include "solo/core/half.h"
 #include "solo/core/process_place.h"
 #include "solo/io/checkpoint.h"
+#include "solo/io/staged_dir.h"
+#include "solo/io/tokenizer_files.h"
 
 namespace solo::models {
 
@@ -70,8 +73,8 @@ void load_checkpoint(nn::Module& model, const std::string& dir, const Device& d,
   }
 }
 
-void save_checkpoint(nn::Module& model, const std::string& dir,
-                     const std::vector<std::string>& skip, uint64_t max_shard_bytes) {
+void save_checkpoint(nn::Module& model, const io::ModelConfig& config, const std::string& dir,
+                     const SaveOptions& options, const std::vector<std::string>& skip) {
   // Every rank reads every parameter (a ZeRO plan gathers its blocks, which needs all the
   // ranks); one process writes them.
   const bool writes = process_place().writes_files();
@@ -91,8 +94,22 @@ void save_checkpoint(nn::Module& model, const std::string& dir,
         name, io::RawTensor{param->dtype(), param->shape(), std::as_bytes(std::span(host.back()))});
   }
   if (!writes) return;
-  std::filesystem::create_directories(dir);
-  io::write_sharded(dir, tensors, max_shard_bytes);
+  io::StagedDirectory stage(dir);
+  fault_point("save:stage_created");
+  io::write_sharded(stage.path(), tensors, options.max_shard_bytes);
+  fault_point("save:weights_written");
+  io::write_hf_config(stage.path(), config);
+  fault_point("save:config_written");
+  const bool new_tokenizer = !options.tokenizer_from.empty();
+  if (new_tokenizer) io::copy_tokenizer_files(options.tokenizer_from, stage.path());
+  fault_point("save:tokenizer_copied");
+  stage.commit([&](const std::string& name) {
+    // Old weights never mix with new ones, nor one tokenizer's files with another's; an old
+    // writer's stray temporary file is not worth keeping.
+    const bool temporary = name.ends_with(".tmp") || name.find(".tmp.") != std::string::npos;
+    return !io::is_checkpoint_file(name) && !(new_tokenizer && io::is_tokenizer_file(name)) &&
+           !temporary;
+  });
 }
 
 }  // namespace solo::models

@@ -3,6 +3,7 @@
 #pragma once
 #include <string>
 
+#include "solo/io/hf_config.h"
 #include "solo/nn/module.h"
 
 namespace solo::models {
@@ -29,10 +30,22 @@ Tensor causal_lm_loss(const Tensor& logits, const Tensor& labels);
 void load_checkpoint(nn::Module& model, const std::string& dir, const Device& d,
                      const std::vector<std::string>& skip = {},
                      const std::vector<std::string>& buffer_suffixes = {});
-// Writes the parameters (except the names in `skip`, e.g. a tied lm_head) as
-// model.safetensors (sharded above max_shard_bytes) in `dir`.
-void save_checkpoint(nn::Module& model, const std::string& dir,
-                     const std::vector<std::string>& skip = {},
-                     uint64_t max_shard_bytes = uint64_t{5} << 30);
+// What a save writes besides the weights and config.json.
+struct SaveOptions {
+  // The tokenizer files (io/tokenizer_files.h) of this directory are copied into the
+  // checkpoint, replacing the old ones; empty: those already in the target are kept. It may be
+  // the target itself (saving where the model was loaded from).
+  std::string tokenizer_from;
+  uint64_t max_shard_bytes = uint64_t{5} << 30;  // model.safetensors is sharded above this
+};
+
+// Saves the checkpoint directory `dir` as a whole: the parameters (except the names in `skip`,
+// e.g. a tied lm_head) as model.safetensors, config.json from `config` and the tokenizer files
+// are written into a directory beside `dir` that then replaces it (io/staged_dir.h), so a
+// crash leaves the old checkpoint or the new one, never a mix. Other files already in `dir`
+// are kept; its old weights are not. Every rank calls it (a ZeRO plan gathers parameters
+// collectively); one process writes.
+void save_checkpoint(nn::Module& model, const io::ModelConfig& config, const std::string& dir,
+                     const SaveOptions& options = {}, const std::vector<std::string>& skip = {});
 
 }  // namespace solo::models

@@ -117,9 +117,8 @@ std::shared_ptr<Gpt2LMHeadModel> Gpt2LMHeadModel::from_pretrained(const std::str
   return model;
 }
 
-void Gpt2LMHeadModel::save_pretrained(const std::string& dir) {
-  save_checkpoint(*this, dir);
-  io::write_hf_config(dir, c_);
+void Gpt2LMHeadModel::save_pretrained(const std::string& dir, const SaveOptions& options) {
+  save_checkpoint(*this, c_, dir, options);
 }
 
 }  // namespace solo::models

@@ -34,7 +34,8 @@ class Gpt2LMHeadModel : public nn::Module {
  public:
   Gpt2LMHeadModel(const Gpt2Config& c, uint64_t seed = 0, Device d = {});
   static std::shared_ptr<Gpt2LMHeadModel> from_pretrained(const std::string& dir, Device d = {});
-  void save_pretrained(const std::string& dir);
+  // The whole checkpoint directory, replaced atomically (see save_checkpoint).
+  void save_pretrained(const std::string& dir, const SaveOptions& options = {});
   CausalLMOutput forward(const Tensor& input_ids, const Tensor& attention_mask = {},
                          const Tensor& labels = {});
   const Gpt2Config& config() const { return c_; }

@@ -150,9 +150,8 @@ std::shared_ptr<LlamaForCausalLM> LlamaForCausalLM::from_pretrained(const std::s
   return model;
 }
 
-void LlamaForCausalLM::save_pretrained(const std::string& dir) {
-  save_checkpoint(*this, dir);
-  io::write_hf_config(dir, c_);
+void LlamaForCausalLM::save_pretrained(const std::string& dir, const SaveOptions& options) {
+  save_checkpoint(*this, c_, dir, options);
 }
 
 }  // namespace solo::models

@@ -63,7 +63,8 @@ class LlamaForCausalLM : public nn::Module {
   // Weights drawn from N(0, 0.02) with `seed` (norms at 1), as Hugging Face initialises.
   LlamaForCausalLM(const LlamaConfig& c, uint64_t seed = 0, Device d = {});
   static std::shared_ptr<LlamaForCausalLM> from_pretrained(const std::string& dir, Device d = {});
-  void save_pretrained(const std::string& dir);
+  // The whole checkpoint directory, replaced atomically (see save_checkpoint).
+  void save_pretrained(const std::string& dir, const SaveOptions& options = {});
 
   // input_ids [B, T] (i32/i64); attention_mask [B, T] (1 = token, 0 = pad) or undefined;
   // labels [B, T] with -100 to ignore, or undefined (then loss is undefined).
