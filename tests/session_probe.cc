@@ -49,6 +49,10 @@ int main(int argc, char** argv) try {
       std::fprintf(stderr, "listed=%d\nmemory=%s\n", listed, memory.c_str());
     }
   }
+  if (argc >= 2 && std::string(argv[1]) == "stop-rank") {  // rank 1 stops; the rest wait
+    comm.barrier();
+    if (session.rank() == 1) ::raise(SIGSTOP);
+  }
   if (argc >= 2 && std::string(argv[1]) == "stall") {
     if (session.rank() == 0) std::this_thread::sleep_for(std::chrono::seconds(60));
     comm.barrier();

@@ -401,6 +401,22 @@ TEST(SessionProbe, DeadRankEndsTheJobWithinTenSeconds) {
   EXPECT_NE(r.err.find("error: the job ended: rank 1 "), std::string::npos) << r.err;
 }
 
+// A rank that stops (SIGSTOP) leaves the others waiting in a collective: the watchdog ends
+// the job after SOLO_COLLECTIVE_TIMEOUT with one line naming the waiting rank and the call.
+TEST(SessionProbe, StoppedRankEndsTheJobAfterTheCollectiveTimeout) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  const auto r = run_probe(
+      {"stop-rank"}, {{"SOLO_FLAVOR", "cpu-2"}, {"SOLO_COLLECTIVE_TIMEOUT", "3"}}, home.path, 60);
+  ASSERT_FALSE(r.timed_out) << "the job hung after rank 1 stopped\n" << r.err;
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(r.seconds, 15.0) << r.err;
+  EXPECT_FALSE(r.leftovers) << "processes of the job outlived it\n" << r.err;
+  EXPECT_NE(r.err.find("error: rank 0 of 2 waited 3 s in all_reduce_sum"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("SOLO_COLLECTIVE_TIMEOUT"), std::string::npos) << r.err;
+}
+
 TEST(SessionProbe, TermIsForwardedToTheJob) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
   TempDir home;

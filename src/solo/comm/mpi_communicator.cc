@@ -10,6 +10,7 @@
 
 #include "solo/comm/comm_detail.h"
 #include "solo/comm/communicator.h"
+#include "solo/comm/watchdog.h"
 #include "solo/core/error.h"
 
 namespace solo::comm {
@@ -121,6 +122,7 @@ class MpiCommunicator final : public Communicator {
     check_mpi(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &tag_ub, &found), op,
               "MPI_Comm_get_attr");
     tag_ub_ = found && tag_ub ? *tag_ub : 32767;  // 32767: the least the standard allows
+    watchdog_ = std::make_unique<CollectiveWatchdog>(rank_, size_, collective_timeout_seconds());
   }
   MpiCommunicator(const MpiCommunicator&) = delete;
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;
@@ -141,6 +143,7 @@ class MpiCommunicator final : public Communicator {
 
   void reduce_scatter_sum(const void* send, void* recv, size_t count, DType dtype) override {
     detail::check_sum_dtype(dtype, "reduce_scatter_sum");
+    const CollectiveWatchdog::Scope watch(*watchdog_, "reduce_scatter", count * dtype_size(dtype));
     const MPI_Datatype t = mpi_type(dtype);
     const size_t es = dtype_size(dtype);
     if (count <= max_elems(es)) {
@@ -165,6 +168,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   void all_gather(const void* send, void* recv, size_t count, DType dtype) override {
+    const CollectiveWatchdog::Scope watch(*watchdog_, "all_gather", count * dtype_size(dtype));
     const MPI_Datatype t = mpi_type(dtype);
     const size_t es = dtype_size(dtype);
     const auto* s = static_cast<const char*>(send);
@@ -191,6 +195,7 @@ class MpiCommunicator final : public Communicator {
   void broadcast(void* data, size_t bytes, int root) override {
     SOLO_CHECK(root >= 0 && root < size_, "broadcast: root ", root, " is not a rank of this ",
                size_, "-rank job; use a root in [0, ", size_, ")");
+    const CollectiveWatchdog::Scope watch(*watchdog_, "broadcast", bytes);
     auto* p = static_cast<char*>(data);
     detail::for_each_chunk(bytes, max_bytes_, [&](size_t off, size_t n) {
       check_mpi(MPI_Bcast(p + off, static_cast<int>(n), MPI_BYTE, root, comm_.get()), "broadcast",
@@ -200,6 +205,7 @@ class MpiCommunicator final : public Communicator {
 
   void send(const void* data, size_t bytes, int peer, int tag) override {
     check_peer("send", peer, tag);
+    const CollectiveWatchdog::Scope watch(*watchdog_, "send", bytes);
     const auto* p = static_cast<const char*>(data);
     // Messages between two ranks with one tag arrive in order, so pieces need no numbering.
     detail::for_each_chunk(bytes, max_bytes_, [&](size_t off, size_t n) {
@@ -210,6 +216,7 @@ class MpiCommunicator final : public Communicator {
 
   void recv(void* data, size_t bytes, int peer, int tag) override {
     check_peer("recv", peer, tag);
+    const CollectiveWatchdog::Scope watch(*watchdog_, "recv", bytes);
     auto* p = static_cast<char*>(data);
     detail::for_each_chunk(bytes, max_bytes_, [&](size_t off, size_t n) {
       MPI_Status status;
@@ -222,7 +229,10 @@ class MpiCommunicator final : public Communicator {
     });
   }
 
-  void barrier() override { check_mpi(MPI_Barrier(comm_.get()), "barrier", "MPI_Barrier"); }
+  void barrier() override {
+    const CollectiveWatchdog::Scope watch(*watchdog_, "barrier", 0);
+    check_mpi(MPI_Barrier(comm_.get()), "barrier", "MPI_Barrier");
+  }
 
   // The child keeps the message cap, so a split of a capped communicator is chunked alike.
   std::unique_ptr<Communicator> split(int color, int key) override {
@@ -240,6 +250,7 @@ class MpiCommunicator final : public Communicator {
   // the same buffer), in messages under the cap.
   void sum_into(const void* send, void* recv, size_t count, DType dtype, const char* op) {
     detail::check_sum_dtype(dtype, op);
+    const CollectiveWatchdog::Scope watch(*watchdog_, op, count * dtype_size(dtype));
     const MPI_Datatype t = mpi_type(dtype);
     const size_t es = dtype_size(dtype);
     const auto* s = static_cast<const char*>(send);
@@ -266,6 +277,7 @@ class MpiCommunicator final : public Communicator {
   int rank_ = 0;
   int size_ = 1;
   int tag_ub_ = 32767;
+  std::unique_ptr<CollectiveWatchdog> watchdog_;  // ends the process when a call hangs
 };
 
 }  // namespace
