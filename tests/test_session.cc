@@ -214,7 +214,8 @@ fs::path probe_path() {
 // caller, HOME in a temporary directory (so no user inventory or saved flavor), plus `vars`.
 ProbeRun run_probe(const std::vector<std::string>& args,
                    const std::map<std::string, std::string>& vars, const fs::path& home,
-                   int timeout_s = 120, const std::string& term_after = "") {
+                   int timeout_s = 120, const std::string& term_after = "",
+                   int term_signal = SIGTERM) {
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     const std::string kv = *e;
@@ -260,7 +261,7 @@ ProbeRun run_probe(const std::vector<std::string>& args,
   while (open_pipes > 0) {
     // SIGTERM to the launching process only, as a service manager would send it.
     if (!term_after.empty() && !term_sent && run.err.find(term_after) != std::string::npos) {
-      ::kill(pid, SIGTERM);
+      ::kill(pid, term_signal);
       term_sent = true;
       run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
@@ -415,6 +416,24 @@ TEST(SessionProbe, StoppedRankEndsTheJobAfterTheCollectiveTimeout) {
   EXPECT_NE(r.err.find("error: rank 0 of 2 waited 3 s in all_reduce_sum"), std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("SOLO_COLLECTIVE_TIMEOUT"), std::string::npos) << r.err;
+}
+
+// The launching process killed with SIGKILL (as the OOM killer does) cannot forward
+// anything: mpirun gets SIGTERM from the kernel (PR_SET_PDEATHSIG) and ends the ranks, so no
+// process of the job is left, and no hostfile either (it lives in a memfd).
+TEST(SessionProbe, KilledLauncherLeavesNoProcessOrFileBehind) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  const fs::path tmp = home.path / "tmp";
+  fs::create_directories(tmp);
+  const auto r = run_probe({"stall"}, {{"SOLO_FLAVOR", "cpu-2"}, {"TMPDIR", tmp.string()}},
+                           home.path, 30, "Virtual accelerator is ready", SIGKILL);
+  ASSERT_FALSE(r.timed_out) << "the job outlived its launcher\n" << r.err;
+  ASSERT_GE(r.seconds, 0) << "the job never became ready\n" << r.err;
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.err;
+  EXPECT_LT(r.seconds, 10.0) << r.err;
+  EXPECT_FALSE(r.leftovers) << "processes of the job outlived it\n" << r.err;
+  EXPECT_TRUE(fs::is_empty(tmp)) << "the job left files in TMPDIR";
 }
 
 TEST(SessionProbe, TermIsForwardedToTheJob) {

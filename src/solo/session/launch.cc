@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -178,22 +178,38 @@ JobEnd run_job(const std::vector<std::string>& cmd) {
   Fd err_read{pipe_fds[0]};
   Fd err_write{pipe_fds[1]};
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, err_write.fd, STDERR_FILENO);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setsigmask(&attr, &old_mask);
-  posix_spawnattr_setsigdefault(&attr, &handled);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   std::vector<char*> args;
   for (const auto& a : cmd) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, cmd[0].c_str(), &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  SOLO_CHECK(rc == 0, "cannot start ", cmd[0], ": ", std::strerror(rc));
+  // fork + exec rather than posix_spawn, for the one thing spawn cannot set: the launcher
+  // gets SIGTERM when this process dies (even by SIGKILL), and takes its ranks down with it.
+  const pid_t parent = ::getpid();
+  int exec_error[2];
+  SOLO_CHECK(::pipe2(exec_error, O_CLOEXEC) == 0, "cannot create a pipe: ", std::strerror(errno));
+  const pid_t pid = ::fork();
+  SOLO_CHECK(pid >= 0, "cannot start ", cmd[0], ": fork failed: ", std::strerror(errno));
+  if (pid == 0) {  // only async-signal-safe calls until exec
+    ::close(exec_error[0]);
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(127);  // the parent died before the prctl
+    ::dup2(err_write.fd, STDERR_FILENO);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int signo : {SIGINT, SIGTERM, SIGCHLD}) ::sigaction(signo, &dfl, nullptr);
+    ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    ::execve(cmd[0].c_str(), args.data(), environ);
+    const int e = errno;
+    (void)!::write(exec_error[1], &e, sizeof e);
+    ::_exit(127);
+  }
+  ::close(exec_error[1]);
+  int exec_errno = 0;
+  const ssize_t got = ::read(exec_error[0], &exec_errno, sizeof exec_errno);
+  ::close(exec_error[0]);
+  if (got == static_cast<ssize_t>(sizeof exec_errno)) {
+    ::waitpid(pid, nullptr, 0);
+    SOLO_FAIL("cannot start ", cmd[0], ": ", std::strerror(exec_errno));
+  }
   ::close(err_write.fd);
   err_write.fd = -1;
 

@@ -4,11 +4,14 @@
 #include "solo/tensor/tensor.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -57,15 +60,6 @@ void log_request(const cluster::Inventory& inv, const cluster::Flavor& f) {
 
 // A temporary directory for the hostfile; removed explicitly because the launching process
 // leaves through std::exit.
-std::string make_temp_dir() {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/solo-job-XXXXXX";
-  SOLO_CHECK(::mkdtemp(pattern.data()) != nullptr, "cannot create a temporary directory in ",
-             pattern.substr(0, pattern.rfind('/')), ": ", std::strerror(errno),
-             "; set TMPDIR to a writable directory");
-  return pattern;
-}
-
 void write_hostfile(const std::string& path, const cluster::Inventory& inv,
                     const cluster::Flavor& f) {
   std::ofstream out(path);
@@ -85,8 +79,12 @@ void write_hostfile(const std::string& path, const cluster::Inventory& inv,
   std::vector<std::string> args{fs::read_symlink("/proc/self/exe").string()};
   for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
 
-  const std::string dir = make_temp_dir();
-  const std::string hostfile = dir + "/hostfile";
+  // The hostfile lives in memory that mpirun inherits (memfd): nothing is left on disk, even
+  // when this process is killed.
+  const int hostfile_fd = ::memfd_create("solo-hostfile", 0);
+  SOLO_CHECK(hostfile_fd >= 0,
+             "cannot create the job's hostfile (memfd_create): ", std::strerror(errno));
+  const std::string hostfile = "/proc/self/fd/" + std::to_string(hostfile_fd);
   launch::JobEnd end;
   try {
     const auto cmd = launcher_command(inv, f, args, hostfile);
@@ -95,12 +93,10 @@ void write_hostfile(const std::string& path, const cluster::Inventory& inv,
     std::fflush(stderr);
     end = launch::run_job(cmd);
   } catch (...) {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
+    ::close(hostfile_fd);
     throw;
   }
-  std::error_code ec;
-  fs::remove_all(dir, ec);
+  ::close(hostfile_fd);
   // A rank that said why it failed has said it all; otherwise name the rank and its end.
   if (end.status != 0 && !end.cause_shown) std::fprintf(stderr, "error: %s\n", end.message.c_str());
   std::fflush(stderr);
@@ -175,6 +171,8 @@ Session::Session(int argc, char** argv)
   if (flavor_.devices > 1 && !in_job) relaunch(inventory_, flavor_, argc, argv);
 
   if (in_job) {
+    // A rank ends with its launcher (mpirun, killed with SIGKILL by an OOM killer, say).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     bind_device(flavor_);
     comm_ = comm::make_mpi_communicator();
     if (comm_->rank() > 0) silence_stdout();
