@@ -443,10 +443,22 @@ TEST(SessionProbe, TermIsForwardedToTheJob) {
                            "Virtual accelerator is ready");
   ASSERT_FALSE(r.timed_out) << "the job ignored SIGTERM\n" << r.err;
   ASSERT_GE(r.seconds, 0) << "the job never became ready\n" << r.err;
-  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.exit_code, 143) << r.err;  // 128 + SIGTERM, as a shell reports it
+  EXPECT_NE(r.err.find("error: the job was interrupted (SIGTERM)"), std::string::npos) << r.err;
   EXPECT_LT(r.seconds, 10.0) << r.err;
   EXPECT_FALSE(r.leftovers) << "processes of the job outlived it\n" << r.err;
   EXPECT_EQ(r.out, "");
+}
+
+TEST(SessionProbe, InterruptEndsTheJobWith130) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  const auto r = run_probe({"stall"}, {{"SOLO_FLAVOR", "cpu-2"}}, home.path, 30,
+                           "Virtual accelerator is ready", SIGINT);
+  ASSERT_FALSE(r.timed_out) << "the job ignored SIGINT\n" << r.err;
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_NE(r.err.find("error: the job was interrupted (SIGINT)"), std::string::npos) << r.err;
+  EXPECT_FALSE(r.leftovers) << "processes of the job outlived it\n" << r.err;
 }
 
 TEST(SessionProbe, NoMpirunOnPath) {

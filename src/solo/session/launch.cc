@@ -240,6 +240,7 @@ JobEnd run_job(const std::vector<std::string>& cmd) {
   };
 
   bool pipe_open = true;
+  int interrupted = 0;  // the SIGINT or SIGTERM forwarded to the job
   std::optional<int> wait_status;
   while (pipe_open || !wait_status) {
     pollfd fds[2] = {{err_read.fd, POLLIN, 0}, {sig.fd, POLLIN, 0}};
@@ -263,6 +264,7 @@ JobEnd run_job(const std::vector<std::string>& cmd) {
         const int signo = static_cast<int>(info.ssi_signo);
         if (signo == SIGINT || signo == SIGTERM) {
           if (!wait_status) ::kill(pid, signo);
+          interrupted = signo;
         }
       }
     }
@@ -284,6 +286,17 @@ JobEnd run_job(const std::vector<std::string>& cmd) {
                    ? WEXITSTATUS(*wait_status)
                    : 128 + (WIFSIGNALED(*wait_status) ? WTERMSIG(*wait_status) : 0);
   if (end.status != 0) end.message = parser.describe(end.status);
+  if (interrupted) {  // as a shell reports it: 128 + the signal
+    end.status = 128 + interrupted;
+    end.message = detail::concat("the job was interrupted (SIG", sigabbrev_np(interrupted),
+                                 ") and its ranks stopped");
+    end.cause_shown = false;
+  } else if (WIFSIGNALED(*wait_status)) {
+    end.message = detail::concat("the launcher ", cmd[0], " was killed by signal ",
+                                 WTERMSIG(*wait_status), " (", strsignal(WTERMSIG(*wait_status)),
+                                 "); the job's ranks were stopped with it");
+    end.cause_shown = false;
+  }
   return end;
 }
 
