@@ -104,6 +104,24 @@ TEST_F(Jobs, DeadJobsAreDeletedAndBadFilesSkipped) {
   EXPECT_TRUE(fs::exists(solo::cluster::jobs_dir() + "/junk.json"));
 }
 
+// A record whose pid now belongs to a process that started later (the pid was reused) is a
+// dead job: not listed, and deleted.
+TEST_F(Jobs, AReusedPidIsNotARunningJob) {
+  const int64_t start = solo::cluster::process_start_ticks(getpid());
+  ASSERT_GT(start, 0);
+  EXPECT_EQ(solo::cluster::process_start_ticks(0), 0);
+  JobRecord mine = live("mine", 1);  // this process: written with its own start time
+  solo::cluster::write_job_record(mine);
+  JobRecord reused = live("reused", 2);
+  reused.pid_start = start - 1;  // "the job's process" started before this one had its pid
+  solo::cluster::write_job_record(reused);
+  auto jobs = solo::cluster::list_job_records();
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].job_id, "mine");
+  EXPECT_EQ(jobs[0].pid_start, start);
+  EXPECT_FALSE(fs::exists(solo::cluster::jobs_dir() + "/reused.json"));
+}
+
 TEST_F(Jobs, RejectsIdsThatAreNotFileNames) {
   for (const char* id : {"", "a/b", "..", "x y"}) {
     JobRecord r = live(id, 1);

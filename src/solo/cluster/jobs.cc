@@ -32,25 +32,37 @@ std::string record_path(const std::string& job_id) {
   return jobs_dir() + "/" + job_id + ".json";
 }
 
-// EPERM means the process exists but belongs to someone else: still alive.
-bool alive(int64_t pid) {
-  return pid > 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+// EPERM means the process exists but belongs to someone else: still alive. A process that
+// started at another time is another process that got the same pid.
+bool alive(const JobRecord& r) {
+  if (r.pid <= 0 || (kill(static_cast<pid_t>(r.pid), 0) != 0 && errno != EPERM)) return false;
+  return r.pid_start == 0 || process_start_ticks(r.pid) == r.pid_start;
 }
 
 }  // namespace
+
+int64_t process_start_ticks(int64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // "pid (comm) state ppid ..." with comm free text: fields count from the last ')'.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(close + 1));
+  std::string field;
+  for (int k = 3; k <= 22 && fields >> field; ++k)
+    if (k == 22) return std::strtoll(field.c_str(), nullptr, 10);  // starttime
+  return 0;
+}
 
 std::string jobs_dir() {
   return user_cache_dir() + "/jobs";
 }
 
 std::string job_record_json(const JobRecord& r) {
-  json j = {{"job_id", r.job_id},
-            {"flavor", r.flavor},
-            {"ranks", r.ranks},
-            {"pid", r.pid},
-            {"started", r.started},
-            {"command", r.command},
-            {"rank_memory_bytes", r.rank_memory_bytes}};
+  json j = {{"job_id", r.job_id},       {"flavor", r.flavor},
+            {"ranks", r.ranks},         {"pid", r.pid},
+            {"pid_start", r.pid_start}, {"started", r.started},
+            {"command", r.command},     {"rank_memory_bytes", r.rank_memory_bytes}};
   return j.dump(2) + "\n";
 }
 
@@ -63,6 +75,7 @@ JobRecord parse_job_record(const std::string& json_text, const std::string& sour
     r.flavor = j.at("flavor").get<std::string>();
     r.ranks = j.at("ranks").get<int>();
     r.pid = j.at("pid").get<int64_t>();
+    r.pid_start = j.value("pid_start", int64_t{0});
     r.started = j.value("started", int64_t{0});
     r.command = j.value("command", std::string());
     if (j.contains("rank_memory_bytes")) {
@@ -78,7 +91,9 @@ void write_job_record(const JobRecord& record) {
   check_job_id(record.job_id);
   const std::string path = record_path(record.job_id);
   create_parent_directories(path);
-  write_file_atomic(path, job_record_json(record));
+  JobRecord r = record;
+  if (r.pid_start == 0) r.pid_start = process_start_ticks(r.pid);
+  write_file_atomic(path, job_record_json(r));
 }
 
 void remove_job_record(const std::string& job_id) {
@@ -103,7 +118,7 @@ std::vector<JobRecord> list_job_records() {
     } catch (const Error&) {
       continue;  // written atomically, so a bad file is foreign: leave it alone
     }
-    if (!alive(r.pid)) {
+    if (!alive(r)) {
       fs::remove(entry.path(), ec);
       continue;
     }
