@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <new>
 #include <optional>
 
 #include "solo/core/error.h"
@@ -175,6 +176,11 @@ int main(int argc, char** argv) {
       std::printf("[info] saved the model to %s\n", save_dir.c_str());
     }
     return 0;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr,
+                 "error: out of host memory; lower --batch-size or --block-size, or pick a "
+                 "flavor with more devices (solo switch)\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

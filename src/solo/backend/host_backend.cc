@@ -111,7 +111,11 @@ void* HostBackend::take_block(size_t bytes) const {
     }
   }
   void* p = std::aligned_alloc(64, size);
-  if (!p) throw std::bad_alloc();
+  SOLO_CHECK(p != nullptr, name(), ": out of host memory allocating ", size, " bytes (",
+             static_cast<double>(size) / (1 << 20),
+             " MiB); lower --batch-size or --block-size, "
+             "recompute (SOLO_PLAN recompute=block) or shard (zero=3) over a flavor with more "
+             "devices");
   return p;
 }
 
