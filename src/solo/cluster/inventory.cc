@@ -61,7 +61,9 @@ class Fields {
   }
 
   void only(std::initializer_list<const char*> allowed) const {
-    for (const auto& [key, value] : obj_.items()) {
+    for (const auto& item : obj_.items()) {
+      // A named reference, not a structured binding: clang 14 cannot capture those.
+      const std::string& key = item.key();
       bool ok =
           std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; });
       if (ok) continue;
