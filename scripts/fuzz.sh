@@ -32,7 +32,7 @@ for t in "${targets[@]}"; do
     tail -n 40 "$log"
   fi
   # The last status line (coverage, corpus) and the speed, for the CI log.
-  grep -E '^#[0-9]+ +(DONE|pulse|NEW|REDUCE)' "$log" | tail -n 1 || true
+  grep -E "^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE)" "$log" | tail -n 1 || true
   grep -E 'stat::(number_of_executed_units|average_exec_per_sec)' "$log" || true
 done
 if ((${#failed[@]})); then

@@ -208,7 +208,7 @@ Inventory parse_inventory(const std::string& json_text, const std::string& sourc
   try {
     check_unique_json_keys(json_text, source);
     doc = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // a number too large is out_of_range, not parse_error
     SOLO_FAIL(source, ": not valid JSON: ", e.what());
   }
   Inventory inv;
