@@ -3,7 +3,8 @@
 # for $SOLO_FUZZ_SECONDS (default 60) seconds, starting from its committed corpus in
 # fuzz/corpus/<target>/. Inputs found on the way go to a scratch copy, never into the committed
 # corpus; a crashing input is saved as build-fuzz/findings/<target>/crash-* and the script
-# fails. $SOLO_FUZZ_TARGETS (space-separated) runs only some targets.
+# fails. fuzz/dict/<target>.dict, where present, is the target's dictionary.
+# $SOLO_FUZZ_TARGETS (space-separated) runs only some targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -25,9 +26,12 @@ for t in "${targets[@]}"; do
   mkdir -p "$build_dir/findings/$t" "$build_dir/logs"
   cp -r "fuzz/corpus/$name" "$scratch/$t"
   log="$build_dir/logs/$t.log"
+  # A dictionary of the format's tokens and field names gets the mutator past the key checks.
+  dict=()
+  [ -f "fuzz/dict/$name.dict" ] && dict=(-dict="fuzz/dict/$name.dict")
   echo "[fuzz] $t: ${seconds}s"
   if ! "$build_dir/fuzz/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$build_dir/findings/$t/" "$scratch/$t" >"$log" 2>&1; then
+    -print_final_stats=1 "${dict[@]}" -artifact_prefix="$build_dir/findings/$t/" "$scratch/$t" >"$log" 2>&1; then
     failed+=("$t")
     tail -n 40 "$log"
   fi
