@@ -201,6 +201,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   SOLO_CHECK(::fstat(fd, &st) == 0, where, ": cannot stat: ", std::strerror(errno));
   SOLO_CHECK(S_ISREG(st.st_mode), where, ": not a regular file");
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+  // Checked here too, as parse_safetensors does: mmap refuses an empty file with EINVAL.
   SOLO_CHECK(file_size >= 8, where, ": file is ", file_size,
              " bytes, shorter than the 8-byte header length");
 
