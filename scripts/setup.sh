@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   fortunes                   # a small plain-English corpus for the example
   clang-format
+  clang libclang-rt-dev libomp-dev  # scripts/fuzz.sh: libFuzzer, and OpenMP under clang
 )
 
 missing=()

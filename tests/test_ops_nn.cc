@@ -18,7 +18,6 @@ using ir::Graph;
 using ir::ValueId;
 
 const double kLn2 = std::log(2.0), kLn3 = std::log(3.0);
-const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // cpu vs reference tolerances: f32 kernels differ from the double-accumulating reference
 // by a few ulps per element.

@@ -246,6 +246,27 @@ TEST(Safetensors, ReadsHandBuiltFile) {
   EXPECT_THROW(f.tensor("nope"), Error);
 }
 
+TEST(Safetensors, ParsesBytesInMemory) {
+  // What SafetensorsFile::open does after mapping the file; the fuzz target calls it directly.
+  const std::string header = R"({"__metadata__":{"format":"pt"},)"
+                             R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  const std::string file = make_file(header, std::string("\x00\x00\xc0\x3f", 4));
+  const SafetensorsContents c =
+      parse_safetensors(std::as_bytes(std::span(file.data(), file.size())), "in memory");
+  EXPECT_EQ(c.metadata.at("format"), "pt");
+  ASSERT_EQ(c.tensors.count("a"), 1u);
+  EXPECT_EQ(load<float>(c.tensors.at("a"), 0), 1.5f);
+  EXPECT_EQ(c.tensors.at("a").bytes.data(), reinterpret_cast<const std::byte*>(file.data()) + 8 +
+                                                header.size());  // points into the input
+  try {
+    parse_safetensors(std::as_bytes(std::span(file.data(), 7)), "in memory");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("in memory: file is 7 bytes"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Safetensors, CorruptFilesGiveErrorsNamingTheFile) {
   TempDir dir;
   int k = 0;

@@ -61,7 +61,9 @@ class Fields {
   }
 
   void only(std::initializer_list<const char*> allowed) const {
-    for (const auto& [key, value] : obj_.items()) {
+    for (const auto& item : obj_.items()) {
+      // A named reference, not a structured binding: clang 14 cannot capture those.
+      const std::string& key = item.key();
       bool ok =
           std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; });
       if (ok) continue;
@@ -206,7 +208,7 @@ Inventory parse_inventory(const std::string& json_text, const std::string& sourc
   try {
     check_unique_json_keys(json_text, source);
     doc = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // a number too large is out_of_range, not parse_error
     SOLO_FAIL(source, ": not valid JSON: ", e.what());
   }
   Inventory inv;

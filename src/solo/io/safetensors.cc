@@ -85,24 +85,11 @@ size_t raw_tensor_nbytes(DType dtype, const Shape& shape) {
 
 // ---- reading ----------------------------------------------------------------------------
 
-SafetensorsFile SafetensorsFile::open(const std::string& path) {
-  const std::string where = "safetensors file " + path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  SOLO_CHECK(fd >= 0, where, ": cannot open: ", std::strerror(errno));
-  Closer closer{fd};
-  struct stat st {};
-  SOLO_CHECK(::fstat(fd, &st) == 0, where, ": cannot stat: ", std::strerror(errno));
-  SOLO_CHECK(S_ISREG(st.st_mode), where, ": not a regular file");
-  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+SafetensorsContents parse_safetensors(std::span<const std::byte> file, const std::string& where) {
+  const uint64_t file_size = file.size();
   SOLO_CHECK(file_size >= 8, where, ": file is ", file_size,
              " bytes, shorter than the 8-byte header length");
-
-  SafetensorsFile f;
-  f.path_ = path;
-  f.map_ = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
-  SOLO_CHECK(f.map_ != MAP_FAILED, where, ": mmap failed: ", std::strerror(errno));
-  f.map_size_ = file_size;
-  const auto* base = static_cast<const std::byte*>(f.map_);
+  const std::byte* base = file.data();
 
   // Assemble the length byte by byte so the format is little-endian on any host.
   uint64_t header_len = 0;
@@ -124,6 +111,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   }
   SOLO_CHECK(header.is_object(), where, ": header is not a JSON object");
 
+  SafetensorsContents f;
   const std::byte* data = base + 8 + header_len;
   const uint64_t data_size = file_size - 8 - header_len;
   struct Range {
@@ -137,7 +125,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
       for (const auto& [key, value] : entry.items()) {
         SOLO_CHECK(value.is_string(), where, ": \"__metadata__\" value of '", key,
                    "' is not a string");
-        f.metadata_[key] = value.get<std::string>();
+        f.metadata[key] = value.get<std::string>();
       }
       continue;
     }
@@ -190,7 +178,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
                "] run past the end of the data section (", data_size,
                " bytes); the file is truncated or the offsets are wrong");
     r.bytes = std::span<const std::byte>(data + begin, nbytes);
-    auto [it, inserted] = f.tensors_.emplace(name, std::move(r));
+    auto [it, inserted] = f.tensors.emplace(name, std::move(r));
     if (nbytes > 0) ranges.push_back({begin, end, &it->first});
   }
 
@@ -201,6 +189,31 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
                *ranges[i - 1].name, "' [", ranges[i - 1].begin, ", ", ranges[i - 1].end, ") and '",
                *ranges[i].name, "' [", ranges[i].begin, ", ", ranges[i].end, ") overlap");
   }
+  return f;
+}
+
+SafetensorsFile SafetensorsFile::open(const std::string& path) {
+  const std::string where = "safetensors file " + path;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  SOLO_CHECK(fd >= 0, where, ": cannot open: ", std::strerror(errno));
+  Closer closer{fd};
+  struct stat st {};
+  SOLO_CHECK(::fstat(fd, &st) == 0, where, ": cannot stat: ", std::strerror(errno));
+  SOLO_CHECK(S_ISREG(st.st_mode), where, ": not a regular file");
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+  // Checked here too, as parse_safetensors does: mmap refuses an empty file with EINVAL.
+  SOLO_CHECK(file_size >= 8, where, ": file is ", file_size,
+             " bytes, shorter than the 8-byte header length");
+
+  SafetensorsFile f;
+  f.path_ = path;
+  f.map_ = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  SOLO_CHECK(f.map_ != MAP_FAILED, where, ": mmap failed: ", std::strerror(errno));
+  f.map_size_ = file_size;
+  SafetensorsContents c =
+      parse_safetensors({static_cast<const std::byte*>(f.map_), file_size}, where);
+  f.tensors_ = std::move(c.tensors);
+  f.metadata_ = std::move(c.metadata);
   return f;
 }
 

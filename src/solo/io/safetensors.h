@@ -34,6 +34,15 @@ DType dtype_from_safetensors(const std::string& name);
 // Size in bytes of a tensor of this dtype and shape; throws on a negative dim or on overflow.
 size_t raw_tensor_nbytes(DType dtype, const Shape& shape);
 
+// The tensors and metadata of a whole safetensors file held in memory; the tensors' bytes point
+// into it. `where` names the file in errors. SafetensorsFile::open maps a file and parses it
+// with this; on its own it lets the parser be tested and fuzzed without a file.
+struct SafetensorsContents {
+  std::map<std::string, RawTensor> tensors;
+  std::map<std::string, std::string> metadata;
+};
+SafetensorsContents parse_safetensors(std::span<const std::byte> file, const std::string& where);
+
 class SafetensorsFile {
  public:
   static SafetensorsFile open(const std::string& path);

@@ -65,8 +65,9 @@ void load_checkpoint(nn::Module& model, const std::string& dir, const Device& d,
   // After the loop, so that a checkpoint of another architecture reports what it lacks first.
   for (const auto& [name, raw] : ckpt.tensors()) {
     if (used.count(name) || skipped(skip, name)) continue;
+    // An init-capture: clang 14 cannot capture a structured binding.
     const bool buffer = std::any_of(buffer_suffixes.begin(), buffer_suffixes.end(),
-                                    [&](const std::string& s) { return name.ends_with(s); });
+                                    [&n = name](const std::string& s) { return n.ends_with(s); });
     SOLO_CHECK(buffer, "checkpoint ", ckpt.source(), " has a tensor '", name,
                "' that the model does not use; the config does not describe this checkpoint "
                "(a bias or layer it lacks?)");
