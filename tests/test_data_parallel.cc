@@ -50,6 +50,16 @@ std::vector<double> losses(const std::string& output) {
   return out;
 }
 
+// Every step's loss of a run within `relative` of the reference's; the run must succeed.
+void expect_losses_near(const RunResult& r, const std::vector<double>& reference, double relative,
+                        const std::string& what) {
+  ASSERT_EQ(r.status, 0) << what << "\n" << r.output;
+  const std::vector<double> got = losses(r.output);
+  ASSERT_EQ(got.size(), reference.size()) << what << "\n" << r.output;
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], reference[i], relative * reference[i]) << what << " step " << i + 1;
+}
+
 class DataParallel : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -104,11 +114,7 @@ TEST_F(DataParallel, LossesMatchOneDeviceOnTwoAndFourDevices) {
   ASSERT_EQ(reference.size(), 10u) << one.output;
   for (const char* flavor : {"cpu-2", "cpu-4"}) {
     const RunResult r = train(flavor, 8);
-    ASSERT_EQ(r.status, 0) << flavor << "\n" << r.output;
-    const std::vector<double> got = losses(r.output);
-    ASSERT_EQ(got.size(), reference.size()) << flavor << "\n" << r.output;
-    for (size_t i = 0; i < got.size(); ++i)
-      EXPECT_NEAR(got[i], reference[i], 1e-4 * reference[i]) << flavor << " step " << i + 1;
+    expect_losses_near(r, reference, 1e-4, flavor);
   }
 }
 
@@ -163,11 +169,7 @@ TEST_F(DataParallel, ZeroPlansGiveOneDevicesLossesAndCheckpoint) {
       const RunResult r = run("SOLO_PLAN=" + plan + " " +
                               train_command("cpu-" + std::to_string(devices), 8,
                                             " --save-model-dir " + saved.string()));
-      ASSERT_EQ(r.status, 0) << plan << "\n" << r.output;
-      const std::vector<double> got = losses(r.output);
-      ASSERT_EQ(got.size(), reference.size()) << plan << "\n" << r.output;
-      for (size_t i = 0; i < got.size(); ++i)
-        EXPECT_NEAR(got[i], reference[i], 1e-4 * reference[i]) << plan << " step " << i + 1;
+      expect_losses_near(r, reference, 1e-4, plan);
       EXPECT_LE(checkpoint_difference(saved, reference_dir), 1e-5) << plan;
     }
 }
@@ -187,11 +189,7 @@ TEST_F(DataParallel, RecomputationGivesOneDevicesLossesAndCheckpoint) {
     const fs::path saved = dir_ / ("saved_recompute_" + flavor);
     const RunResult r = run(std::string("SOLO_PLAN=") + plan + " " +
                             train_command(flavor, 8, " --save-model-dir " + saved.string()));
-    ASSERT_EQ(r.status, 0) << plan << "\n" << r.output;
-    const std::vector<double> got = losses(r.output);
-    ASSERT_EQ(got.size(), reference.size()) << plan << "\n" << r.output;
-    for (size_t i = 0; i < got.size(); ++i)
-      EXPECT_NEAR(got[i], reference[i], 1e-4 * reference[i]) << plan << " step " << i + 1;
+    expect_losses_near(r, reference, 1e-4, plan);
     EXPECT_LE(checkpoint_difference(saved, reference_dir), 1e-5) << plan;
   }
 }
@@ -209,11 +207,7 @@ TEST_F(DataParallel, Zero3WithLowPrecisionShardingUnderBf16MatchesOneDevice) {
     const std::string n = std::to_string(devices);
     const RunResult r =
         run("SOLO_PLAN=dp=" + n + ",zero=3,low_prec=1 " + train_command("cpu-" + n, 8, " --bf16"));
-    ASSERT_EQ(r.status, 0) << r.output;
-    const std::vector<double> got = losses(r.output);
-    ASSERT_EQ(got.size(), reference.size()) << r.output;
-    for (size_t i = 0; i < got.size(); ++i)
-      EXPECT_NEAR(got[i], reference[i], 2e-4 * reference[i]) << "cpu-" << n << " step " << i + 1;
+    expect_losses_near(r, reference, 2e-4, "cpu-" + n);
   }
 }
 

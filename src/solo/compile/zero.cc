@@ -169,11 +169,11 @@ class Sharder {
   // mark of the reader), so that a parameter is not held whole from forward to backward.
   ValueId whole(ValueId v, const std::string& scope, bool no_grad) {
     if (!is_block(v)) return v;
-    auto& slot = gathered_[{v, no_grad}];
-    if (slot != 0) return slot - 1;
+    const auto it = gathered_.find({v, no_grad});
+    if (it != gathered_.end()) return it->second;
     ir::OriginGuard origin(scope, no_grad);
     const ValueId w = ir::reshape(out_, ir::all_gather(out_, v, o_.ranks), global_.at(v).shape);
-    slot = w + 1;
+    gathered_.emplace(std::pair{v, no_grad}, w);
     return w;
   }
 
@@ -205,7 +205,7 @@ class Sharder {
   std::vector<ValueId> value_of_;
   std::unordered_set<ValueId> gradients_;
   std::unordered_map<ValueId, ir::TensorType> global_;    // block -> its whole tensor's type
-  std::map<std::pair<ValueId, bool>, ValueId> gathered_;  // (block, phase) -> whole + 1
+  std::map<std::pair<ValueId, bool>, ValueId> gathered_;  // (block, phase) -> whole
   std::unordered_map<ValueId, ValueId> blocks_;           // whole -> block
 };
 

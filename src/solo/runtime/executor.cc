@@ -7,8 +7,8 @@
 #include <cstring>
 #include <numeric>
 
+#include "solo/core/element.h"
 #include "solo/core/error.h"
-#include "solo/core/half.h"
 #include "solo/core/op_info.h"
 #include "solo/ir/ops.h"
 
@@ -274,35 +274,6 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
   }
 }
 
-namespace {
-// Element i of a host copy of a float tensor.
-double read_float(const unsigned char* p, int64_t i, DType dtype) {
-  const size_t at = static_cast<size_t>(i) * dtype_size(dtype);
-  switch (dtype) {
-    case DType::F64: {
-      double d;
-      std::memcpy(&d, p + at, 8);
-      return d;
-    }
-    case DType::BF16: {
-      bf16 h;
-      std::memcpy(&h, p + at, 2);
-      return bf16_to_f32(h);
-    }
-    case DType::F16: {
-      f16 h;
-      std::memcpy(&h, p + at, 2);
-      return f16_to_f32(h);
-    }
-    default: {
-      float f;
-      std::memcpy(&f, p + at, 4);
-      return f;
-    }
-  }
-}
-}  // namespace
-
 void Executor::check_finite(const ir::Graph& g, const ir::Node& node,
                             const std::vector<void*>& data) const {
   if (!backend_.holds_data()) return;
@@ -312,7 +283,8 @@ void Executor::check_finite(const ir::Graph& g, const ir::Node& node,
     std::vector<unsigned char> host(t.bytes());
     backend_.copy_to_host(host.data(), data[static_cast<size_t>(v)], host.size());
     for (int64_t i = 0; i < t.shape.numel(); ++i) {
-      const double x = read_float(host.data(), i, t.dtype);
+      const double x =
+          load_element(host.data() + static_cast<size_t>(i) * dtype_size(t.dtype), t.dtype);
       SOLO_CHECK(std::isfinite(x), "SOLO_CHECK_FINITE: output ", v, " ", dtype_name(t.dtype),
                  t.shape.str(), " of ", op_name(node.op), " holds ", x, " at element ", i,
                  ": the first non-finite value of this run");

@@ -4,67 +4,11 @@
 #include <cstring>
 #include <vector>
 
+#include "solo/core/element.h"
 #include "solo/core/error.h"
-#include "solo/core/half.h"
 #include "solo/tensor/tensor_impl.h"
 
 namespace solo {
-
-namespace {
-
-float load_float(const std::byte* p, DType dtype) {
-  switch (dtype) {
-    case DType::F32: {
-      float f;
-      std::memcpy(&f, p, 4);
-      return f;
-    }
-    case DType::F64: {
-      double d;
-      std::memcpy(&d, p, 8);
-      return static_cast<float>(d);
-    }
-    case DType::BF16: {
-      bf16 h;
-      std::memcpy(&h, p, 2);
-      return bf16_to_f32(h);
-    }
-    case DType::F16: {
-      f16 h;
-      std::memcpy(&h, p, 2);
-      return f16_to_f32(h);
-    }
-    default:
-      SOLO_FAIL("mapped tensor of dtype ", dtype_name(dtype), ": only float tensors are mapped");
-  }
-}
-
-void store_float(float f, DType dtype, unsigned char* p) {
-  switch (dtype) {
-    case DType::F32:
-      std::memcpy(p, &f, 4);
-      return;
-    case DType::F64: {
-      const double d = f;
-      std::memcpy(p, &d, 8);
-      return;
-    }
-    case DType::BF16: {
-      const bf16 h = f32_to_bf16(f);
-      std::memcpy(p, &h, 2);
-      return;
-    }
-    case DType::F16: {
-      const f16 h = f32_to_f16(f);
-      std::memcpy(p, &h, 2);
-      return;
-    }
-    default:
-      SOLO_FAIL("a mapped tensor is read as ", dtype_name(dtype), "; only float dtypes are");
-  }
-}
-
-}  // namespace
 
 void read_mapped(const MappedBytes& m, int64_t first, int64_t count, DType to, void* dst) {
   const size_t from_size = dtype_size(m.dtype), to_size = dtype_size(to);
@@ -77,10 +21,12 @@ void read_mapped(const MappedBytes& m, int64_t first, int64_t count, DType to, v
     std::memcpy(dst, src, static_cast<size_t>(count) * to_size);
     return;
   }
+  SOLO_CHECK(is_floating(m.dtype) && is_floating(to), "read_mapped: ", dtype_name(m.dtype),
+             " read as ", dtype_name(to), "; only float tensors are mapped");
   auto* out = static_cast<unsigned char*>(dst);
   for (int64_t i = 0; i < count; ++i)
-    store_float(load_float(src + static_cast<size_t>(i) * from_size, m.dtype), to,
-                out + static_cast<size_t>(i) * to_size);
+    store_element(out + static_cast<size_t>(i) * to_size, to,
+                  load_element(src + static_cast<size_t>(i) * from_size, m.dtype));
 }
 
 }  // namespace solo

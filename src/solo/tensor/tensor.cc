@@ -5,6 +5,7 @@
 
 #include "solo/autograd/autograd.h"
 #include "solo/comm/communicator.h"
+#include "solo/core/element.h"
 #include "solo/core/error.h"
 #include "solo/core/half.h"
 #include "solo/ir/ops.h"
@@ -22,53 +23,13 @@ TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl) {
 // Host bytes of `n` elements of `dtype` from doubles.
 std::vector<unsigned char> encode(const std::vector<double>& v, DType dtype) {
   std::vector<unsigned char> bytes(v.size() * dtype_size(dtype));
-  for (size_t i = 0; i < v.size(); ++i) {
-    void* p = bytes.data() + i * dtype_size(dtype);
-    switch (dtype) {
-      case DType::F32:
-        *static_cast<float*>(p) = static_cast<float>(v[i]);
-        break;
-      case DType::F64:
-        *static_cast<double*>(p) = v[i];
-        break;
-      case DType::BF16:
-        *static_cast<bf16*>(p) = f32_to_bf16(static_cast<float>(v[i]));
-        break;
-      case DType::F16:
-        *static_cast<f16*>(p) = f32_to_f16(static_cast<float>(v[i]));
-        break;
-      case DType::I32:
-        *static_cast<int32_t*>(p) = static_cast<int32_t>(v[i]);
-        break;
-      case DType::I64:
-        *static_cast<int64_t*>(p) = static_cast<int64_t>(v[i]);
-        break;
-      case DType::Bool:
-        *static_cast<uint8_t*>(p) = v[i] != 0.0;
-        break;
-    }
-  }
+  for (size_t i = 0; i < v.size(); ++i)
+    store_element(bytes.data() + i * dtype_size(dtype), dtype, v[i]);
   return bytes;
 }
 
 double decode(const unsigned char* p, DType dtype) {
-  switch (dtype) {
-    case DType::F32:
-      return *reinterpret_cast<const float*>(p);
-    case DType::F64:
-      return *reinterpret_cast<const double*>(p);
-    case DType::BF16:
-      return bf16_to_f32(*reinterpret_cast<const bf16*>(p));
-    case DType::F16:
-      return f16_to_f32(*reinterpret_cast<const f16*>(p));
-    case DType::I32:
-      return *reinterpret_cast<const int32_t*>(p);
-    case DType::I64:
-      return static_cast<double>(*reinterpret_cast<const int64_t*>(p));
-    case DType::Bool:
-      return *p;
-  }
-  return 0;
+  return load_element(p, dtype);
 }
 
 // splitmix64: a counter-based generator, so values depend only on (seed, index).
