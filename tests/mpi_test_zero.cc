@@ -1,8 +1,8 @@
 // ZeRO 0-3 end to end at the graph level, under 2, 3 and 4 ranks: two AdamW steps of a small
 // model with gradient clipping, compiled for every stage and run by the executor through MPI,
 // give on each rank the same loss, parameters, optimizer states and clipped gradients as
-// the same two steps run on one rank over the whole batch (computed by each rank on its
-// own). Outputs kept as blocks are compared with their block of the reference; the second
+// the same two steps run on one rank (computed by each rank on its own). The step has the
+// global batch's shapes; each rank's program computes on its rows. Outputs kept as blocks are compared with their block of the reference; the second
 // step reads the first one's blocks as inputs (ZeRO-3 gathers them). Some tensors do not
 // divide by every rank count ([5] never does), so the whole-tensor fallback runs too. Every
 // run's measured peak equals its memory plan's.
@@ -19,6 +19,7 @@
 #include "solo/autograd/autograd.h"
 #include "solo/backend/backend.h"
 #include "solo/comm/communicator.h"
+#include "solo/compile/data_parallel.h"
 #include "solo/compile/program.h"
 #include "solo/ir/ops.h"
 #include "solo/runtime/executor.h"
@@ -112,13 +113,21 @@ std::vector<float> initial(size_t i) {
   return p;
 }
 
-// Runs one step of `plan` (this rank's rows of the batch) and returns the outputs: the loss,
+// Runs one step of `plan` on the global batch x and returns the outputs: the loss,
 // then p', m', v', clipped gradient per parameter, each whole or this rank's block.
 std::vector<HostTensor> run_step(const compile::PlanSpec& plan, int step,
                                  const std::vector<HostTensor>* state, const std::vector<float>& x,
                                  comm::Communicator* comm) {
   const Step s = build_step(static_cast<int>(x.size()) / 12, state);
   const compile::Program program = compile::compile(s.g, s.outputs, {}, plan);
+  // The step has the global batch's shapes; a data-parallel rank's program reads its rows.
+  const int64_t row_shards =
+      program.graph->producer(program.local(s.x)).attrs.i_or(compile::kRowShardsAttr, 1);
+  EXPECT_EQ(row_shards, plan.dp);
+  const size_t rows = x.size() / static_cast<size_t>(row_shards);
+  const size_t first = comm ? static_cast<size_t>(comm->rank()) * rows : 0;
+  const std::vector<float> x_here(x.begin() + static_cast<std::ptrdiff_t>(first),
+                                  x.begin() + static_cast<std::ptrdiff_t>(first + rows));
   auto backend = make_backend("cpu");
   std::vector<std::unique_ptr<Storage>> storage;
   std::unordered_map<ValueId, const void*> bound;
@@ -127,7 +136,7 @@ std::vector<HostTensor> run_step(const compile::PlanSpec& plan, int step,
     backend->copy_from_host(storage.back()->data(), values.data(), storage.back()->bytes());
     bound[program.local(v)] = storage.back()->data();
   };
-  bind(s.x, x);
+  bind(s.x, x_here);
   bind(s.lr, {1e-2f});
   bind(s.b1, {static_cast<float>(1 / (1 - std::pow(0.9, step)))});
   bind(s.b2, {static_cast<float>(1 / (1 - std::pow(0.999, step)))});
@@ -173,9 +182,9 @@ TEST_P(Zero, TwoStepsMatchOneRankOnTheWholeBatch) {
   const std::vector<HostTensor> ref_state = state_of(ref1);
   const auto ref2 = run_step(one, 2, &ref_state, batch_rows(0, R), nullptr);
   const compile::PlanSpec plan{.dp = R, .zero = zero};
-  const auto got1 = run_step(plan, 1, nullptr, batch_rows(r, 1), world);
+  const auto got1 = run_step(plan, 1, nullptr, batch_rows(0, R), world);
   const std::vector<HostTensor> state = state_of(got1);
-  const auto got2 = run_step(plan, 2, &state, batch_rows(r, 1), world);
+  const auto got2 = run_step(plan, 2, &state, batch_rows(0, R), world);
   size_t blocks = 0;
   for (const auto& [got, ref] : {std::pair{&got1, &ref1}, std::pair{&got2, &ref2}}) {
     ASSERT_EQ(got->size(), ref->size());

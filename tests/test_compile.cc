@@ -20,6 +20,7 @@
 #include "solo/models/llama.h"
 #include "solo/optim/optimizer.h"
 #include "solo/tensor/tensor.h"
+#include "test_support.h"
 
 namespace solo {
 namespace {
@@ -100,19 +101,25 @@ std::vector<ir::NodeId> nodes_of(const ir::Graph& g, OpKind op) {
   return out;
 }
 
-TEST(DataParallelPass, AveragesEveryMarkedGradientOnceBeforeItIsRead) {
+TEST(DataParallelPass, SplitsTheBatchRowsAndSumsEveryMarkedGradientOnceBeforeItIsRead) {
   const MlpStep s = mlp_step();
   ASSERT_TRUE(nodes_of(s.g, OpKind::AllReduce).empty());
   for (size_t bucket_bytes : {size_t{1}, compile::kGradientBucketBytes}) {
     std::vector<ir::ValueId> map;
-    const ir::Graph dp = compile::data_parallel(s.g, {}, map, bucket_bytes);
+    compile::DataParallelStats stats;
+    const ir::Graph dp = compile::data_parallel(s.g, {}, 2, map, bucket_bytes, &stats);
+    EXPECT_EQ(stats.gathered, 0);
+    // The batch input holds this rank's 4 of the 8 rows, bound from the whole batch.
+    const ir::Node& x = dp.producer(map[0]);
+    EXPECT_EQ(dp.type(map[0]).shape, Shape({4, 16}));
+    EXPECT_EQ(x.attrs.i(compile::kRowShardsAttr), 2);
     const std::vector<ir::NodeId> reductions = nodes_of(dp, OpKind::AllReduce);
     // One bucket per gradient when any gradient fills a bucket, else one for both.
     ASSERT_EQ(reductions.size(), bucket_bytes == 1 ? 2u : 1u);
     std::unordered_map<ir::ValueId, int> reduced_from;  // the copy's grad value -> times
     for (ir::NodeId n : reductions) {
       const ir::Node& node = dp.node(n);
-      EXPECT_EQ(node.attrs.i("average"), 1);
+      EXPECT_EQ(node.attrs.i("average"), 0);  // each rank's rows give a part of the sum
       EXPECT_EQ(node.attrs.i("group"), 0);
       EXPECT_TRUE(node.no_grad);
       for (size_t k = 0; k < node.inputs.size(); ++k) {
@@ -121,42 +128,53 @@ TEST(DataParallelPass, AveragesEveryMarkedGradientOnceBeforeItIsRead) {
       }
     }
     for (size_t i = 0; i < s.grads.size(); ++i) {
-      const ir::ValueId averaged = map[static_cast<size_t>(s.grads[i])];
-      const ir::Node& producer = dp.producer(averaged);
-      ASSERT_EQ(producer.op, OpKind::AllReduce) << "gradient " << i << " is not averaged";
-      const ir::ValueId raw = producer.inputs[static_cast<size_t>(dp.value(averaged).index)];
+      const ir::ValueId summed = map[static_cast<size_t>(s.grads[i])];
+      EXPECT_EQ(dp.type(summed).shape, s.g.type(s.grads[i]).shape);
+      const ir::Node& producer = dp.producer(summed);
+      ASSERT_EQ(producer.op, OpKind::AllReduce) << "gradient " << i << " is not summed";
+      const ir::ValueId raw = producer.inputs[static_cast<size_t>(dp.value(summed).index)];
       EXPECT_EQ(reduced_from[raw], 1);
       // Nothing but the reduction reads the raw gradient; the reader after backward reads
-      // the average, and the reduction comes after the raw gradient's producer.
+      // the sum, and the reduction comes after the raw gradient's producer.
       for (int n = 0; n < dp.num_nodes(); ++n)
         for (ir::ValueId in : dp.node(n).inputs) {
           if (in == raw) {
             EXPECT_EQ(dp.node(n).op, OpKind::AllReduce);
           }
         }
-      EXPECT_LT(dp.value(raw).producer, dp.value(averaged).producer);
+      EXPECT_LT(dp.value(raw).producer, dp.value(summed).producer);
     }
-    // The rest of the graph is the step's, node for node.
-    EXPECT_EQ(dp.num_nodes(), s.g.num_nodes() + static_cast<int>(reductions.size()));
-    EXPECT_EQ(dp.type(map[static_cast<size_t>(s.loss)]).shape, s.g.type(s.loss).shape);
   }
 }
 
-TEST(DataParallelPass, RequestedScalarsOfTheBatchAreAveragedOthersAreNot) {
+TEST(DataParallelPass, RequestedOutputsAreWholeOnEveryRank) {
   MlpStep s = mlp_step();
   // A scalar computed from the weights alone is the same on every rank.
   const ir::ValueId weight_only = ir::sum(s.g, s.weights[0]);
   std::vector<ir::ValueId> map;
   const ir::Graph dp =
-      compile::data_parallel(s.g, {s.loss, s.sum_of_grads, weight_only, s.loss}, map);
+      compile::data_parallel(s.g, {s.loss, s.sum_of_grads, weight_only, s.loss}, 2, map);
+  // The mean over this rank's rows, halved, summed over the two ranks: the batch's mean.
   const ir::Node& loss = dp.producer(map[static_cast<size_t>(s.loss)]);
   ASSERT_EQ(loss.op, OpKind::AllReduce);
-  EXPECT_EQ(loss.attrs.i("average"), 1);
-  EXPECT_EQ(dp.producer(loss.inputs[0]).op, OpKind::Mean);
-  EXPECT_EQ(loss.inputs.size(), 1u);  // the loss requested twice is averaged once
-  // Computed from averaged gradients, or from no batch: not reduced again.
+  EXPECT_EQ(loss.attrs.i("average"), 0);
+  ASSERT_EQ(loss.inputs.size(), 1u);  // the loss requested twice is summed once
+  const ir::Node& half = dp.producer(loss.inputs[0]);
+  ASSERT_EQ(half.op, OpKind::MulScalar);
+  EXPECT_EQ(half.attrs.f("value"), 0.5);
+  EXPECT_EQ(dp.producer(half.inputs[0]).op, OpKind::Mean);
+  // Computed from summed gradients, or from no batch: not reduced again.
   EXPECT_EQ(dp.producer(map[static_cast<size_t>(s.sum_of_grads)]).op, OpKind::Add);
   EXPECT_EQ(dp.producer(map[static_cast<size_t>(weight_only)]).op, OpKind::Sum);
+}
+
+TEST(DataParallelPass, RefusesABatchThatDoesNotSplitEvenly) {
+  const MlpStep s = mlp_step();  // 8 rows
+  std::vector<ir::ValueId> map;
+  EXPECT_NE(error_of([&] { compile::data_parallel(s.g, {}, 3, map); })
+                .find("has 8 rows, which do not split evenly over 3 data-parallel ranks; use a "
+                      "batch size that is a multiple of 3"),
+            std::string::npos);
 }
 
 TEST(DataParallelPass, OneRankIsTheStepItself) {
@@ -198,7 +216,8 @@ LlamaStep llama_steady_step() {
   const Device meta = meta_device();
   models::LlamaForCausalLM model(c, 1, meta);
   optim::AdamW opt(model.parameters(), {.lr = 1e-4});
-  const Tensor ids = Tensor::empty({8, 256}, DType::I64, meta);
+  Tensor ids = Tensor::empty({8, 256}, DType::I64, meta);
+  ids.as_batch();
   for (int step = 0; step < 2; ++step) {  // the second step is the steady one
     const Tensor loss = model.forward(ids, {}, ids).loss;
     loss.backward();
@@ -235,10 +254,23 @@ TEST(Compile, PlansOfTheLlamaStepCompileOnEightThreadsAsOneByOne) {
     });
   for (std::thread& t : threads) t.join();
   EXPECT_EQ(threaded, one_by_one);
-  // One rank runs the step as it is; several average gradients. (The data-parallel program
-  // does not depend on the degree yet: the front end still feeds each rank its own rows.)
-  EXPECT_NE(one_by_one[0], one_by_one[2]);
-  EXPECT_EQ(one_by_one[2], one_by_one[4]);
+  // One rank runs the step as it is; each degree splits the rows its own way.
+  for (size_t i : {2u, 4u, 6u}) EXPECT_NE(one_by_one[i - 2], one_by_one[i]);
+  EXPECT_EQ(one_by_one[0], one_by_one[1]);  // nothing to overlap on one rank
+}
+
+// Every op of the Llama step has a rule for this rank's rows: nothing is gathered, and the
+// loss and logits cover only this rank's tokens.
+TEST(DataParallelPass, TheLlamaStepRunsOnEachRanksRowsAlone) {
+  const LlamaStep s = llama_steady_step();
+  for (int dp : {2, 4, 8}) {
+    const compile::Program p = compile::compile(*s.graph, s.outputs, {}, PlanSpec{.dp = dp});
+    EXPECT_EQ(p.batch_gathers, 0) << "dp=" << dp;
+    EXPECT_TRUE(nodes_of(*p.graph, OpKind::AllGather).empty());
+    const std::vector<ir::NodeId> losses = nodes_of(*p.graph, OpKind::CrossEntropy);
+    ASSERT_EQ(losses.size(), 1u);
+    EXPECT_EQ(p.graph->shape(p.graph->node(losses[0]).inputs[0]), Shape({8 * 256 / dp, 32000}));
+  }
 }
 
 // Per rank on 4 ranks, what the 58M Llama's steady step holds from one step to the next:

@@ -84,7 +84,10 @@ Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
   const size_t bucket_bytes = plan.zero >= 2 ? 1 : kGradientBucketBytes;
   if (plan.dp > 1)
     then([&](const ir::Graph& g, std::vector<ir::ValueId>& map) {
-      return data_parallel(g, translate(p, outputs), map, bucket_bytes);
+      DataParallelStats stats;
+      ir::Graph split = data_parallel(g, translate(p, outputs), plan.dp, map, bucket_bytes, &stats);
+      p.batch_gathers = stats.gathered;
+      return split;
     });
   if (plan.zero > 0 || reads_blocks(graph))
     then([&](const ir::Graph& g, std::vector<ir::ValueId>& map) {

@@ -36,6 +36,9 @@ struct Program {
   // every other output is the whole tensor.
   std::unordered_map<ir::ValueId, int64_t> output_shards;
   ResidentBytes resident;
+  // Split operands the data-parallel pass gathered for an op with no rule for them (0 for the
+  // models of solo/models: each rank computes on its rows only).
+  int batch_gathers = 0;
   // The program's value of a step-graph value (an input to bind, an output to read).
   ir::ValueId local(ir::ValueId step_value) const;
   // 1, or the ranks whose blocks output `local_output` of `graph` is one of.

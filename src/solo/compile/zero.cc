@@ -84,11 +84,9 @@ class Sharder {
     set(node, {v});
   }
 
-  // An AllReduce bucket of the data-parallel pass: an average of marked gradients.
+  // An AllReduce bucket of the data-parallel pass: a sum of marked gradients.
   bool reduces_gradients(const ir::Node& node) const {
-    if (node.op != OpKind::AllReduce || node.attrs.i_or("group", 0) != 0 ||
-        node.attrs.i_or("average", 0) == 0)
-      return false;
+    if (node.op != OpKind::AllReduce || node.attrs.i_or("group", 0) != 0) return false;
     for (ValueId v : node.outputs)
       if (!gradients_.count(v)) return false;
     return true;
@@ -105,8 +103,7 @@ class Sharder {
         continue;
       }
       const ValueId flat = ir::reshape(out_, in, Shape{t.shape.numel()});
-      const ValueId block = ir::mul_scalar(out_, ir::reduce_scatter(out_, flat, o_.ranks),
-                                           1.0 / static_cast<double>(o_.ranks));
+      const ValueId block = ir::reduce_scatter(out_, flat, o_.ranks);
       global_[block] = t;
       value_of_[static_cast<size_t>(node.outputs[k])] = block;
     }

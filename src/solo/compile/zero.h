@@ -11,7 +11,7 @@
 // Which values start as blocks is what the stages add:
 //   - zero >= 1: the AdamW update runs on blocks, so the optimizer states are created, updated
 //     and kept as blocks (the new parameter is all-gathered right after its update);
-//   - zero >= 2: each gradient is reduce-scattered (and scaled by 1/ranks) instead of being
+//   - zero >= 2: each gradient (a partial sum on each rank) is reduce-scattered instead of being
 //     in an all-reduced bucket, and kept as a block;
 //   - zero = 3: new parameters stay blocks too. An input held as blocks (Graph::input's
 //     `shards`: a parameter after its first step) is gathered before its first use in the

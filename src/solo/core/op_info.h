@@ -27,6 +27,17 @@ struct InplacePair {
   int8_t input = -1;
 };
 
+// How the data-parallel pass runs an op on this rank's rows of the batch (compile/
+// data_parallel.h): a batch input is split along axis 0 over the ranks, and every value is
+// then split along one axis, a partial sum over the ranks, or whole.
+enum class SplitRule : uint8_t {
+  Whole,      // no rule: split operands are gathered first and the op runs on whole tensors
+  Pointwise,  // NumPy-broadcast elementwise: an operand's split axis is the outputs' axis
+  Rows,       // acts within rows: the operands of row_inputs split on axis 0 make outputs
+              // split on axis 0, or partial sums for those of row_sum_outputs
+  Own,        // a rule of its own in the pass (reductions, views, matmul, the loss)
+};
+
 constexpr int8_t kAnyArity = -1;
 constexpr int kMaxInplacePairs = 3;
 
@@ -55,6 +66,9 @@ struct OpInfo {
   // Must run even when none of its outputs is requested (a send returns only a token).
   bool side_effect = false;
   std::array<InplacePair, kMaxInplacePairs> inplace{};
+  SplitRule split = SplitRule::Whole;
+  uint8_t row_inputs = 0;       // SplitRule::Rows: bit i set = input i has the batch's rows
+  uint8_t row_sum_outputs = 0;  // SplitRule::Rows: bit k set = output k sums over the rows
 
   // A backend kernel computes it (not a graph input, a view or a collective).
   bool kernel() const { return op != OpKind::Input && !view && !collective; }

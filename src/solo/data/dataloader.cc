@@ -5,7 +5,6 @@
 #include <string>
 
 #include "solo/core/error.h"
-#include "solo/core/process_place.h"
 
 namespace solo::data {
 
@@ -45,9 +44,10 @@ std::vector<int64_t> shuffled_indices(int64_t n, uint64_t seed, int64_t epoch) {
 // ---- schedule ----
 
 namespace {
+// Unset, a loader yields the whole global batch: the compile layer gives each rank its rows.
 BatchingOptions placed(BatchingOptions opt) {
-  if (opt.rank < 0) opt.rank = process_place().rank;
-  if (opt.world_size < 0) opt.world_size = process_place().ranks;
+  if (opt.rank < 0) opt.rank = 0;
+  if (opt.world_size < 0) opt.world_size = 1;
   return opt;
 }
 }  // namespace

@@ -6,8 +6,9 @@
 // DocumentBatcher: one document per row, right-padded.
 //
 // Both shuffle with a portable PRNG (splitmix64), so a seed gives the same order on every
-// machine and standard library, and both shard each global batch across data-parallel ranks:
-// rank r of w gets rows [r*B/w, (r+1)*B/w).
+// machine and standard library. They yield the global batch, as a one-device program reads
+// it (the compile layer gives each data-parallel rank its rows); a program sharding by hand
+// sets rank and world_size, and rank r of w gets rows [r*B/w, (r+1)*B/w).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -37,8 +38,8 @@ struct BatchingOptions {
   // When false, a final partial batch is padded to batch_size with rows that are all padding
   // (mask 0, labels -100), so every batch and every rank has the same shape.
   bool drop_last = true;
-  // The data-parallel share of this process: rank r of world_size reads rows
-  // [r*B/w, (r+1)*B/w). -1 (the default): this process's place in the job (one process: 0 of 1).
+  // A share of the batch read by hand: rank r of world_size reads rows [r*B/w, (r+1)*B/w).
+  // -1 (the default): the whole batch (0 of 1).
   int rank = -1;
   int world_size = -1;
 };

@@ -70,8 +70,14 @@ std::vector<ValueId> Graph::copy_node(const Graph& from, const Node& node,
                                       std::vector<ValueId> inputs) {
   std::vector<TensorType> types;
   for (ValueId v : node.outputs) types.push_back(from.type(v));
+  return copy_node(from, node, std::move(inputs), std::move(types), node.attrs);
+}
+
+std::vector<ValueId> Graph::copy_node(const Graph& from, const Node& node,
+                                      std::vector<ValueId> inputs,
+                                      std::vector<TensorType> output_types, Attrs attrs) {
   std::vector<ValueId> out =
-      append(node.op, std::move(inputs), std::move(types), node.attrs, node.name,
+      append(node.op, std::move(inputs), std::move(output_types), std::move(attrs), node.name,
              intern_scope(from.scopes()[static_cast<size_t>(node.scope)]), node.no_grad);
   nodes_.back().batch = node.batch;
   return out;

@@ -69,6 +69,9 @@ class Graph {
   // and no-grad mark) reading `inputs` of this graph; returns its outputs. The compile
   // layer's passes build per-rank graphs with it, never reading the front end's thread-locals.
   std::vector<ValueId> copy_node(const Graph& from, const Node& node, std::vector<ValueId> inputs);
+  // The same with other output types and attributes (a pass running the op on blocks).
+  std::vector<ValueId> copy_node(const Graph& from, const Node& node, std::vector<ValueId> inputs,
+                                 std::vector<TensorType> output_types, Attrs attrs);
 
   // Values that are the gradients of the step's leaves (marked by the front end after
   // autograd): passes that reduce gradients over ranks find them here. Part of the hash.

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <unordered_set>
 
+#include "solo/compile/data_parallel.h"
 #include "solo/core/error.h"
 #include "solo/core/hash.h"
 #include "solo/ir/ops.h"
@@ -178,7 +179,16 @@ void DeviceContext::flush() {
   const runtime::MemoryPlan& plan = program.memory;
   // Inputs and donations are the step's values; the program has its own.
   std::unordered_map<ir::ValueId, const void*> bound;
-  for (const auto& [v, data] : inputs) bound[program.local(v)] = data;
+  for (const auto& [v, data] : inputs) {
+    const ir::ValueId local = program.local(v);
+    // The whole batch is bound; this rank's program reads its block of rows.
+    const int64_t row_shards =
+        program.graph->producer(local).attrs.i_or(compile::kRowShardsAttr, 1);
+    const size_t offset = row_shards > 1 ? static_cast<size_t>(data_parallel_->rank()) *
+                                               program.graph->type(local).bytes()
+                                         : 0;
+    bound[local] = data ? static_cast<const unsigned char*>(data) + offset : data;
+  }
   // Each rank reads what its program's input is: the whole tensor, or its block.
   std::vector<std::pair<std::shared_ptr<TensorImpl>, std::shared_ptr<Storage>>> read;
   for (ir::ValueId v : mapped) {
