@@ -2,10 +2,10 @@
 // model with gradient clipping, compiled for every stage and run by the executor through MPI,
 // give on each rank the same loss, parameters, optimizer states and clipped gradients as
 // the same two steps run on one rank (computed by each rank on its own). The step has the
-// global batch's shapes; each rank's program computes on its rows. Outputs kept as blocks are compared with their block of the reference; the second
-// step reads the first one's blocks as inputs (ZeRO-3 gathers them). Some tensors do not
-// divide by every rank count ([5] never does), so the whole-tensor fallback runs too. Every
-// run's measured peak equals its memory plan's.
+// global batch's shapes; each rank's program computes on its rows. Outputs kept as blocks are
+// compared with their block of the reference; the second step reads the first one's blocks as
+// inputs (ZeRO-3 gathers them). Some tensors do not divide by every rank count ([5] never does), so
+// the whole-tensor fallback runs too. Every run's measured peak equals its memory plan's.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -17,6 +17,7 @@
 #include "solo/core/error.h"
 #include "solo/core/hash.h"
 #include "solo/ir/ops.h"
+#include "solo/models/gpt2.h"
 #include "solo/models/llama.h"
 #include "solo/optim/optimizer.h"
 #include "solo/tensor/tensor.h"
@@ -270,6 +271,37 @@ TEST(DataParallelPass, TheLlamaStepRunsOnEachRanksRowsAlone) {
     const std::vector<ir::NodeId> losses = nodes_of(*p.graph, OpKind::CrossEntropy);
     ASSERT_EQ(losses.size(), 1u);
     EXPECT_EQ(p.graph->shape(p.graph->node(losses[0]).inputs[0]), Shape({8 * 256 / dp, 32000}));
+  }
+}
+
+// GPT-2 too: its learned positions broadcast over the rows, its tied embedding's gradient
+// sums a lookup's and a matmul's partial sums, and an attention mask pads the rows.
+TEST(DataParallelPass, TheGpt2StepRunsOnEachRanksRowsAlone) {
+  io::Gpt2Config c;
+  c.n_embd = 64;
+  c.n_layer = 2;
+  c.n_head = 4;
+  c.n_positions = 32;
+  c.vocab_size = 100;
+  const Device meta = meta_device();
+  models::Gpt2LMHeadModel model(c, 1, meta);
+  optim::AdamW opt(model.parameters(), {.lr = 1e-4});
+  Tensor ids = Tensor::empty({4, 32}, DType::I64, meta),
+         mask = Tensor::empty({4, 32}, DType::I64, meta);
+  ids.as_batch();
+  mask.as_batch();
+  model.forward(ids, mask, ids).loss.backward();
+  opt.step();
+  sync(meta);
+  const std::shared_ptr<const ir::Graph> step = last_flush_graph(meta);
+  std::vector<ir::ValueId> outputs;
+  for (int n = 0; n < step->num_nodes(); ++n)
+    if (step->node(n).op == OpKind::AdamWUpdate || step->node(n).op == OpKind::CrossEntropy)
+      for (ir::ValueId v : step->node(n).outputs) outputs.push_back(v);
+  for (int dp : {2, 4}) {
+    const compile::Program p = compile::compile(*step, outputs, {}, PlanSpec{.dp = dp});
+    EXPECT_EQ(p.batch_gathers, 0) << "dp=" << dp;
+    EXPECT_TRUE(nodes_of(*p.graph, OpKind::AllGather).empty());
   }
 }
 

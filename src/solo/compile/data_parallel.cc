@@ -29,7 +29,9 @@ struct Place {
 
 constexpr Place kWhole{};
 constexpr Place kPartial{Kind::Partial, -1};
-constexpr Place split_on(int axis) { return {Kind::Split, axis}; }
+constexpr Place split_on(int axis) {
+  return {Kind::Split, axis};
+}
 
 bool has_bit(uint8_t mask, size_t i) {
   return i < 8 && ((mask >> i) & 1u) != 0;
@@ -230,8 +232,8 @@ class Splitter {
       return;
     }
     const Shape& s = g_.shape(v);
-    SOLO_CHECK(s.rank() >= 1 && s[0] % n_ == 0, "the batch input '", node.name, "' has ",
-               s.rank() ? s[0] : 0, " rows, which do not split evenly over ", n_,
+    SOLO_CHECK(s.rank() >= 1 && s[0] % n_ == 0, "the batch has ", s.rank() ? s[0] : 0,
+               " rows, which do not split evenly over ", n_,
                " data-parallel ranks; use a batch size that is a multiple of ", n_);
     Attrs attrs = node.attrs;
     attrs.set(kRowShardsAttr, static_cast<int64_t>(n_));
@@ -402,9 +404,10 @@ class Splitter {
       if ((axis_a >= 0 && !can_block(a, axis_a)) || (axis_b >= 0 && !can_block(b, axis_b)))
         return false;
       if ((axis_a < 0 && is_split(a)) || (axis_b < 0 && is_split(b))) return false;
-      emit_all(node,
-               {axis_a >= 0 ? block(a, axis_a) : local(a), axis_b >= 0 ? block(b, axis_b) : local(b)},
-               p);
+      emit_all(
+          node,
+          {axis_a >= 0 ? block(a, axis_a) : local(a), axis_b >= 0 ? block(b, axis_b) : local(b)},
+          p);
       return true;
     };
     if (pa >= 0 && pa < ra - 2)  // a batch axis: b's too when b is batched
@@ -450,7 +453,8 @@ class Splitter {
     // This rank's sum of losses: its mean times its count, 0 when all its rows are ignored
     // (its mean is then NaN).
     const ValueId zero = ir::full(out_, Shape{}, dt, 0.0);
-    const ValueId sum = ir::where(out_, ir::less(out_, zero, here), ir::mul(out_, mean, here), zero);
+    const ValueId sum =
+        ir::where(out_, ir::less(out_, zero, here), ir::mul(out_, mean, here), zero);
     const std::vector<ValueId> totals = ir::all_reduce(out_, {sum, here}, /*average=*/false);
     counts_.emplace(std::make_pair(labels, ignore), Counts{here, totals[1]});
     set(node.outputs[0], ir::div(out_, totals[0], totals[1]), kWhole);
@@ -506,7 +510,7 @@ class Splitter {
   const std::unordered_set<ValueId> marked_;
   const std::string* scope_ = nullptr;  // of the node being rewritten
   Graph out_;
-  std::unordered_map<ValueId, ValueId> gathered_of_;  // split value -> its gathered whole
+  std::unordered_map<ValueId, ValueId> gathered_of_;   // split value -> its gathered whole
   std::map<std::pair<ValueId, int>, ValueId> blocks_;  // (whole value, axis) -> block
   std::map<std::pair<ValueId, int64_t>, Counts> counts_;
   int gathered_ = 0;
