@@ -292,6 +292,22 @@ TEST(HfConfig, UnsupportedAndInvalidConfigs) {
   }
 }
 
+// A config built in code with only the sizes set writes a config.json that parses back:
+// rms_norm_eps defaults to transformers' 1e-6, not to a value parsing refuses.
+TEST(HfConfig, SizesOnlyLlamaConfigRoundTrips) {
+  LlamaConfig l;
+  l.hidden_size = 64;
+  l.intermediate_size = 128;
+  l.num_hidden_layers = 2;
+  l.num_attention_heads = 4;
+  l.num_key_value_heads = 4;
+  l.vocab_size = 100;
+  l.max_position_embeddings = 32;
+  const auto back = std::get<LlamaConfig>(parse_hf_config(hf_config_json(l), kSource));
+  EXPECT_EQ(back.rms_norm_eps, 1e-6);
+  EXPECT_EQ(back.hidden_size, 64);
+}
+
 TEST(HfConfig, WriteThenParseRoundTrip) {
   TempDir dir;
   LlamaConfig l = std::get<LlamaConfig>(parse_hf_config(kLlama2_7B, kSource));

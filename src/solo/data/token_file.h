@@ -1,4 +1,4 @@
-// Token files: tokenized corpora, memory-mapped for training.
+// Token files: tokenized corpora, read for training with pread (no mapping to fault on).
 //
 // Layout (all integers little-endian, no padding):
 //   offset  0: magic "SOLOTOK1" (8 bytes)

@@ -24,7 +24,7 @@ struct LlamaConfig {
   int64_t num_key_value_heads = 0;  // defaults to num_attention_heads
   int64_t vocab_size = 0;
   int64_t max_position_embeddings = 0;
-  double rms_norm_eps = 0;
+  double rms_norm_eps = 1e-6;  // transformers' LlamaConfig default
   // Read from rope_theta + rope_scaling (transformers 4) or rope_parameters (transformers 5).
   RopeScaling rope;
   std::optional<int64_t> explicit_head_dim;  // "head_dim"; absent means hidden / heads
