@@ -1,5 +1,6 @@
 // ZeRO 0-3 end to end at the graph level, under 2, 3 and 4 ranks: two AdamW steps of a small
-// model with gradient clipping, compiled for every stage and run by the executor through MPI,
+// model with gradient clipping, compiled for every stage (and ZeRO-3 again with its gathers
+// prefetched one block ahead) and run by the executor through MPI,
 // give on each rank the same loss, parameters, optimizer states and clipped gradients as
 // the same two steps run on one rank (computed by each rank on its own). The step has the
 // global batch's shapes; each rank's program computes on its rows. Outputs kept as blocks are
@@ -68,7 +69,16 @@ Step build_step(int rows, const std::vector<HostTensor>* state) {
     s.inputs.push_back(p.back());
     if (state) s.inputs.insert(s.inputs.end(), {m.back(), v.back()});
   }
-  const ValueId y = ir::add(g, ir::matmul(g, ir::silu(g, ir::matmul(g, s.x, p[0])), p[1]), p[2]);
+  // Two blocks, as a model's layers: ZeRO-3's prefetch gathers the second's weights ahead.
+  ValueId h, y;
+  {
+    ir::ScopeGuard layer("layers.0");
+    h = ir::silu(g, ir::matmul(g, s.x, p[0]));
+  }
+  {
+    ir::ScopeGuard layer("layers.1");
+    y = ir::add(g, ir::matmul(g, h, p[1]), p[2]);
+  }
   s.loss = ir::add(g, ir::mean(g, ir::mul(g, y, y)), ir::mean(g, ir::mul(g, p[3], p[3])));
   const std::vector<ValueId> grads = autograd::gradients(g, s.loss, p);
   ir::NoGradGuard no_grad;
@@ -115,11 +125,21 @@ std::vector<float> initial(size_t i) {
 
 // Runs one step of `plan` on the global batch x and returns the outputs: the loss,
 // then p', m', v', clipped gradient per parameter, each whole or this rank's block.
+// `prefetch`: compiled as for an overlapping communicator (ZeRO-3 gathers one block ahead)
+// and run on MPI, which finishes each collective in order.
 std::vector<HostTensor> run_step(const compile::PlanSpec& plan, int step,
                                  const std::vector<HostTensor>* state, const std::vector<float>& x,
-                                 comm::Communicator* comm) {
+                                 comm::Communicator* comm, bool prefetch = false) {
   const Step s = build_step(static_cast<int>(x.size()) / 12, state);
-  const compile::Program program = compile::compile(s.g, s.outputs, {}, plan);
+  const compile::Program program =
+      compile::compile(s.g, s.outputs, {}, plan, {.async_collectives = prefetch});
+  if (prefetch && state) {
+    int moved = 0;
+    for (ir::NodeId n = 0; n < program.graph->num_nodes(); ++n)
+      moved += program.graph->node(n).op == OpKind::AllGather &&
+               program.graph->node(n).attrs.i_or(ir::kOverlapAttr, 0) != 0;
+    EXPECT_GT(moved, 0) << "no gather was prefetched";
+  }
   // The step has the global batch's shapes; a data-parallel rank's program reads its rows.
   const int64_t row_shards =
       program.graph->producer(program.local(s.x)).attrs.i_or(compile::kRowShardsAttr, 1);
@@ -176,15 +196,17 @@ std::vector<HostTensor> state_of(const std::vector<HostTensor>& outputs) {
 class Zero : public ::testing::TestWithParam<int> {};
 
 TEST_P(Zero, TwoStepsMatchOneRankOnTheWholeBatch) {
-  const int R = world->size(), r = world->rank(), zero = GetParam();
+  const int R = world->size(), r = world->rank();
+  const bool prefetch = GetParam() == 4;  // ZeRO-3 with its gathers prefetched
+  const int zero = prefetch ? 3 : GetParam();
   const compile::PlanSpec one{};
   const auto ref1 = run_step(one, 1, nullptr, batch_rows(0, R), nullptr);
   const std::vector<HostTensor> ref_state = state_of(ref1);
   const auto ref2 = run_step(one, 2, &ref_state, batch_rows(0, R), nullptr);
   const compile::PlanSpec plan{.dp = R, .zero = zero};
-  const auto got1 = run_step(plan, 1, nullptr, batch_rows(0, R), world);
+  const auto got1 = run_step(plan, 1, nullptr, batch_rows(0, R), world, prefetch);
   const std::vector<HostTensor> state = state_of(got1);
-  const auto got2 = run_step(plan, 2, &state, batch_rows(0, R), world);
+  const auto got2 = run_step(plan, 2, &state, batch_rows(0, R), world, prefetch);
   size_t blocks = 0;
   for (const auto& [got, ref] : {std::pair{&got1, &ref1}, std::pair{&got2, &ref2}}) {
     ASSERT_EQ(got->size(), ref->size());
@@ -211,7 +233,7 @@ TEST_P(Zero, TwoStepsMatchOneRankOnTheWholeBatch) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Stages, Zero, ::testing::Values(0, 1, 2, 3));
+INSTANTIATE_TEST_SUITE_P(Stages, Zero, ::testing::Values(0, 1, 2, 3, /*3, prefetched*/ 4));
 
 }  // namespace
 }  // namespace solo

@@ -37,21 +37,36 @@ class DeferredCommunicator final : public test::SingleProcessCommunicator {
     SOLO_CHECK(dtype == DType::F32, "deferred communicator: f32 only");
     reduce({static_cast<const float*>(send), static_cast<float*>(recv), count, average});
   }
-  void start_all_reduce(const void* send, void* recv, size_t count, DType dtype,
-                        bool average) override {
+  size_t start_all_reduce(const void* send, void* recv, size_t count, DType dtype,
+                          bool average) override {
     SOLO_CHECK(dtype == DType::F32, "deferred communicator: f32 only");
-    started_.push_back(
-        {static_cast<const float*>(send), static_cast<float*>(recv), count, average});
-    ++starts;
+    return start({static_cast<const float*>(send), static_cast<float*>(recv), count, average});
   }
-  void start_all_reduce_group(std::span<const comm::ReduceBuffer> buffers, bool average) override {
+  size_t start_all_reduce_group(std::span<const comm::ReduceBuffer> buffers,
+                                bool average) override {
     ++groups;
-    Communicator::start_all_reduce_group(buffers, average);
+    return Communicator::start_all_reduce_group(buffers, average);
+  }
+  void all_gather(const void* send, void* recv, size_t count, DType dtype) override {
+    SOLO_CHECK(dtype == DType::F32, "deferred communicator: f32 only");
+    gather({static_cast<const float*>(send), static_cast<float*>(recv), count, false, true});
+  }
+  size_t start_all_gather(const void* send, void* recv, size_t count, DType dtype) override {
+    SOLO_CHECK(dtype == DType::F32, "deferred communicator: f32 only");
+    return start({static_cast<const float*>(send), static_cast<float*>(recv), count, false, true});
+  }
+  // Performs the started collectives up to the ticket's, in order.
+  void wait_for(size_t ticket) override {
+    bool any = false;
+    while (!started_.empty() && started_.front().first <= ticket) {
+      perform(started_.front().second);
+      started_.erase(started_.begin());
+      any = true;
+    }
+    waits += any;
   }
   void wait_started() override {
-    for (const Request& r : started_) reduce(r);
-    started_.clear();
-    ++waits;
+    if (!started_.empty()) wait_for(started_.back().first);
   }
   int starts = 0, waits = 0, groups = 0;
 
@@ -61,13 +76,26 @@ class DeferredCommunicator final : public test::SingleProcessCommunicator {
     float* recv;
     size_t count;
     bool average;
+    bool gathers = false;
   };
+  size_t start(const Request& r) {
+    started_.emplace_back(++tickets_, r);
+    ++starts;
+    return tickets_;
+  }
+  void perform(const Request& r) { r.gathers ? gather(r) : reduce(r); }
   void reduce(const Request& r) {
     const float factor = r.average ? 1.0f : static_cast<float>(ranks_);
     for (size_t i = 0; i < r.count; ++i) r.recv[i] = r.send[i] * factor;
   }
+  // Every rank holds the same block: it lands at each rank's place.
+  void gather(const Request& r) {
+    for (int k = 0; k < ranks_; ++k)
+      for (size_t i = 0; i < r.count; ++i) r.recv[static_cast<size_t>(k) * r.count + i] = r.send[i];
+  }
   int ranks_;
-  std::vector<Request> started_;
+  size_t tickets_ = 0;
+  std::vector<std::pair<size_t, Request>> started_;
 };
 
 // Two gradient buckets reduced (sums over 2 ranks) while unrelated nodes compute, then used:
@@ -80,9 +108,9 @@ struct Buckets {
   explicit Buckets(int64_t n_) : n(n_) {
     x = g.input({{n}, DType::F32}, "x");
     a = ir::mul_scalar(g, x, 3.0);
-    r = ir::all_reduce(g, a, /*average=*/false);
+    r = ir::all_reduce(g, a, /*average=*/false, 0, /*overlap=*/true);
     const ValueId c = ir::mul_scalar(g, ir::add_scalar(g, x, 1.0), 2.0);
-    s = ir::all_reduce(g, ir::add_scalar(g, c, 5.0), false);
+    s = ir::all_reduce(g, ir::add_scalar(g, c, 5.0), false, 0, true);
     out = ir::add(g, ir::add(g, r, s), c);
   }
 };
@@ -125,9 +153,10 @@ TEST(Overlap, PlanWaitsBeforeTheNextCollectiveAndKeepsInputsLive) {
   ASSERT_TRUE(async.async_collectives);
   const int first = step_of(async, b.g, b.r), second = step_of(async, b.g, b.s);
   int waits = 0;
-  for (size_t t = 0; t < async.wait_before.size(); ++t) waits += async.wait_before[t];
+  for (size_t t = 0; t < async.wait_before.size(); ++t)
+    waits += static_cast<int>(async.wait_before[t].size());
   EXPECT_EQ(waits, 2);  // before the second all-reduce, and before the first reads of s
-  EXPECT_TRUE(async.wait_before[static_cast<size_t>(second)]);
+  EXPECT_FALSE(async.wait_before[static_cast<size_t>(second)].empty());
   // a's bytes are read by the first collective until that wait, not just at its start.
   EXPECT_EQ(sync.last_use[static_cast<size_t>(b.a)], first);
   EXPECT_EQ(async.last_use[static_cast<size_t>(b.a)], second);
@@ -183,14 +212,14 @@ TEST(Overlap, CollectivesStartAsSoonAsTheirInputsExist) {
   const ValueId a = ir::mul_scalar(g, x, 3.0);
   const ValueId c = ir::mul_scalar(
       g, ir::add_scalar(g, ir::mul_scalar(g, ir::add_scalar(g, x, 1.0), 2.0), 5.0), 2.0);
-  const ValueId r = ir::all_reduce(g, a, /*average=*/false);
+  const ValueId r = ir::all_reduce(g, a, /*average=*/false, 0, /*overlap=*/true);
   const ValueId out = ir::add(g, r, c);
   const MemoryPlan sync = plan_memory(g, {out});
   const MemoryPlan async = plan_memory(g, {out}, {}, /*async_collectives=*/true);
   check_memory_plan(g, async);
   EXPECT_EQ(step_of(sync, g, r), step_of(sync, g, c) + 1);    // node order
   EXPECT_EQ(step_of(async, g, r), step_of(async, g, a) + 1);  // right after its input
-  EXPECT_TRUE(async.wait_before[static_cast<size_t>(step_of(async, g, out))]);
+  EXPECT_FALSE(async.wait_before[static_cast<size_t>(step_of(async, g, out))].empty());
 
   DeferredCommunicator comm(2);
   EXPECT_EQ(
@@ -206,14 +235,14 @@ TEST(Overlap, UnreadOutputsStayLiveUntilTheWait) {
   Graph g;
   const ValueId x = g.input({{n}, DType::F32}, "x");
   const std::vector<ValueId> r =
-      ir::all_reduce(g, {ir::mul_scalar(g, x, 3.0), ir::mul_scalar(g, x, 2.0)}, false);
+      ir::all_reduce(g, {ir::mul_scalar(g, x, 3.0), ir::mul_scalar(g, x, 2.0)}, false, 0, true);
   const ValueId c = ir::mul_scalar(g, x, 5.0);
   const ValueId d = ir::add_scalar(g, c, 1.0);
   const ValueId out = ir::add(g, ir::add(g, r[0], d), x);
   const MemoryPlan plan = plan_memory(g, {out}, {}, /*async_collectives=*/true);
   check_memory_plan(g, plan);
   const int wait = step_of(plan, g, out) - 1;  // before the first read of r0
-  ASSERT_TRUE(plan.wait_before[static_cast<size_t>(wait)]);
+  ASSERT_FALSE(plan.wait_before[static_cast<size_t>(wait)].empty());
   EXPECT_GE(plan.last_use[static_cast<size_t>(r[1])], wait);
 
   DeferredCommunicator comm(2);
@@ -224,13 +253,51 @@ TEST(Overlap, UnreadOutputsStayLiveUntilTheWait) {
   EXPECT_EQ(comm.starts, 2);
 }
 
+// A prefetched gather (marked to overlap) starts where its pass put it, not as early as its
+// input allows, and is waited for right before its reader; the deferred communicator gathers
+// only then, so a reader that did not wait, or compute written into the gather's buffer
+// meanwhile, gives wrong values. Two identical ranks:
+//   c = 3y; g = allgather(x) = [x, x]; d = c + 1; out = g + d = [x, x] + 3y + 1.
+TEST(Overlap, AStartedGatherStaysInPlaceAndIsWaitedForBeforeItsReader) {
+  const int64_t n = 1 << 13;
+  Graph g;
+  const ValueId x = g.input({{n}, DType::F32}, "x");
+  const ValueId y = g.input({{2 * n}, DType::F32}, "y");
+  const ValueId c = ir::mul_scalar(g, y, 3.0);
+  const ValueId gathered = ir::all_gather(g, x, 2, 0, 0, /*overlap=*/true);
+  const ValueId d = ir::add_scalar(g, c, 1.0);
+  const ValueId out = ir::add(g, gathered, d);
+  const MemoryPlan plan = plan_memory(g, {out}, {}, /*async_collectives=*/true);
+  check_memory_plan(g, plan);
+  const int start = step_of(plan, g, gathered);
+  EXPECT_GT(start, step_of(plan, g, c));
+  const std::vector<int>& waits = plan.wait_before[static_cast<size_t>(step_of(plan, g, out))];
+  EXPECT_EQ(waits, std::vector<int>{start});
+  auto backend = make_backend("cpu");
+  const std::vector<float> xs = ramp(static_cast<size_t>(n), 29), ys = ramp(2 * n, 31);
+  Storage xd(*backend, xs.size() * 4), yd(*backend, ys.size() * 4);
+  backend->copy_from_host(xd.data(), xs.data(), xd.bytes());
+  backend->copy_from_host(yd.data(), ys.data(), yd.bytes());
+  DeferredCommunicator comm(2);
+  const RunResult r =
+      Executor(*backend, nullptr, &comm).run(g, plan, {{x, xd.data()}, {y, yd.data()}});
+  std::vector<float> got(ys.size());
+  backend->copy_to_host(got.data(), r.outputs[0]->data(), yd.bytes());
+  size_t wrong = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    wrong += got[i] != xs[i % xs.size()] + 3.0f * ys[i] + 1.0f;
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(comm.starts, 1);
+  EXPECT_EQ(comm.waits, 1);
+}
+
 // A kernel that fails after a collective started still leaves later work ordered after the
 // collective: the executor waits before the error leaves it (the buffers are freed then).
 TEST(Overlap, AnErrorAfterAStartStillWaitsForIt) {
   Graph g;
   const ValueId x = g.input({{8, 4}, DType::F32}, "x");
   const ValueId ids = g.input({{2}, DType::I64}, "ids");
-  const ValueId r = ir::all_reduce(g, ir::mul_scalar(g, x, 3.0), false);
+  const ValueId r = ir::all_reduce(g, ir::mul_scalar(g, x, 3.0), false, 0, true);
   const ValueId e = ir::embedding(g, x, ids);  // id 99 is out of range: the kernel throws
   const ValueId out = ir::add(g, ir::sum(g, r), ir::sum(g, e));
   const MemoryPlan plan = plan_memory(g, {out}, {}, /*async_collectives=*/true);

@@ -37,15 +37,24 @@ class Communicator {
   void all_reduce(void* data, size_t count, DType dtype, bool average) {
     all_reduce(data, data, count, dtype, average);
   }
-  // Overlap. An asynchronous communicator (NCCL) may return from start_all_reduce before the
+  // Overlap. An asynchronous communicator (NCCL) may return from a start_* call before the
   // caller's later work is ordered after the collective, so that compute goes on while it
-  // runs; wait_started() orders the caller's later work after every collective started so
-  // far. Until then send must not change and recv must not be read. Host communicators
-  // finish in start_all_reduce.
+  // runs, and returns a ticket: wait_for(ticket) orders the caller's later work after that
+  // collective and every one started before it (they run in the order started), leaving
+  // later ones running; wait_started() after all of them. Until then send must not change
+  // and recv must not be read. Host communicators finish in start_* and return ticket 0.
   virtual bool asynchronous() const { return false; }
-  virtual void start_all_reduce(const void* send, void* recv, size_t count, DType dtype,
-                                bool average) {
+  virtual size_t start_all_reduce(const void* send, void* recv, size_t count, DType dtype,
+                                  bool average) {
     all_reduce(send, recv, count, dtype, average);
+    return 0;
+  }
+  virtual size_t start_all_gather(const void* send, void* recv, size_t count, DType dtype) {
+    all_gather(send, recv, count, dtype);
+    return 0;
+  }
+  virtual void wait_for(size_t ticket) {
+    if (ticket != 0) wait_started();
   }
   virtual void wait_started() {}
   // Several all-reduces as one group (a gradient bucket): NCCL launches them together; the
@@ -53,9 +62,11 @@ class Communicator {
   virtual void all_reduce_group(std::span<const ReduceBuffer> buffers, bool average) {
     for (const ReduceBuffer& b : buffers) all_reduce(b.send, b.recv, b.count, b.dtype, average);
   }
-  virtual void start_all_reduce_group(std::span<const ReduceBuffer> buffers, bool average) {
+  virtual size_t start_all_reduce_group(std::span<const ReduceBuffer> buffers, bool average) {
+    size_t ticket = 0;
     for (const ReduceBuffer& b : buffers)
-      start_all_reduce(b.send, b.recv, b.count, b.dtype, average);
+      ticket = start_all_reduce(b.send, b.recv, b.count, b.dtype, average);
+    return ticket;
   }
   // Throws if a collective already queued has failed (a device communicator's peer died or
   // its link broke); a host waiting on queued work calls it while it waits.

@@ -1,6 +1,7 @@
 #include <unordered_set>
 
 #include "solo/compile/data_parallel.h"
+#include "solo/compile/prefetch.h"
 #include "solo/compile/program.h"
 #include "solo/compile/recompute.h"
 #include "solo/compile/zero.h"
@@ -95,6 +96,10 @@ Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
                          {.ranks = plan.dp, .zero = plan.zero, .low_prec = plan.low_prec}, map,
                          p.output_shards);
     });
+  // Prefetching holds a layer's weights whole longer; only an overlapping communicator gains.
+  if (plan.zero == 3 && options.async_collectives)
+    then(
+        [](const ir::Graph& g, std::vector<ir::ValueId>& map) { return prefetch_gathers(g, map); });
   auto shared = std::make_shared<const ir::Graph>(std::move(graph));
   p.graph = shared;
   p.resident = resident_bytes(step, outputs, p);

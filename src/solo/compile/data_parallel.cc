@@ -489,9 +489,9 @@ class Splitter {
       members.push_back(local(v));
       types.push_back(g_.type(v));
     }
-    const std::vector<ValueId> summed =
-        out_.add_node_from({}, /*no_grad=*/true, OpKind::AllReduce, members, types,
-                           Attrs().set("average", false).set("group", int64_t{0}));
+    const std::vector<ValueId> summed = out_.add_node_from(
+        {}, /*no_grad=*/true, OpKind::AllReduce, members, types,
+        Attrs().set("average", false).set("group", int64_t{0}).set(ir::kOverlapAttr, true));
     for (size_t k = 0; k < bucket_.size(); ++k) {
       set(bucket_[k], summed[k], kWhole);
       out_.mark_gradient(summed[k]);

@@ -182,7 +182,7 @@ constexpr OpInfo kRows[] = {
      .outputs = 3,
      .elementwise = true,
      .inplace = {{{0, 0}, {1, 2}, {2, 3}}}},
-    // collectives; only an AllReduce of the data-parallel group is started asynchronously
+    // collectives; an AllReduce or AllGather marked to overlap is started asynchronously
     {.op = K::AllReduce,
      .min_inputs = 1,
      .max_inputs = kAnyArity,
@@ -194,7 +194,8 @@ constexpr OpInfo kRows[] = {
      .min_inputs = 1,
      .max_inputs = 1,
      .cost = C::Collective,
-     .collective = true},
+     .collective = true,
+     .async_start = true},
     {.op = K::ReduceScatter,
      .min_inputs = 1,
      .max_inputs = 1,

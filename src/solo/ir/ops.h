@@ -145,18 +145,23 @@ std::vector<ValueId> adamw_update(Graph& g, ValueId p, ValueId grad, ValueId m, 
 // Gradients follow Megatron's pairing, for a loss that is the sum of the ranks' losses. The
 // executor runs these and send/recv through a communicator, not a kernel (OpInfo::collective).
 
+// Attr of a collective the pass that made it lets overlap later nodes: an executor with an
+// asynchronous communicator starts it and waits before its first reader (runtime/memory_plan.h).
+inline constexpr const char* kOverlapAttr = "overlap";
+
 // Sum (average = true: mean) of x over the group's ranks; the identity on one rank. attr
-// "average". Its VJP is the identity (a forward all-reduce of replicated values has a
-// pass-through backward).
-ValueId all_reduce(Graph& g, ValueId x, bool average, int64_t group = 0);
+// "average"; `overlap` sets kOverlapAttr. Its VJP is the identity (a forward all-reduce of
+// replicated values has a pass-through backward).
+ValueId all_reduce(Graph& g, ValueId x, bool average, int64_t group = 0, bool overlap = false);
 // The same for several tensors in one node (a bucket of gradients): output k reduces input k.
 std::vector<ValueId> all_reduce(Graph& g, const std::vector<ValueId>& xs, bool average,
-                                int64_t group = 0);
+                                int64_t group = 0, bool overlap = false);
 // x [..., n, ...] on each of `ranks` ranks -> [..., ranks*n, ...] along `axis`: every rank's x
 // in rank order. attrs "ranks" (the group's size, which the shape depends on), "group". The
 // node gathers along axis 0; another axis is moved there and back by permutes. VJP: a
 // reduce-scatter of the gradient (each rank's x was used by every rank).
-ValueId all_gather(Graph& g, ValueId x, int64_t ranks, int64_t axis = 0, int64_t group = 0);
+ValueId all_gather(Graph& g, ValueId x, int64_t ranks, int64_t axis = 0, int64_t group = 0,
+                   bool overlap = false);
 // x [..., ranks*n, ...] -> [..., n, ...] along `axis`: rank r gets the sum over the ranks of
 // block r. attrs "ranks", "group"; axis 0 in the node as above. VJP: an all-gather.
 ValueId reduce_scatter(Graph& g, ValueId x, int64_t ranks, int64_t axis = 0, int64_t group = 0);

@@ -40,12 +40,12 @@ ValueId along_axis(Graph& g, ValueId x, int64_t axis, const char* op, Along0 alo
 
 }  // namespace
 
-ValueId all_reduce(Graph& g, ValueId x, bool average, int64_t group) {
-  return all_reduce(g, std::vector<ValueId>{x}, average, group)[0];
+ValueId all_reduce(Graph& g, ValueId x, bool average, int64_t group, bool overlap) {
+  return all_reduce(g, std::vector<ValueId>{x}, average, group, overlap)[0];
 }
 
 std::vector<ValueId> all_reduce(Graph& g, const std::vector<ValueId>& xs, bool average,
-                                int64_t group) {
+                                int64_t group, bool overlap) {
   SOLO_CHECK(!xs.empty(), "AllReduce: no tensors given");
   check_group("AllReduce", group);
   std::vector<TensorType> types;
@@ -53,18 +53,20 @@ std::vector<ValueId> all_reduce(Graph& g, const std::vector<ValueId>& xs, bool a
     check_summable("AllReduce", g.type(x));
     types.push_back(g.type(x));
   }
-  return g.add_node(OpKind::AllReduce, xs, types,
-                    Attrs().set("average", average).set("group", group));
+  Attrs attrs = Attrs().set("average", average).set("group", group);
+  if (overlap) attrs.set(kOverlapAttr, true);
+  return g.add_node(OpKind::AllReduce, xs, types, std::move(attrs));
 }
 
-ValueId all_gather(Graph& g, ValueId x, int64_t ranks, int64_t axis, int64_t group) {
+ValueId all_gather(Graph& g, ValueId x, int64_t ranks, int64_t axis, int64_t group, bool overlap) {
   check_group("AllGather", group);
   SOLO_CHECK(ranks >= 1, "AllGather: ranks = ", ranks, "; a group has at least one rank");
   return along_axis(g, x, axis, "AllGather", [&](ValueId v) {
     TensorType out = g.type(v);
     out.shape[0] *= ranks;
-    return g.add_node(OpKind::AllGather, {v}, {out},
-                      Attrs().set("ranks", ranks).set("group", group))[0];
+    Attrs attrs = Attrs().set("ranks", ranks).set("group", group);
+    if (overlap) attrs.set(kOverlapAttr, true);
+    return g.add_node(OpKind::AllGather, {v}, {out}, std::move(attrs))[0];
   });
 }
 

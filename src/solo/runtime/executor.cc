@@ -206,27 +206,32 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
   std::vector<TensorRef> in_refs, out_refs;
   // Collectives overlap later nodes only where the plan kept their buffers for it.
   const bool overlap = plan.async_collectives && comm_ && comm_->asynchronous();
-  bool started = false;  // a collective runs that later work is not yet ordered after
+  // Per step of a started collective: its communicator and ticket (Communicator::wait_for).
+  std::vector<std::pair<comm::Communicator*, size_t>> started(overlap ? plan.schedule.size() : 0);
   // On an error, later work (and the reuse of this run's buffers once they are freed) must
   // still come after the collectives already started.
   struct JoinStarted {
-    comm::Communicator* comm;
-    const bool& started;
+    std::vector<std::pair<comm::Communicator*, size_t>>& started;
     ~JoinStarted() {
-      if (!started) return;
-      try {
-        comm->wait_started();
-      } catch (const Error&) {  // the error being thrown already says what went wrong
+      for (auto& [comm, ticket] : started) {
+        if (!comm) continue;
+        try {
+          comm->wait_for(ticket);
+        } catch (const Error&) {  // the error being thrown already says what went wrong
+        }
+        comm = nullptr;
       }
     }
-  } join{comm_, started};
+  } join{started};
   for (size_t step = 0; step < plan.schedule.size(); ++step) {
     const ir::NodeId id = plan.schedule[step];
     const ir::Node& node = g.node(id);
-    if (started && plan.wait_before[step]) {
-      comm_->wait_started();
-      started = false;
-    }
+    if (overlap)
+      for (int s : plan.wait_before[step]) {
+        auto& [comm, ticket] = started[static_cast<size_t>(s)];
+        if (comm) comm->wait_for(ticket);
+        comm = nullptr;
+      }
     const ValueId out0 = node.outputs.empty() ? ir::kNoValue : node.outputs[0];
     // Leaves and views need no kernel; if they are requested outputs, copy their bytes.
     const OpInfo& info = op_info(node.op);
@@ -244,8 +249,8 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
     out_refs.clear();
     if (info.collective) {
       const bool start = overlap && starts_asynchronously(node);
-      run_collective(g, node, data, start);
-      started |= start;
+      const size_t ticket = run_collective(g, node, data, start);
+      if (start && ticket != 0) started[step] = {group_of(node.attrs.i_or("group", 0)), ticket};
       continue;
     }
     for (ValueId v : node.inputs)
@@ -268,9 +273,9 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
       SOLO_FAIL(e.what(), " [at ", g.describe(id), "]");
     }
   }
-  if (started) {
-    started = false;
-    comm_->wait_started();
+  for (auto& [comm, ticket] : started) {
+    if (comm) comm->wait_for(ticket);
+    comm = nullptr;
   }
 }
 
@@ -297,17 +302,19 @@ comm::Communicator* Executor::group_of(int64_t group) const {
                                                      : nullptr;
 }
 
-void Executor::run_collective(const ir::Graph& g, const ir::Node& node,
-                              const std::vector<void*>& data, bool start) {
-  if (!backend_.holds_data()) return;  // meta: shapes only, for any number of ranks
+size_t Executor::run_collective(const ir::Graph& g, const ir::Node& node,
+                                const std::vector<void*>& data, bool start) {
+  if (!backend_.holds_data()) return 0;  // meta: shapes only, for any number of ranks
   const char* op = op_name(node.op);
   const int64_t group = node.attrs.i_or("group", 0);
   comm::Communicator* comm = group_of(group);
   SOLO_CHECK(comm || group == 0, op, " runs on communicator group ", group,
              ", which the executor was not given (it has ", groups_.size(),
              "); pass one communicator per mesh axis");
-  if (node.op == OpKind::Send || node.op == OpKind::Recv)
-    return run_point_to_point(g, node, data, comm, group);
+  if (node.op == OpKind::Send || node.op == OpKind::Recv) {
+    run_point_to_point(g, node, data, comm, group);
+    return 0;
+  }
   const int64_t ranks = node.op == OpKind::AllReduce ? 0 : node.attrs.i("ranks");
   if (ranks > 0) {
     const int size = comm ? comm->size() : 1;
@@ -322,27 +329,29 @@ void Executor::run_collective(const ir::Graph& g, const ir::Node& node,
     const size_t rank = comm ? static_cast<size_t>(comm->rank()) : 0;
     backend_.copy(buffer(node.outputs[0]),
                   static_cast<const char*>(buffer(node.inputs[0])) + rank * bytes, bytes);
-    return;
+    return 0;
   }
   if (!comm || comm->size() == 1) {  // one rank: every collective is the identity
     for (size_t k = 0; k < node.inputs.size(); ++k)
       backend_.copy(buffer(node.outputs[k]), buffer(node.inputs[k]),
                     g.type(node.inputs[k]).bytes());
-    return;
+    return 0;
   }
   check_buffers(*comm, node.op);
   // From each input straight into its output (no copy of ours); a device communicator orders
   // its collective after the work already queued on the backend's stream.
   const ValueId in = node.inputs[0], out = node.outputs[0];
   switch (node.op) {
-    case OpKind::AllGather:  // rank r's x lands at block r of the output
-      comm->all_gather(buffer(in), buffer(out), static_cast<size_t>(g.shape(in).numel()),
-                       g.dtype(in));
-      return;
+    case OpKind::AllGather: {  // rank r's x lands at block r of the output
+      const auto count = static_cast<size_t>(g.shape(in).numel());
+      if (start) return comm->start_all_gather(buffer(in), buffer(out), count, g.dtype(in));
+      comm->all_gather(buffer(in), buffer(out), count, g.dtype(in));
+      return 0;
+    }
     case OpKind::ReduceScatter:
       comm->reduce_scatter_sum(buffer(in), buffer(out), static_cast<size_t>(g.shape(out).numel()),
                                g.dtype(out));
-      return;
+      return 0;
     default:
       break;
   }
@@ -352,10 +361,9 @@ void Executor::run_collective(const ir::Graph& g, const ir::Node& node,
                        static_cast<size_t>(g.shape(node.outputs[k]).numel()),
                        g.dtype(node.outputs[k])});
   const bool average = node.attrs.i("average") != 0;
-  if (start)
-    comm->start_all_reduce_group(buffers, average);
-  else
-    comm->all_reduce_group(buffers, average);
+  if (start) return comm->start_all_reduce_group(buffers, average);
+  comm->all_reduce_group(buffers, average);
+  return 0;
 }
 
 void Executor::run_point_to_point(const ir::Graph& g, const ir::Node& node,

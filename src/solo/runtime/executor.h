@@ -73,9 +73,10 @@ class Executor {
   void launch(const ir::Graph& g, const MemoryPlan& plan, const std::vector<const void*>& source,
               std::vector<void*>& data);
   // Runs a collective node through its group's communicator; start: an asynchronous start
-  // of an AllReduce (the plan waits for it later).
-  void run_collective(const ir::Graph& g, const ir::Node& node, const std::vector<void*>& data,
-                      bool start);
+  // of an AllReduce or AllGather (the plan waits for it later). Returns the communicator's
+  // ticket for the wait (0: done already).
+  size_t run_collective(const ir::Graph& g, const ir::Node& node, const std::vector<void*>& data,
+                        bool start);
   void run_point_to_point(const ir::Graph& g, const ir::Node& node, const std::vector<void*>& data,
                           comm::Communicator* comm, int64_t group);
   // Host buffers need a host communicator, device buffers a device one.

@@ -88,46 +88,55 @@ void donate_inputs(const ir::Graph& g, const std::vector<ValueId>& donatable, Me
   }
 }
 
-// Marks where each asynchronous AllReduce is waited for (before the next AllReduce or before
-// the first node reading one of its outputs, else at the end) and keeps its inputs live
-// until then.
+// Marks where each started collective is waited for: before the first node reading one of its
+// outputs, a gradient bucket (AllReduce) also before the next bucket starts (so one bucket's
+// inputs at a time outlive their last reader), else at the end; and keeps its inputs and
+// outputs live until then (it reads and writes them until the wait).
 void wait_for_collectives(const ir::Graph& g, MemoryPlan& p) {
   p.async_collectives = true;
   const int steps = static_cast<int>(p.schedule.size());
-  p.wait_before.assign(static_cast<size_t>(steps), 0);
-  std::vector<bool> pending(static_cast<size_t>(g.num_values()), false);
-  int started = -1;  // step of the AllReduce not waited for yet
-  auto wait_at = [&](int t) {
-    if (started < 0) return;
-    if (t < steps) p.wait_before[static_cast<size_t>(t)] = 1;
-    for (ValueId in : g.node(p.schedule[static_cast<size_t>(started)]).inputs) {
+  p.wait_before.assign(static_cast<size_t>(steps), {});
+  std::vector<int> started_at(static_cast<size_t>(g.num_values()), -1);  // output -> its start
+  std::vector<int> running;  // steps of collectives started, not waited for
+  auto wait_at = [&](int t, int s) {
+    if (t < steps) p.wait_before[static_cast<size_t>(t)].push_back(s);
+    const ir::Node& node = g.node(p.schedule[static_cast<size_t>(s)]);
+    for (ValueId in : node.inputs) {
       const auto r = static_cast<size_t>(p.root[static_cast<size_t>(in)]);
       p.last_use[r] = std::max(p.last_use[r], std::min(t, steps - 1));
     }
-    // The collective writes its outputs until the wait, read or not.
-    for (ValueId out : g.node(p.schedule[static_cast<size_t>(started)]).outputs) {
+    for (ValueId out : node.outputs) {
       const auto o = static_cast<size_t>(out);
-      pending[o] = false;
+      started_at[o] = -1;
       p.last_use[o] = std::max(p.last_use[o], std::min(t, steps - 1));
     }
-    started = -1;
+    running.erase(std::find(running.begin(), running.end(), s));
   };
   for (int t = 0; t < steps; ++t) {
     const ir::Node& node = g.node(p.schedule[static_cast<size_t>(t)]);
-    bool reads_pending = false;
-    for (ValueId in : node.inputs) reads_pending |= pending[static_cast<size_t>(in)];
-    if (reads_pending || starts_asynchronously(node)) wait_at(t);
+    const bool bucket = starts_asynchronously(node) && node.op == OpKind::AllReduce;
+    for (const int s : std::vector<int>(running)) {
+      bool reads = false;
+      for (ValueId in : node.inputs) reads |= started_at[static_cast<size_t>(in)] == s;
+      if (reads || (bucket && g.node(p.schedule[static_cast<size_t>(s)]).op == OpKind::AllReduce))
+        wait_at(t, s);
+    }
     if (starts_asynchronously(node)) {
-      started = t;
-      for (ValueId out : node.outputs) pending[static_cast<size_t>(out)] = true;
+      running.push_back(t);
+      for (ValueId out : node.outputs) started_at[static_cast<size_t>(out)] = t;
     }
   }
-  wait_at(steps);
+  for (const int s : std::vector<int>(running)) wait_at(steps, s);
 }
 
-// Moves each AllReduce to just after the last producer of its inputs (keeping the order of
-// the collectives), so that an asynchronous one runs while the rest of the backward pass
-// computes; the gradient buckets are appended after the whole backward graph.
+// A started AllReduce (a gradient bucket) moves up to its inputs; a started gather stays where
+// its pass put it (a prefetch is placed one block ahead, not at the step's start).
+bool moves_early(const ir::Node& node) {
+  return starts_asynchronously(node) && node.op == OpKind::AllReduce;
+}
+
+// Moves each started AllReduce to just after the last producer of its inputs (keeping the
+// order of the buckets), so that it runs while the rest of the backward pass computes.
 std::vector<NodeId> start_collectives_early(const ir::Graph& g, const std::vector<NodeId>& order) {
   std::vector<NodeId> schedule;
   std::vector<int> position(static_cast<size_t>(g.num_nodes()), -1);
@@ -137,7 +146,7 @@ std::vector<NodeId> start_collectives_early(const ir::Graph& g, const std::vecto
     position[static_cast<size_t>(order[i])] = static_cast<int>(i);
   for (NodeId n : order) {
     const ir::Node& node = g.node(n);
-    if (!starts_asynchronously(node)) continue;
+    if (!moves_early(node)) continue;
     int ready = last_collective;  // collectives keep their order: every rank issues them alike
     for (ValueId in : node.inputs)
       ready = std::max(ready, position[static_cast<size_t>(g.value(in).producer)]);
@@ -146,7 +155,7 @@ std::vector<NodeId> start_collectives_early(const ir::Graph& g, const std::vecto
     last_collective = ready;
   }
   for (size_t i = 0; i < order.size(); ++i) {
-    if (!starts_asynchronously(g.node(order[i]))) schedule.push_back(order[i]);
+    if (!moves_early(g.node(order[i]))) schedule.push_back(order[i]);
     schedule.insert(schedule.end(), after[i].begin(), after[i].end());
   }
   return schedule;
@@ -155,7 +164,7 @@ std::vector<NodeId> start_collectives_early(const ir::Graph& g, const std::vecto
 }  // namespace
 
 bool starts_asynchronously(const ir::Node& node) {
-  return op_info(node.op).async_start && node.attrs.i_or("group", 0) == 0;
+  return op_info(node.op).async_start && node.attrs.i_or(ir::kOverlapAttr, 0) != 0;
 }
 
 size_t align_up(size_t n) {

@@ -28,10 +28,10 @@ struct MemoryPlan {
   std::vector<int> first_use, last_use;    // per value: schedule steps of definition and last read
   std::vector<ir::ValueId> outputs;        // requested outputs, deduplicated, in request order
   std::vector<int64_t> collective_groups;  // communicator groups the schedule's collectives use
-  // With asynchronous collectives: before step t runs, wait_before[t] says the executor must
-  // order the work after the collectives started so far (Communicator::wait_started).
+  // With asynchronous collectives: before step t runs, the executor orders the work after
+  // the collectives started at steps wait_before[t] (Communicator::wait_for).
   bool async_collectives = false;
-  std::vector<uint8_t> wait_before;
+  std::vector<std::vector<int>> wait_before;
   size_t arena_bytes = 0;
   size_t output_bytes = 0;     // outputs in storage of their own (donated ones excluded)
   size_t live_peak_bytes = 0;  // lower bound: most bytes simultaneously live in the arena
@@ -41,8 +41,9 @@ struct MemoryPlan {
 };
 
 // The collectives a plan with `async_collectives` starts and waits for later: those whose op
-// may start asynchronously (OpInfo::async_start: AllReduce) in group 0 (the data-parallel
-// gradient buckets). Other collectives finish in order.
+// may start asynchronously (OpInfo::async_start: AllReduce, AllGather) and that the pass
+// which made them marked to overlap (ir::kOverlapAttr: the data-parallel gradient buckets,
+// ZeRO-3's prefetched gathers). Other collectives finish in order.
 bool starts_asynchronously(const ir::Node& node);
 
 constexpr size_t kArenaAlignment = 64;
@@ -55,10 +56,10 @@ size_t align_up(size_t bytes);
 // requested output of the same size is written into one once the input is dead, or by the
 // node that reads it last when that op updates it in place (OpInfo::inplace): no new
 // storage, and the output keeps the input's address from step to step.
-// `async_collectives`: the communicator runs AllReduce while later nodes compute (overlap).
-// Each AllReduce is waited for before the next one starts or before its first consumer,
-// whichever comes first, and its inputs stay live until then (the collective still reads
-// them).
+// `async_collectives`: the communicator runs the started collectives while later nodes
+// compute (overlap). Each is waited for before its first consumer (a gradient bucket also
+// before the next bucket starts), and its buffers stay live until then (the collective still
+// reads and writes them).
 MemoryPlan plan_memory(const ir::Graph& g, const std::vector<ir::ValueId>& outputs,
                        const std::vector<ir::ValueId>& donatable = {},
                        bool async_collectives = false);

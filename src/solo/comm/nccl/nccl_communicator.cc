@@ -5,11 +5,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <memory>
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "solo/core/error.h"
 
@@ -148,20 +151,35 @@ class NcclCommunicator final : public Communicator {
 
   bool asynchronous() const override { return true; }
 
-  void start_all_reduce(const void* send, void* recv, size_t count, DType dtype,
-                        bool average) override {
+  size_t start_all_reduce(const void* send, void* recv, size_t count, DType dtype,
+                          bool average) override {
     const ReduceBuffer one{send, recv, count, dtype};
     queue_all_reduce({&one, 1}, average, /*join=*/false);
-    started_ = true;
+    return note_started("start_all_reduce");
   }
 
-  // The compute stream waits for the comm stream, which runs the collectives in order.
+  size_t start_all_gather(const void* send, void* recv, size_t count, DType dtype) override {
+    queue_all_gather(send, recv, count, dtype, /*join=*/false);
+    return note_started("start_all_gather");
+  }
+
+  // The comm stream runs the collectives in the order started: the compute stream waits for
+  // the event recorded right after the ticket's collective, not for later ones.
+  void wait_for(size_t ticket) override {
+    constexpr const char* op = "wait_for";
+    cudaEvent_t last = nullptr;
+    while (!running_.empty() && running_.front().first <= ticket) {
+      if (last) spare_.push_back(last);
+      last = running_.front().second;
+      running_.pop_front();
+    }
+    if (!last) return;       // waited for already
+    spare_.push_back(last);  // re-recording it later does not change this wait
+    check_cuda(cudaStreamWaitEvent(compute_, last, 0), op, "cudaStreamWaitEvent");
+  }
+
   void wait_started() override {
-    if (!started_) return;
-    started_ = false;
-    constexpr const char* op = "wait_started";
-    check_cuda(cudaEventRecord(comm_done_, stream_), op, "cudaEventRecord");
-    check_cuda(cudaStreamWaitEvent(compute_, comm_done_, 0), op, "cudaStreamWaitEvent");
+    if (!running_.empty()) wait_for(running_.back().first);
   }
 
   void all_reduce(const void* send, void* recv, size_t count, DType dtype, bool average) override {
@@ -175,9 +193,24 @@ class NcclCommunicator final : public Communicator {
   void all_reduce_group(std::span<const ReduceBuffer> buffers, bool average) override {
     queue_all_reduce(buffers, average, /*join=*/true);
   }
-  void start_all_reduce_group(std::span<const ReduceBuffer> buffers, bool average) override {
+  size_t start_all_reduce_group(std::span<const ReduceBuffer> buffers, bool average) override {
     queue_all_reduce(buffers, average, /*join=*/false);
-    started_ = true;
+    return note_started("start_all_reduce_group");
+  }
+
+  // Records the end of the collective just queued on the comm stream; returns its ticket.
+  size_t note_started(const char* op) {
+    cudaEvent_t done = nullptr;
+    if (spare_.empty()) {
+      check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), op,
+                 "cudaEventCreateWithFlags");
+    } else {
+      done = spare_.back();
+      spare_.pop_back();
+    }
+    running_.emplace_back(next_ticket_, done);  // owned from here, even if recording fails
+    check_cuda(cudaEventRecord(done, stream_), op, "cudaEventRecord");
+    return next_ticket_++;
   }
 
   void check_errors() override { check_async("a wait for queued work"); }
@@ -218,11 +251,16 @@ class NcclCommunicator final : public Communicator {
   }
 
   void all_gather(const void* send, void* recv, size_t count, DType dtype) override {
+    queue_all_gather(send, recv, count, dtype, /*join=*/true);
+  }
+
+  void queue_all_gather(const void* send, void* recv, size_t count, DType dtype, bool join) {
     constexpr const char* op = "all_gather";
     const ncclDataType_t t = nccl_type(dtype, op);
     if (count == 0) return;
-    enqueue(op, "ncclAllGather",
-            [&] { return ncclAllGather(send, recv, count, t, comm_, stream_); });
+    enqueue(
+        op, "ncclAllGather", [&] { return ncclAllGather(send, recv, count, t, comm_, stream_); },
+        join);
   }
 
   void broadcast(void* data, size_t bytes, int root) override {
@@ -367,7 +405,7 @@ class NcclCommunicator final : public Communicator {
   // compute stream -> comm stream -> compute stream, by events: the collective starts after
   // the compute work queued so far, and compute work queued later starts after it (which
   // also keeps the backend's stream-ordered reuse of freed buffers safe).
-  // join = false leaves the second half to wait_started().
+  // join = false leaves the second half to wait_for() (note_started records its event).
   template <class Call>
   void enqueue(const char* op, const char* call, Call&& nccl_call, bool join = true) {
     check_async(op);
@@ -418,6 +456,10 @@ class NcclCommunicator final : public Communicator {
     }
     // Destroying a stream or event with work pending is allowed: CUDA frees them once done.
     if (barrier_word_) cudaFree(barrier_word_);
+    for (const auto& [ticket, done] : running_) cudaEventDestroy(done);
+    for (cudaEvent_t done : spare_) cudaEventDestroy(done);
+    running_.clear();
+    spare_.clear();
     if (comm_done_) cudaEventDestroy(comm_done_);
     if (compute_done_) cudaEventDestroy(compute_done_);
     if (stream_) cudaStreamDestroy(stream_);
@@ -433,8 +475,11 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;
   cudaEvent_t compute_done_ = nullptr;  // recorded on compute_, waited on by stream_
   cudaEvent_t comm_done_ = nullptr;     // recorded on stream_, waited on by compute_
-  bool started_ = false;          // start_all_reduce queued work that compute does not wait for yet
-  void* barrier_word_ = nullptr;  // one int32 barrier() reduces; its value is unused
+  // Started collectives compute does not wait for yet: ticket, event recorded after it.
+  std::deque<std::pair<size_t, cudaEvent_t>> running_;
+  std::vector<cudaEvent_t> spare_;  // events of waited-for collectives, for reuse
+  size_t next_ticket_ = 1;          // 0 means "done already"
+  void* barrier_word_ = nullptr;    // one int32 barrier() reduces; its value is unused
   ncclComm_t comm_ = nullptr;
   bool failed_ = false;
 };
