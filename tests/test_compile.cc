@@ -13,6 +13,7 @@
 #include "solo/compile/data_parallel.h"
 #include "solo/compile/program.h"
 #include "solo/compile/recompute.h"
+#include "solo/compile/search.h"
 #include "solo/compile/zero.h"
 #include "solo/core/error.h"
 #include "solo/core/hash.h"
@@ -303,6 +304,50 @@ TEST(DataParallelPass, TheGpt2StepRunsOnEachRanksRowsAlone) {
     EXPECT_EQ(p.batch_gathers, 0) << "dp=" << dp;
     EXPECT_TRUE(nodes_of(*p.graph, OpKind::AllGather).empty());
   }
+}
+
+TEST(Search, CandidatesAreEveryRunnablePlanOfTheFlavor) {
+  EXPECT_EQ(compile::candidate_plans(1, false).size(), 2u);  // recomputation or not
+  EXPECT_EQ(compile::candidate_plans(4, false).size(), 8u);  // x ZeRO 0-3
+  const std::vector<PlanSpec> mixed = compile::candidate_plans(4, true);
+  ASSERT_EQ(mixed.size(), 10u);  // + low-precision sharding under zero=3
+  for (const PlanSpec& p : mixed) {
+    EXPECT_NO_THROW(compile::check_runnable(p, 4)) << p.str();
+    EXPECT_TRUE(!p.low_prec || p.zero == 3) << p.str();
+  }
+}
+
+// Devices a byte smaller than plain DP's peak: DP is dropped with its reason, a sharded plan
+// is chosen, its peak fits; compiling on one thread or eight gives the same search.
+TEST(Search, DropsWhatDoesNotFitAndChoosesTheSameOnAnyThreadCount) {
+  const LlamaStep s = llama_steady_step();
+  compile::SearchOptions o;
+  o.devices = 4;
+  o.profile = compile::assumed_cpu_profile();
+  const compile::SearchResult free = compile::search_plans(*s.graph, s.outputs, {}, o);
+  ASSERT_GE(free.chosen, 0);
+  const size_t dp_peak = free.candidates[0].peak_bytes;
+  ASSERT_EQ(free.candidates[0].plan, PlanSpec{.dp = 4});
+  o.device_memory = dp_peak - 1;
+  o.threads = 1;
+  const compile::SearchResult one = compile::search_plans(*s.graph, s.outputs, {}, o);
+  o.threads = 8;
+  const compile::SearchResult eight = compile::search_plans(*s.graph, s.outputs, {}, o);
+  ASSERT_GE(one.chosen, 0);
+  EXPECT_EQ(one.chosen, eight.chosen);
+  EXPECT_GE(one.best().plan.zero, 1);
+  EXPECT_LE(one.best().peak_bytes, o.device_memory);
+  EXPECT_FALSE(one.candidates[0].fits);
+  EXPECT_NE(one.candidates[0].dropped.find("MiB of the device's"), std::string::npos);
+  for (size_t i = 0; i < one.candidates.size(); ++i) {
+    const compile::Candidate &a = one.candidates[i], &b = eight.candidates[i];
+    EXPECT_EQ(a.fits, b.fits);
+    EXPECT_EQ(a.peak_bytes, b.peak_bytes);
+    EXPECT_EQ(a.step_seconds, b.step_seconds);
+    EXPECT_EQ(a.fits, a.dropped.empty()) << a.plan.str();  // a dropped one says why
+    EXPECT_EQ(a.fits, a.peak_bytes <= o.device_memory) << a.plan.str();
+  }
+  std::printf("%s%s", one.report().c_str(), one.table().c_str());
 }
 
 // Per rank on 4 ranks, what the 58M Llama's steady step holds from one step to the next:

@@ -104,6 +104,39 @@ class DataParallel : public ::testing::Test {
     }
     return command + extra;
   }
+  // A Llama whose f32 parameters take 7 MiB, saved once.
+  static fs::path model_7mib() {
+    const fs::path model = dir_ / "model_7mib";
+    if (fs::exists(model)) return model;
+    io::LlamaConfig c;
+    c.hidden_size = 256;
+    c.intermediate_size = 512;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 4;
+    c.vocab_size = 1024;
+    c.max_position_embeddings = 64;
+    c.rms_norm_eps = 1e-5;
+    models::LlamaForCausalLM(c, 3).save_pretrained(model.string());
+    return model;
+  }
+  // 10 steps of the 7 MiB Llama on `flavor` whose devices the inventory limits to `mib` MiB
+  // (0: the default inventory, no limit).
+  static std::string command_7mib(int mib, const std::string& flavor = "cpu-4") {
+    std::string env = "SOLO_CHECK_MEMORY=1 SOLO_FLAVOR=" + flavor + " ";
+    if (mib > 0) {
+      const fs::path inventory = dir_ / ("inventory_" + std::to_string(mib) + "mib.json");
+      std::ofstream f(inventory);
+      f << R"({"hosts": [{"name": "box", "address": "127.0.0.1", "device_kind": "cpu",
+                          "device_count": 4, "device_memory_gib": )"
+        << mib / 1024.0 << R"(}],
+               "flavors": [{"name": "cpu-4", "devices": 4, "device_kind": "cpu"}]})";
+      env += "SOLO_INVENTORY=" + inventory.string() + " ";
+    }
+    return env + (build_dir() / "examples" / "train_llama").string() + " --model-name-or-path " +
+           model_7mib().string() + " --dataset " + (dir_ / "train.tok").string() +
+           " --batch-size 4 --block-size 32 --log-interval 1 --max-steps 10";
+  }
   static inline fs::path dir_;
 };
 
@@ -217,31 +250,9 @@ TEST_F(DataParallel, Zero3WithLowPrecisionShardingUnderBf16MatchesOneDevice) {
 // holds (10-12 MiB) would exceed, it trains; plain data parallelism, which holds everything
 // whole on every rank, stops at its first step with the out-of-memory error.
 TEST_F(DataParallel, MappedCheckpointTrainsUnderZero3WithinADeviceMemoryLimit) {
-  io::LlamaConfig c;
-  c.hidden_size = 256;
-  c.intermediate_size = 512;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 4;
-  c.vocab_size = 1024;
-  c.max_position_embeddings = 64;
-  c.rms_norm_eps = 1e-5;
-  const fs::path model = dir_ / "model_7mib";
-  models::LlamaForCausalLM(c, 3).save_pretrained(model.string());
-  const size_t parameter_bytes = fs::file_size(model / "model.safetensors");
+  const size_t parameter_bytes = fs::file_size(model_7mib() / "model.safetensors");
   ASSERT_GT(parameter_bytes, size_t{7} << 20);
-  const fs::path inventory = dir_ / "inventory_12mib.json";
-  {
-    std::ofstream f(inventory);
-    f << R"({"hosts": [{"name": "box", "address": "127.0.0.1", "device_kind": "cpu",
-                        "device_count": 4, "device_memory_gib": 0.01171875}],
-             "flavors": [{"name": "cpu-4", "devices": 4, "device_kind": "cpu"}]})";
-  }
-  const std::string command =
-      "SOLO_INVENTORY=" + inventory.string() + " SOLO_CHECK_MEMORY=1 SOLO_FLAVOR=cpu-4 " +
-      (build_dir() / "examples" / "train_llama").string() + " --model-name-or-path " +
-      model.string() + " --dataset " + (dir_ / "train.tok").string() +
-      " --batch-size 4 --block-size 32 --log-interval 1 --max-steps 10";
+  const std::string command = command_7mib(12);
   const RunResult zero3 = run("SOLO_PLAN=dp=4,zero=3 " + command);
   ASSERT_EQ(zero3.status, 0) << zero3.output;
   EXPECT_EQ(losses(zero3.output).size(), 10u) << zero3.output;
@@ -249,6 +260,32 @@ TEST_F(DataParallel, MappedCheckpointTrainsUnderZero3WithinADeviceMemoryLimit) {
   EXPECT_NE(dp.status, 0);
   EXPECT_NE(dp.output.find("out of device memory on cpu"), std::string::npos) << dp.output;
   EXPECT_TRUE(losses(dp.output).empty()) << dp.output;
+}
+
+// Without SOLO_PLAN the planner compiles every candidate, drops those that do not fit the
+// 12 MiB devices (plain DP among them) and picks one that shards: the run trains with one
+// device's losses, and its predicted peak is the measured one (SOLO_CHECK_MEMORY). Devices too
+// small for any candidate stop the run before training with the smallest peak it would need.
+TEST_F(DataParallel, PlannerPicksAPlanThatFitsTheDeviceMemory) {
+  const RunResult one = run(command_7mib(0, "cpu-1"));
+  ASSERT_EQ(one.status, 0) << one.output;
+  const std::vector<double> reference = losses(one.output);
+  ASSERT_EQ(reference.size(), 10u) << one.output;
+  const RunResult chosen = run(command_7mib(12));
+  expect_losses_near(chosen, reference, 1e-4, "the planner's plan under 12 MiB");
+  const size_t best = chosen.output.find("Best candidate selected");
+  ASSERT_NE(best, std::string::npos) << chosen.output;
+  const std::string line = chosen.output.substr(best, chosen.output.find('\n', best) - best);
+  EXPECT_EQ(line.find("zero: 0"), std::string::npos) << line;  // DP alone does not fit
+  EXPECT_NE(chosen.output.find(" MiB of the device's 12.00 MiB)"), std::string::npos)
+      << chosen.output;  // the reason of the dropped ones
+  const RunResult none = run(command_7mib(2));
+  EXPECT_NE(none.status, 0);
+  EXPECT_NE(none.output.find("no plan of 4 device(s) fits the device memory of 2 MiB: the "
+                             "smallest, "),
+            std::string::npos)
+      << none.output;
+  EXPECT_TRUE(losses(none.output).empty()) << none.output;
 }
 
 // A learning rate of 1e30 makes the loss infinite or NaN within a few steps: training stops

@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "solo/compile/data_parallel.h"
+#include "solo/compile/search.h"
 #include "solo/core/error.h"
 #include "solo/core/hash.h"
 #include "solo/ir/ops.h"
@@ -57,6 +58,7 @@ void DeviceContext::set_data_parallel(comm::Communicator* c) {
   backend_->set_wait_check(nullptr);
   device_comm_.reset();  // collective: every rank detaches together, as it attached
   plan_ = compile::PlanSpec{};
+  plan_searched_ = true;
   if (c) {  // detaching (null) goes back to one device and checks nothing
     const char* forced = std::getenv("SOLO_PLAN");
     compile::PlanSpec plan;
@@ -64,6 +66,7 @@ void DeviceContext::set_data_parallel(comm::Communicator* c) {
       plan = compile::parse_plan_spec(forced);
     } else {
       plan.dp = c->size();
+      plan_searched_ = false;
     }
     compile::check_runnable(plan, c->size());
     plan_ = plan;
@@ -126,6 +129,51 @@ Tensor DeviceContext::realized(std::shared_ptr<Storage> storage, const ir::Tenso
   return Tensor(impl);
 }
 
+namespace {
+// A graph with optimizer updates: the step whose plan decides where the state lives.
+bool is_training_step(const ir::Graph& g) {
+  for (ir::NodeId n = 0; n < g.num_nodes(); ++n)
+    if (g.node(n).op == OpKind::AdamWUpdate) return true;
+  return false;
+}
+}  // namespace
+
+void DeviceContext::choose_plan(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
+                                const std::vector<ir::ValueId>& donatable,
+                                const std::vector<ir::ValueId>& mapped, bool async_collectives) {
+  compile::SearchOptions o;
+  o.devices = plan_.dp;
+  o.device_memory = backend_->memory_limit();
+  o.held_bytes = backend_->bytes_in_use();
+  o.mapped = mapped;
+  o.profile = compile::assumed_cpu_profile();
+  o.compile.async_collectives = async_collectives;
+  const compile::SearchResult r = compile::search_plans(step, outputs, donatable, o);
+  if (data_parallel_ == nullptr || data_parallel_->rank() == 0) {
+    std::fputs(r.report().c_str(), stdout);
+    if (std::getenv("SOLO_PLAN_TABLE")) std::fputs(r.table().c_str(), stdout);
+    std::fflush(stdout);
+  }
+  if (r.chosen < 0) {
+    const compile::Candidate* smallest = nullptr;
+    for (const compile::Candidate& c : r.candidates)
+      if (c.peak_bytes > 0 && (!smallest || c.peak_bytes < smallest->peak_bytes)) smallest = &c;
+    SOLO_CHECK(smallest != nullptr, "no plan of ", plan_.dp,
+               " device(s) can run this step: ", r.candidates.front().dropped);
+    SOLO_FAIL("no plan of ", plan_.dp, " device(s) fits the device memory of ",
+              static_cast<double>(o.device_memory) / (1 << 20), " MiB: the smallest, ",
+              smallest->plan.str(), ", needs ",
+              static_cast<double>(smallest->peak_bytes) / (1 << 20),
+              " MiB; pick a flavor with more devices (solo switch), lower the batch size, or give "
+              "the devices more memory (the inventory's device_memory_gib)");
+  }
+  plan_ = r.best().plan;
+  plan_searched_ = true;
+  plan_cache_.clear();  // later graphs compile for the chosen plan too
+  searched_peak_ = r.best().peak_bytes;
+  backend_->reset_peak();
+}
+
 void DeviceContext::flush() {
   std::shared_ptr<Trace> trace = trace_;
   trace_ = std::make_shared<Trace>();  // new ops go to a fresh graph, even if this run fails
@@ -167,6 +215,10 @@ void DeviceContext::flush() {
   const bool async_collectives = data_parallel_ && data_parallel_->asynchronous();
   key = hash_mix(key, async_collectives ? 1 : 0);
   auto cached = plan_cache_.find(key);
+  if (cached == plan_cache_.end() && !plan_searched_ && is_training_step(trace->graph)) {
+    choose_plan(trace->graph, outputs, donatable, mapped, async_collectives);
+    cached = plan_cache_.end();
+  }
   if (cached == plan_cache_.end()) {
     if (plan_cache_.size() >= kPlanCacheSize) plan_cache_.clear();
     compile::Program program = compile::compile(trace->graph, outputs, donatable, plan_,
@@ -213,6 +265,14 @@ void DeviceContext::flush() {
   runtime::RunResult result = executor.run(*program.graph, plan, bound, donated_local,
                                            replay_ ? &cached->second.replay : nullptr);
   // The planner's memory is the executor's (DESIGN §3.3); tests of every plan check it.
+  SOLO_CHECK(!check_memory_ || !backend_->holds_data() || searched_peak_ == 0 ||
+                 backend_->peak_bytes() == searched_peak_,
+             "the device held ", backend_->peak_bytes(),
+             " bytes at the peak of the step the "
+             "planner chose ",
+             program.plan.str(), " for, but the planner predicted ", searched_peak_,
+             " (SOLO_CHECK_MEMORY=1); this is a bug of the planner");
+  searched_peak_ = 0;
   SOLO_CHECK(!check_memory_ || !backend_->holds_data() || result.replayed ||
                  result.peak_bytes == plan.peak_bytes(),
              "the run of plan ", program.plan.str(), " held ", result.peak_bytes,

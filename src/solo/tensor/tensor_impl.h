@@ -83,6 +83,11 @@ class DeviceContext {
 
  private:
   Device device_;
+  // The planner's choice for a step (compile::search_plans): sets plan_, prints the search.
+  void choose_plan(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
+                   const std::vector<ir::ValueId>& donatable,
+                   const std::vector<ir::ValueId>& mapped, bool async_collectives);
+
   std::unique_ptr<Backend> backend_;
   std::shared_ptr<Trace> trace_;
   size_t last_peak_bytes_ = 0;
@@ -90,6 +95,11 @@ class DeviceContext {
   uint64_t last_graph_hash_ = 0;
   comm::Communicator* data_parallel_ = nullptr;
   compile::PlanSpec plan_;
+  // No SOLO_PLAN: the planner chooses plan_ at the first training step (a graph with optimizer
+  // updates) and keeps it; until then steps run plain data parallelism.
+  bool plan_searched_ = true;
+  // The chosen plan's predicted device peak of that step, for SOLO_CHECK_MEMORY (0: none).
+  size_t searched_peak_ = 0;
   std::unique_ptr<comm::Communicator> device_comm_;  // the NCCL one, on a device backend
   // Memory plans by (graph hash, requested outputs); a program has few distinct graphs.
   static constexpr size_t kPlanCacheSize = 16;

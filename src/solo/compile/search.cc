@@ -1,0 +1,174 @@
+#include "solo/compile/search.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <sstream>
+#include <thread>
+
+#include "solo/compile/zero.h"
+#include "solo/planner/op_cost.h"
+
+namespace solo::compile {
+
+namespace {
+
+constexpr double kTie = 0.02;
+
+double ms_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+double mib(size_t bytes) {
+  return static_cast<double>(bytes) / (1 << 20);
+}
+
+bool has_mixed_precision(const ir::Graph& g) {
+  for (ir::NodeId n = 0; n < g.num_nodes(); ++n) {
+    const ir::Node& node = g.node(n);
+    if (node.op == OpKind::Cast && dtype_size(g.dtype(node.outputs[0])) == 2 &&
+        is_floating(g.dtype(node.outputs[0])))
+      return true;
+  }
+  return false;
+}
+
+void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
+              const std::vector<ir::ValueId>& donatable, const SearchOptions& o, Candidate& c) {
+  try {
+    const Program p = compile(step, outputs, donatable, c.plan, o.compile);
+    size_t read = 0;  // mapped inputs, read into the device as the program's inputs are
+    for (ir::ValueId v : o.mapped) read += p.graph->type(p.local(v)).bytes();
+    c.peak_bytes = o.held_bytes + read + p.memory.peak_bytes();
+    if (o.device_memory != 0 && c.peak_bytes > o.device_memory) {
+      char why[160];
+      std::snprintf(why, sizeof why, "needs %.2f MiB of the device's %.2f MiB", mib(c.peak_bytes),
+                    mib(o.device_memory));
+      c.dropped = why;
+      return;
+    }
+    c.fits = true;
+    // Costed as the steps after the first run: reading the state the plan leaves as blocks.
+    const ir::Graph steady = with_state_as_blocks(step, c.plan.dp, c.plan.zero);
+    const Program later = compile(steady, outputs, donatable, c.plan, o.compile);
+    c.step_seconds =
+        planner::estimate_step(*later.graph, later.memory.schedule, o.profile, {c.plan.dp}).seconds;
+  } catch (const std::exception& e) {  // e.g. a batch this plan cannot split
+    c.dropped = e.what();
+  }
+}
+
+}  // namespace
+
+std::vector<PlanSpec> candidate_plans(int devices, bool mixed_precision) {
+  std::vector<PlanSpec> plans;
+  const int stages = devices > 1 ? 3 : 0;  // ZeRO shards over data-parallel ranks only
+  for (int zero = 0; zero <= stages; ++zero)
+    for (bool recompute : {false, true})
+      for (bool low_prec : {false, true}) {
+        if (low_prec && !(mixed_precision && zero == 3)) continue;
+        plans.push_back(
+            PlanSpec{.dp = devices, .zero = zero, .recompute = recompute, .low_prec = low_prec});
+      }
+  return plans;
+}
+
+SearchResult search_plans(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
+                          const std::vector<ir::ValueId>& donatable, const SearchOptions& o) {
+  SearchResult r;
+  for (const PlanSpec& plan : candidate_plans(o.devices, has_mixed_precision(step))) {
+    Candidate c;
+    c.plan = plan;
+    r.candidates.push_back(std::move(c));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  // Compiling reads only the step graph: the candidates compile at once, one per thread.
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < r.candidates.size(); i = next++)
+      evaluate(step, outputs, donatable, o, r.candidates[i]);
+  };
+  const unsigned hardware = std::max(1u, std::thread::hardware_concurrency());
+  const size_t threads =
+      std::min(r.candidates.size(), static_cast<size_t>(o.threads > 0 ? o.threads : hardware));
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  r.compile_ms = ms_since(start);
+  const auto select = std::chrono::steady_clock::now();
+  double fastest = 0;
+  for (const Candidate& c : r.candidates)
+    if (c.fits && (fastest == 0 || c.step_seconds < fastest)) fastest = c.step_seconds;
+  // Candidates within kTie of the fastest count as equal: the first (least sharded, no
+  // recomputation) of them wins, since the profile is rough and each collective costs latency
+  // the model sees only roughly.
+  for (size_t i = 0; i < r.candidates.size() && r.chosen < 0; ++i)
+    if (r.candidates[i].fits && r.candidates[i].step_seconds <= fastest * (1 + kTie))
+      r.chosen = static_cast<int>(i);
+  r.select_ms = ms_since(select);
+  return r;
+}
+
+std::string SearchResult::table() const {
+  std::ostringstream os;
+  char line[400];
+  for (const Candidate& c : candidates) {
+    if (c.fits)
+      std::snprintf(line, sizeof line, "  %-100s %9.3f s %10.2f MiB\n", c.plan.str().c_str(),
+                    c.step_seconds, mib(c.peak_bytes));
+    else
+      std::snprintf(line, sizeof line, "  %-100s dropped: %s\n", c.plan.str().c_str(),
+                    c.dropped.c_str());
+    os << line;
+  }
+  return os.str();
+}
+
+std::string SearchResult::report() const {
+  std::ostringstream os;
+  size_t fitting = 0;
+  for (const Candidate& c : candidates) fitting += c.fits;
+  char line[400];
+  std::snprintf(line, sizeof line,
+                "[info] The number of candidates is %zu.\n"
+                "[info] Parallel graph compile finished: %zu candidates in %.0f ms.\n"
+                "[info] The number of possible candidates is %zu.",
+                candidates.size(), candidates.size(), compile_ms, fitting);
+  os << line;
+  if (fitting < candidates.size()) {
+    for (const Candidate& c : candidates)
+      if (!c.fits) {  // the first reason stands for the rest
+        os << "   (" << candidates.size() - fitting << " dropped; " << c.plan.str() << ": "
+           << c.dropped << ")";
+        break;
+      }
+  }
+  os << "\n";
+  if (chosen < 0) return os.str();
+  const Candidate& b = best();
+  std::snprintf(line, sizeof line,
+                "[info] Best candidate selected in %.1f ms: %s\n"
+                "[info]   predicted step %.3f s, peak memory/device %.2f MiB\n",
+                select_ms, b.plan.str().c_str(), b.step_seconds, mib(b.peak_bytes));
+  os << line;
+  return os.str();
+}
+
+planner::DeviceProfile assumed_cpu_profile() {
+  planner::DeviceProfile p;
+  p.name = "cpu (assumed)";
+  p.memory_bytes = 0;
+  p.matrix_flops_16bit = 50e9;  // bf16 GEMMs widen to f32 on the host
+  p.vector_flops_32bit = 50e9;
+  p.memory_bandwidth = 10e9;
+  p.intra_host_link = 5e9;  // MPI over shared memory
+  p.inter_host_link = 1e9;
+  p.kernel_launch_s = 2e-6;
+  p.collective_latency_s = 20e-6;
+  return p;
+}
+
+}  // namespace solo::compile
