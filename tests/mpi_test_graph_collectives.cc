@@ -266,12 +266,5 @@ TEST(GraphCollectives, PointToPointPeersAreChecked) {
 }  // namespace solo
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  auto w = solo::comm::make_mpi_communicator();  // initialises MPI; finalised at exit
-  if (w->size() < 2) {
-    std::fprintf(stderr, "mpi_test_graph_collectives: needs at least 2 ranks (mpirun -np 2)\n");
-    return 1;
-  }
-  solo::world = w.get();
-  return solo::test::run_tests_on_every_rank("mpi_test_graph_collectives", w->rank());
+  return solo::test::main_on_every_rank(argc, argv, "mpi_test_graph_collectives", solo::world);
 }

@@ -6,7 +6,10 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <memory>
 #include <string>
+
+#include "solo/comm/communicator.h"
 
 namespace solo::test {
 
@@ -42,6 +45,20 @@ inline int run_tests_on_every_rank(const char* program, int rank) {
   if (any_failed && rank == 0 && !failed)
     std::fprintf(stderr, "%s: a test failed on another rank\n", program);
   return any_failed;
+}
+
+// The main of a test of several ranks: an MPI communicator over the job (MPI finalised at
+// exit) given to the tests through `world`, then every test on this rank; needs >= 2 ranks.
+inline int main_on_every_rank(int argc, char** argv, const char* program,
+                              comm::Communicator*& world) {
+  ::testing::InitGoogleTest(&argc, argv);
+  static std::unique_ptr<comm::Communicator> w = comm::make_mpi_communicator();
+  if (w->size() < 2) {
+    std::fprintf(stderr, "%s: needs at least 2 ranks (mpirun -np 2)\n", program);
+    return 1;
+  }
+  world = w.get();
+  return run_tests_on_every_rank(program, w->rank());
 }
 
 }  // namespace solo::test

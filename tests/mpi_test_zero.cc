@@ -239,12 +239,5 @@ INSTANTIATE_TEST_SUITE_P(Stages, Zero, ::testing::Values(0, 1, 2, 3, /*3, prefet
 }  // namespace solo
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  auto w = solo::comm::make_mpi_communicator();  // initialises MPI; finalised at exit
-  if (w->size() < 2) {
-    std::fprintf(stderr, "mpi_test_zero: needs at least 2 ranks (mpirun -np 2)\n");
-    return 1;
-  }
-  solo::world = w.get();
-  return solo::test::run_tests_on_every_rank("mpi_test_zero", w->rank());
+  return solo::test::main_on_every_rank(argc, argv, "mpi_test_zero", solo::world);
 }

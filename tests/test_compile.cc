@@ -206,6 +206,15 @@ struct LlamaStep {
   std::vector<ir::ValueId> outputs;
 };
 
+// What a training step requests: the loss and the AdamW updates.
+std::vector<ir::ValueId> requested_outputs(const ir::Graph& g) {
+  std::vector<ir::ValueId> outputs;
+  for (int n = 0; n < g.num_nodes(); ++n)
+    if (g.node(n).op == OpKind::AdamWUpdate || g.node(n).op == OpKind::CrossEntropy)
+      for (ir::ValueId v : g.node(n).outputs) outputs.push_back(v);
+  return outputs;
+}
+
 LlamaStep llama_steady_step() {
   io::LlamaConfig c;
   c.hidden_size = 512;
@@ -229,9 +238,7 @@ LlamaStep llama_steady_step() {
   }
   LlamaStep s;
   s.graph = last_flush_graph(meta);
-  for (int n = 0; n < s.graph->num_nodes(); ++n)
-    if (s.graph->node(n).op == OpKind::AdamWUpdate || s.graph->node(n).op == OpKind::CrossEntropy)
-      for (ir::ValueId v : s.graph->node(n).outputs) s.outputs.push_back(v);
+  s.outputs = requested_outputs(*s.graph);
   for (ir::ValueId v : s.graph->gradients()) s.outputs.push_back(v);
   return s;
 }
@@ -295,10 +302,7 @@ TEST(DataParallelPass, TheGpt2StepRunsOnEachRanksRowsAlone) {
   opt.step();
   sync(meta);
   const std::shared_ptr<const ir::Graph> step = last_flush_graph(meta);
-  std::vector<ir::ValueId> outputs;
-  for (int n = 0; n < step->num_nodes(); ++n)
-    if (step->node(n).op == OpKind::AdamWUpdate || step->node(n).op == OpKind::CrossEntropy)
-      for (ir::ValueId v : step->node(n).outputs) outputs.push_back(v);
+  const std::vector<ir::ValueId> outputs = requested_outputs(*step);
   for (int dp : {2, 4}) {
     const compile::Program p = compile::compile(*step, outputs, {}, PlanSpec{.dp = dp});
     EXPECT_EQ(p.batch_gathers, 0) << "dp=" << dp;
