@@ -1,4 +1,5 @@
-// `solo`: lists and switches flavors of the virtual accelerator and shows its running jobs.
+// `solo`: lists and switches flavors of the virtual accelerator, shows its running jobs, and
+// plans a model for a cluster (`solo plan`, cli/plan.h).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "plan.h"
 #include "solo/cluster/inventory.h"
 #include "solo/cluster/jobs.h"
 #include "solo/core/error.h"
@@ -187,12 +189,25 @@ int main(int argc, char** argv) {
   sw->add_option("name", name, "the flavor to switch to");
   auto* smi = app.add_subcommand("smi", "Show the current flavor's devices and running jobs");
   auto* version = app.add_subcommand("version", "Print the version");
+  solo::cli::PlanArgs plan_args;
+  auto* plan = app.add_subcommand("plan", "Plan a model's training for a cluster (a dry run)");
+  plan->add_option("--model", plan_args.model,
+                   "llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b or a config.json")
+      ->required();
+  plan->add_option("--device", plan_args.device, "device kind (catalogue name, or cpu)");
+  plan->add_option("--devices", plan_args.devices, "number of devices");
+  plan->add_option("--memory-gib", plan_args.memory_gib, "memory per device instead of the kind's");
+  plan->add_option("--batch", plan_args.batch, "global batch (sequences)");
+  plan->add_option("--seq", plan_args.seq, "sequence length (tokens)");
+  plan->add_option("--precision", plan_args.precision, "fp32 or bf16-mixed");
+  plan->add_option("--top", plan_args.top, "candidates to list");
+  plan->add_flag("--json", plan_args.json, "print JSON instead of the table");
   // CLI11 reports a mistyped command as "a subcommand is required"; name it instead.
-  const std::vector<std::string> commands = {"flavors", "switch", "smi", "version"};
+  const std::vector<std::string> commands = {"flavors", "switch", "smi", "plan", "version"};
   if (argc > 1 && argv[1][0] != '-' &&
       std::find(commands.begin(), commands.end(), argv[1]) == commands.end()) {
     std::cerr << "solo: unknown command '" << argv[1]
-              << "' (commands: flavors, switch, smi, version); run `solo --help`\n";
+              << "' (commands: flavors, switch, smi, plan, version); run `solo --help`\n";
     return 1;
   }
   try {
@@ -207,6 +222,7 @@ int main(int argc, char** argv) {
       std::cout << "solo " << kVersion << "\n";
       return 0;
     }
+    if (plan->parsed()) return solo::cli::cmd_plan(plan_args);
     Inventory inv = solo::cluster::load_inventory();
     if (flavors->parsed()) return cmd_flavors(inv);
     if (sw->parsed()) return cmd_switch(inv, name);

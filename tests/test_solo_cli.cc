@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cluster_test_env.h"
+#include "nlohmann/json.hpp"
 
 namespace {
 
@@ -228,6 +229,48 @@ TEST_F(SoloCli, SmiListsLiveJobsAndDropsDeadOnes) {
   EXPECT_EQ(r.out.find("job-dead"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(jobs() + "/job-dead.json"));
   EXPECT_TRUE(fs::exists(jobs() + "/job-live.json"));
+}
+
+// `solo plan` for a cluster that is not here: Llama-2-7B on 8 H100 (the catalogue's 80 GiB)
+// compiles every candidate, keeps those that fit with their reasons for the rest, and picks
+// one whose peak fits and whose predicted rate stays below the devices' bf16 peak.
+TEST_F(SoloCli, PlanChoosesAFittingPlanForAClusterThatIsNotHere) {
+  Result r = run("plan --model llama2-7b --device h100 --devices 8 --batch 64 --seq 2048 --json");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["candidates"], 10);
+  EXPECT_GE(j["feasible"].get<int>(), 1);
+  EXPECT_EQ(j["candidates"].get<int>() - j["feasible"].get<int>(), j["dropped"].size());
+  for (const auto& d : j["dropped"]) EXPECT_NE(d["reason"].get<std::string>(), "") << d;
+  const auto& c = j["chosen"];
+  EXPECT_EQ(c["dp"], 8);
+  EXPECT_LE(c["peak_bytes_per_device"].get<double>(), 80.0 * (1u << 30));
+  // A training step does 6 FLOPs per parameter per token at least: above 8 x 989 TFLOP/s
+  // the prediction would beat the hardware.
+  const double flops = 6.0 * j["parameters"].get<double>() * c["tokens_per_s"].get<double>();
+  EXPECT_GT(flops, 0.0);
+  EXPECT_LT(flops, 8 * 989e12);
+  const Result table =
+      run("plan --model llama2-7b --device h100 --devices 8 --batch 64 --seq 2048");
+  ASSERT_EQ(table.rc, 0) << table.out;
+  EXPECT_NE(table.out.find("[info] The number of candidates is 10."), std::string::npos);
+  EXPECT_NE(table.out.find("Chosen: DP=8"), std::string::npos) << table.out;
+}
+
+TEST_F(SoloCli, PlanRefusesWhatNoPlanFitsAndUnknownModels) {
+  Result big = run("plan --model llama2-70b --device h100 --devices 8 --batch 64 --seq 4096");
+  EXPECT_EQ(big.rc, 1);
+  EXPECT_NE(big.out.find("error: no plan of 8 device(s) fits 80.0 GiB per device: the smallest, "),
+            std::string::npos)
+      << big.out;
+  Result unknown = run("plan --model llama9");
+  EXPECT_EQ(unknown.rc, 1);
+  EXPECT_NE(unknown.out.find("--model llama9 is neither a built-in model (llama2-13b, "),
+            std::string::npos)
+      << unknown.out;
+  Result bad = run("plan --model llama2-7b --devices 0");
+  EXPECT_EQ(bad.rc, 1);
+  EXPECT_NE(bad.out.find("--devices 0 must be at least 1"), std::string::npos) << bad.out;
 }
 
 }  // namespace

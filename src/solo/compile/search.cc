@@ -35,13 +35,28 @@ bool has_mixed_precision(const ir::Graph& g) {
   return false;
 }
 
+size_t input_bytes(const ir::Graph& g) {
+  size_t bytes = 0;
+  for (ir::NodeId n = 0; n < g.num_nodes(); ++n)
+    if (g.node(n).op == OpKind::Input) bytes += g.type(g.node(n).outputs[0]).bytes();
+  return bytes;
+}
+
 void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
               const std::vector<ir::ValueId>& donatable, const SearchOptions& o, Candidate& c) {
   try {
-    const Program p = compile(step, outputs, donatable, c.plan, o.compile);
-    size_t read = 0;  // mapped inputs, read into the device as the program's inputs are
-    for (ir::ValueId v : o.mapped) read += p.graph->type(p.local(v)).bytes();
-    c.peak_bytes = o.held_bytes + read + p.memory.peak_bytes();
+    // The steps after the first read the state the plan leaves as blocks: they are costed.
+    const ir::Graph steady = with_state_as_blocks(step, c.plan.dp, c.plan.zero);
+    const Program later = compile(steady, outputs, donatable, c.plan, o.compile);
+    c.resident = later.resident;
+    if (o.steady) {
+      c.peak_bytes = input_bytes(*later.graph) + later.memory.peak_bytes();
+    } else {
+      const Program p = compile(step, outputs, donatable, c.plan, o.compile);
+      size_t read = 0;  // mapped inputs, read into the device as the program's inputs are
+      for (ir::ValueId v : o.mapped) read += p.graph->type(p.local(v)).bytes();
+      c.peak_bytes = o.held_bytes + read + p.memory.peak_bytes();
+    }
     if (o.device_memory != 0 && c.peak_bytes > o.device_memory) {
       char why[160];
       std::snprintf(why, sizeof why, "needs %.2f MiB of the device's %.2f MiB", mib(c.peak_bytes),
@@ -50,11 +65,9 @@ void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
       return;
     }
     c.fits = true;
-    // Costed as the steps after the first run: reading the state the plan leaves as blocks.
-    const ir::Graph steady = with_state_as_blocks(step, c.plan.dp, c.plan.zero);
-    const Program later = compile(steady, outputs, donatable, c.plan, o.compile);
     c.step_seconds =
-        planner::estimate_step(*later.graph, later.memory.schedule, o.profile, {c.plan.dp}).seconds;
+        planner::estimate_step(*later.graph, later.memory.schedule, o.profile, {c.plan.dp})
+            .seconds;
   } catch (const std::exception& e) {  // e.g. a batch this plan cannot split
     c.dropped = e.what();
   }

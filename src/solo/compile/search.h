@@ -23,6 +23,9 @@ struct SearchOptions {
   size_t device_memory = 0;
   size_t held_bytes = 0;
   std::vector<ir::ValueId> mapped;  // step inputs still in mapped files
+  // Plan for the steps after the first (a dry run, `solo plan`): the device holds every input
+  // as the plan leaves it (blocks under ZeRO); held_bytes and mapped are not used.
+  bool steady = false;
   planner::DeviceProfile profile;
   CompileOptions compile;
   int threads = 0;  // 0: one per hardware thread
@@ -34,6 +37,7 @@ struct Candidate {
   std::string dropped;      // why it was dropped ("" when it fits)
   size_t peak_bytes = 0;    // on the device during the step: held + read + the memory plan's
   double step_seconds = 0;  // predicted (fitting candidates)
+  ResidentBytes resident;   // per device, of the steady step: parameters, gradients, states
 };
 
 struct SearchResult {

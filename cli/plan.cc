@@ -1,0 +1,223 @@
+#include "plan.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <optional>
+
+#include "solo/compile/search.h"
+#include "solo/core/error.h"
+#include "solo/io/hf_config.h"
+#include "solo/models/llama.h"
+#include "solo/optim/optimizer.h"
+#include "solo/planner/device_catalogue.h"
+#include "solo/tensor/tensor.h"
+
+namespace solo::cli {
+
+namespace {
+
+io::LlamaConfig llama(int64_t hidden, int64_t ffn, int64_t layers, int64_t heads, int64_t kv,
+                      int64_t vocab, int64_t positions, double theta) {
+  io::LlamaConfig c;
+  c.hidden_size = hidden;
+  c.intermediate_size = ffn;
+  c.num_hidden_layers = layers;
+  c.num_attention_heads = heads;
+  c.num_key_value_heads = kv;
+  c.vocab_size = vocab;
+  c.max_position_embeddings = positions;
+  c.rms_norm_eps = 1e-5;
+  c.rope.theta = theta;
+  return c;
+}
+
+// The built-in models: the shapes of the published configs.
+const std::map<std::string, io::LlamaConfig>& builtin_models() {
+  static const std::map<std::string, io::LlamaConfig> models = {
+      {"llama2-7b", llama(4096, 11008, 32, 32, 32, 32000, 4096, 1e4)},
+      {"llama2-13b", llama(5120, 13824, 40, 40, 40, 32000, 4096, 1e4)},
+      {"llama2-70b", llama(8192, 28672, 80, 64, 8, 32000, 4096, 1e4)},
+      {"llama3-8b", llama(4096, 14336, 32, 32, 8, 128256, 8192, 5e5)},
+      {"llama3-70b", llama(8192, 28672, 80, 64, 8, 128256, 8192, 5e5)},
+  };
+  return models;
+}
+
+io::LlamaConfig model_config(const std::string& model) {
+  const auto& models = builtin_models();
+  if (auto it = models.find(model); it != models.end()) return it->second;
+  std::string names;
+  for (const auto& [name, config] : models) names += (names.empty() ? "" : ", ") + name;
+  SOLO_CHECK(model.find('/') != std::string::npos || model.find(".json") != std::string::npos,
+             "--model ", model, " is neither a built-in model (", names,
+             ") nor a path to a config.json");
+  const io::ModelConfig c = io::load_hf_config(model);
+  SOLO_CHECK(std::holds_alternative<io::LlamaConfig>(c), "--model ", model,
+             ": solo plan plans Llama-family models; this config is GPT-2");
+  return std::get<io::LlamaConfig>(c);
+}
+
+// One training step of the model on the meta device (shapes only, nothing allocated), as the
+// steps after the first are: the loss and the AdamW updates requested.
+struct TracedStep {
+  std::shared_ptr<const ir::Graph> graph;
+  std::vector<ir::ValueId> outputs;
+  int64_t parameters = 0;
+};
+
+TracedStep trace_step(io::LlamaConfig c, int64_t batch, int64_t seq, bool bf16) {
+  c.max_position_embeddings = std::max(c.max_position_embeddings, seq);
+  const Device meta = meta_device();
+  models::LlamaForCausalLM model(c, 0, meta);
+  optim::AdamW opt(model.parameters(), {.lr = 1e-4});
+  Tensor ids = Tensor::empty({batch, seq}, DType::I64, meta);
+  ids.as_batch();
+  for (int step = 0; step < 2; ++step) {  // the second step reads the state the first made
+    Tensor loss;
+    {
+      std::optional<AutocastGuard> autocast;
+      if (bf16) autocast.emplace(DType::BF16);
+      loss = model.forward(ids, {}, ids).loss;
+    }
+    loss.backward();
+    opt.step();
+    opt.zero_grad();
+    sync(meta);
+  }
+  TracedStep t;
+  t.graph = last_flush_graph(meta);
+  t.parameters = model.num_parameters();
+  for (ir::NodeId n = 0; n < t.graph->num_nodes(); ++n) {
+    const ir::Node& node = t.graph->node(n);
+    if (node.op == OpKind::AdamWUpdate || node.op == OpKind::CrossEntropy)
+      t.outputs.insert(t.outputs.end(), node.outputs.begin(), node.outputs.end());
+  }
+  return t;
+}
+
+double gib(double bytes) {
+  return bytes / (1u << 30);
+}
+
+std::string plan_text(const compile::PlanSpec& p) {
+  return "dp=" + std::to_string(p.dp) + ",zero=" + std::to_string(p.zero) +
+         ",recompute=" + (p.recompute ? "block" : "none") + ",low_prec=" + (p.low_prec ? "1" : "0");
+}
+
+}  // namespace
+
+int cmd_plan(const PlanArgs& a) {
+  SOLO_CHECK(a.devices >= 1, "--devices ", a.devices, " must be at least 1");
+  SOLO_CHECK(a.batch >= 1 && a.seq >= 1, "--batch and --seq must be positive");
+  SOLO_CHECK(a.precision == "fp32" || a.precision == "bf16-mixed", "--precision ", a.precision,
+             " is not fp32 or bf16-mixed");
+  planner::DeviceProfile profile =
+      a.device == "cpu" ? compile::assumed_cpu_profile() : planner::device_profile(a.device);
+  if (a.memory_gib > 0) profile.memory_bytes = a.memory_gib * (1u << 30);
+  const io::LlamaConfig config = model_config(a.model);
+  const auto start = std::chrono::steady_clock::now();
+  const TracedStep step = trace_step(config, a.batch, a.seq, a.precision == "bf16-mixed");
+  compile::SearchOptions o;
+  o.devices = a.devices;
+  o.device_memory = static_cast<size_t>(profile.memory_bytes);
+  o.steady = true;
+  o.profile = profile;
+  const compile::SearchResult r = compile::search_plans(*step.graph, step.outputs, {}, o);
+  const double total_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  size_t fitting = 0;
+  for (const compile::Candidate& c : r.candidates) fitting += c.fits;
+  const double tokens = static_cast<double>(a.batch * a.seq);
+  std::vector<size_t> ranked;
+  for (size_t i = 0; i < r.candidates.size(); ++i)
+    if (r.candidates[i].fits) ranked.push_back(i);
+  std::stable_sort(ranked.begin(), ranked.end(), [&](size_t x, size_t y) {
+    return r.candidates[x].step_seconds < r.candidates[y].step_seconds;
+  });
+  if (a.json) {
+    nlohmann::json j = {{"model", a.model},
+                        {"parameters", step.parameters},
+                        {"device", a.device},
+                        {"devices", a.devices},
+                        {"candidates", r.candidates.size()},
+                        {"feasible", fitting},
+                        {"search_ms", r.compile_ms + r.select_ms},
+                        {"total_ms", total_ms}};
+    nlohmann::json dropped = nlohmann::json::array();
+    for (const compile::Candidate& c : r.candidates)
+      if (!c.fits) dropped.push_back({{"plan", plan_text(c.plan)}, {"reason", c.dropped}});
+    j["dropped"] = dropped;
+    if (r.chosen >= 0) {
+      const compile::Candidate& b = r.best();
+      const size_t held = b.resident.total();
+      j["chosen"] = {{"dp", b.plan.dp},
+                     {"tp", b.plan.tp},
+                     {"pp", b.plan.pp},
+                     {"micro_batches", 1},
+                     {"recompute", b.plan.recompute ? "block" : "none"},
+                     {"zero", b.plan.zero},
+                     {"low_prec", b.plan.low_prec},
+                     {"peak_bytes_per_device", b.peak_bytes},
+                     {"parameters_bytes", b.resident.parameters},
+                     {"gradients_bytes", b.resident.gradients},
+                     {"optimizer_states_bytes", b.resident.optimizer_states},
+                     {"activations_workspace_bytes", b.peak_bytes > held ? b.peak_bytes - held : 0},
+                     {"step_time_s", b.step_seconds},
+                     {"tokens_per_s", tokens / b.step_seconds}};
+    }
+    std::cout << j.dump(2) << "\n";
+    return r.chosen >= 0 ? 0 : 1;
+  }
+  std::printf(
+      "solo plan: %s (%.2fB parameters) on %d x %s (%.0f GiB each), batch %lld x seq "
+      "%lld, %s\n",
+      a.model.c_str(), static_cast<double>(step.parameters) / 1e9, a.devices, profile.name.c_str(),
+      gib(profile.memory_bytes), static_cast<long long>(a.batch), static_cast<long long>(a.seq),
+      a.precision.c_str());
+  std::cout << r.report();
+  std::printf("%-4s  %-44s  %10s  %12s  %12s\n", "rank", "plan", "step (s)", "tokens/s",
+              "peak (GiB)");
+  for (size_t k = 0; k < ranked.size() && static_cast<int>(k) < a.top; ++k) {
+    const compile::Candidate& c = r.candidates[ranked[k]];
+    std::printf("%-4zu  %-44s  %10.3f  %12.0f  %12.2f\n", k + 1, plan_text(c.plan).c_str(),
+                c.step_seconds, tokens / c.step_seconds, gib(static_cast<double>(c.peak_bytes)));
+  }
+  if (r.chosen < 0) {
+    const compile::Candidate* smallest = nullptr;
+    for (const compile::Candidate& c : r.candidates)
+      if (c.peak_bytes > 0 && (!smallest || c.peak_bytes < smallest->peak_bytes)) smallest = &c;
+    std::fflush(stdout);
+    if (smallest)
+      std::fprintf(stderr,
+                   "error: no plan of %d device(s) fits %.1f GiB per device: the smallest, %s, "
+                   "needs %.1f GiB; use more devices, a smaller batch or a shorter sequence\n",
+                   a.devices, gib(profile.memory_bytes), plan_text(smallest->plan).c_str(),
+                   gib(static_cast<double>(smallest->peak_bytes)));
+    else
+      std::fprintf(stderr, "error: no plan of %d device(s) can run this step: %s\n", a.devices,
+                   r.candidates.front().dropped.c_str());
+    return 1;
+  }
+  const compile::Candidate& b = r.best();
+  const double held = static_cast<double>(b.resident.total());
+  std::printf("Chosen: %s\n", b.plan.str().c_str());
+  // Gradients live within the step (in the workspace) unless a step keeps them.
+  std::printf(
+      "  per device: parameters %.2f GiB, optimizer states %.2f GiB, kept gradients "
+      "%.2f GiB, activations, gradients and workspace %.2f GiB; peak %.2f of %.0f GiB\n",
+      gib(static_cast<double>(b.resident.parameters)),
+      gib(static_cast<double>(b.resident.optimizer_states)),
+      gib(static_cast<double>(b.resident.gradients)),
+      gib(std::max(0.0, static_cast<double>(b.peak_bytes) - held)),
+      gib(static_cast<double>(b.peak_bytes)), gib(profile.memory_bytes));
+  std::printf("  predicted step %.3f s, %.0f tokens/s; planned in %.0f ms (trace and search)\n",
+              b.step_seconds, tokens / b.step_seconds, total_ms);
+  return 0;
+}
+
+}  // namespace solo::cli
