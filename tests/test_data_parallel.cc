@@ -279,6 +279,10 @@ TEST_F(DataParallel, PlannerPicksAPlanThatFitsTheDeviceMemory) {
   EXPECT_EQ(line.find("zero: 0"), std::string::npos) << line;  // DP alone does not fit
   EXPECT_NE(chosen.output.find(" MiB of the device's 12.00 MiB)"), std::string::npos)
       << chosen.output;  // the reason of the dropped ones
+  // The closed loop's first half: the measured step time against the prediction, once.
+  const size_t measured = chosen.output.find("[info] Measured step ");
+  EXPECT_NE(measured, std::string::npos) << chosen.output;
+  EXPECT_EQ(chosen.output.find("[info] Measured step ", measured + 1), std::string::npos);
   const RunResult none = run(command_7mib(2));
   EXPECT_NE(none.status, 0);
   EXPECT_NE(none.output.find("no plan of 4 device(s) fits the device memory of 2 MiB: the "

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -171,7 +172,27 @@ void DeviceContext::choose_plan(const ir::Graph& step, const std::vector<ir::Val
   plan_searched_ = true;
   plan_cache_.clear();  // later graphs compile for the chosen plan too
   searched_peak_ = r.best().peak_bytes;
+  predicted_step_s_ = r.best().step_seconds;
+  measured_step_s_ = 0;
+  measured_steps_ = 0;
   backend_->reset_peak();
+}
+
+void DeviceContext::report_step_time(std::chrono::steady_clock::time_point started) {
+  backend_->synchronize();  // queued device work counts
+  measured_step_s_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  constexpr int kSteps = 3;
+  if (++measured_steps_ < kSteps) return;
+  const double measured = measured_step_s_ / kSteps;
+  if (data_parallel_ == nullptr || data_parallel_->rank() == 0) {
+    std::printf(
+        "[info] Measured step %.3f s against the predicted %.3f s (%+.0f%%); the CPU "
+        "profile is assumed until the planner measures one.\n",
+        measured, predicted_step_s_, (predicted_step_s_ / measured - 1) * 100);
+    std::fflush(stdout);
+  }
+  predicted_step_s_ = 0;  // once
 }
 
 void DeviceContext::flush() {
@@ -215,7 +236,10 @@ void DeviceContext::flush() {
   const bool async_collectives = data_parallel_ && data_parallel_->asynchronous();
   key = hash_mix(key, async_collectives ? 1 : 0);
   auto cached = plan_cache_.find(key);
-  if (cached == plan_cache_.end() && !plan_searched_ && is_training_step(trace->graph)) {
+  const bool training = is_training_step(trace->graph);
+  // Runs of a compiled training step, timed to check the planner's prediction (closed loop).
+  const bool timed = predicted_step_s_ > 0 && training && cached != plan_cache_.end();
+  if (cached == plan_cache_.end() && !plan_searched_ && training) {
     choose_plan(trace->graph, outputs, donatable, mapped, async_collectives);
     cached = plan_cache_.end();
   }
@@ -262,8 +286,10 @@ void DeviceContext::flush() {
   donated.clear();
   runtime::Executor executor(*backend_, profile_.get(), data_parallel_);
   executor.set_check_finite(check_finite_);
+  const auto started = std::chrono::steady_clock::now();
   runtime::RunResult result = executor.run(*program.graph, plan, bound, donated_local,
                                            replay_ ? &cached->second.replay : nullptr);
+  if (timed) report_step_time(started);
   // The planner's memory is the executor's (DESIGN §3.3); tests of every plan check it.
   SOLO_CHECK(!check_memory_ || !backend_->holds_data() || searched_peak_ == 0 ||
                  backend_->peak_bytes() == searched_peak_,

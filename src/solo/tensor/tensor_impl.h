@@ -1,5 +1,6 @@
 // Internals of the lazy tensor: the per-device trace (pending graph) and its context.
 #pragma once
+#include <chrono>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -83,6 +84,9 @@ class DeviceContext {
 
  private:
   Device device_;
+  // Adds the run since `started` to the measured step time; after a few runs prints it
+  // against the planner's prediction, once.
+  void report_step_time(std::chrono::steady_clock::time_point started);
   // The planner's choice for a step (compile::search_plans): sets plan_, prints the search.
   void choose_plan(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
                    const std::vector<ir::ValueId>& donatable,
@@ -100,6 +104,9 @@ class DeviceContext {
   bool plan_searched_ = true;
   // The chosen plan's predicted device peak of that step, for SOLO_CHECK_MEMORY (0: none).
   size_t searched_peak_ = 0;
+  // Its predicted step time, compared once with the measured time of the next training runs.
+  double predicted_step_s_ = 0, measured_step_s_ = 0;
+  int measured_steps_ = 0;
   std::unique_ptr<comm::Communicator> device_comm_;  // the NCCL one, on a device backend
   // Memory plans by (graph hash, requested outputs); a program has few distinct graphs.
   static constexpr size_t kPlanCacheSize = 16;
