@@ -133,6 +133,11 @@ int cmd_plan(const PlanArgs& a) {
   size_t fitting = 0;
   for (const compile::Candidate& c : r.candidates) fitting += c.fits;
   const double tokens = static_cast<double>(a.batch * a.seq);
+  // MFU against the peak of the precision the matmuls run in.
+  const double peak_flops =
+      profile.peak_flops(a.precision == "bf16-mixed" ? DType::BF16 : DType::F32);
+  // A step's model FLOPs: 6 per parameter and token (replays and attention not counted).
+  const double model_flops = 6.0 * static_cast<double>(step.parameters) * tokens;
   std::vector<size_t> ranked;
   for (size_t i = 0; i < r.candidates.size(); ++i)
     if (r.candidates[i].fits) ranked.push_back(i);
@@ -168,7 +173,10 @@ int cmd_plan(const PlanArgs& a) {
                      {"optimizer_states_bytes", b.resident.optimizer_states},
                      {"activations_workspace_bytes", b.peak_bytes > held ? b.peak_bytes - held : 0},
                      {"step_time_s", b.step_seconds},
-                     {"tokens_per_s", tokens / b.step_seconds}};
+                     {"tokens_per_s", tokens / b.step_seconds},
+                     {"tflops_per_device", b.flops / b.step_seconds / 1e12},
+                     {"mfu", model_flops / b.step_seconds / a.devices / peak_flops},
+                     {"comm_bytes_per_step", b.comm_bytes}};
     }
     std::cout << j.dump(2) << "\n";
     return r.chosen >= 0 ? 0 : 1;
@@ -215,8 +223,11 @@ int cmd_plan(const PlanArgs& a) {
       gib(static_cast<double>(b.resident.gradients)),
       gib(std::max(0.0, static_cast<double>(b.peak_bytes) - held)),
       gib(static_cast<double>(b.peak_bytes)), gib(profile.memory_bytes));
-  std::printf("  predicted step %.3f s, %.0f tokens/s; planned in %.0f ms (trace and search)\n",
-              b.step_seconds, tokens / b.step_seconds, total_ms);
+  std::printf(
+      "  predicted step %.3f s, %.0f tokens/s, %.0f TFLOP/s a device computed (MFU %.0f%%), "
+      "%.2f GiB sent a device per step; planned in %.0f ms (trace and search)\n",
+      b.step_seconds, tokens / b.step_seconds, b.flops / b.step_seconds / 1e12,
+      100 * model_flops / b.step_seconds / a.devices / peak_flops, gib(b.comm_bytes), total_ms);
   return 0;
 }
 

@@ -250,6 +250,9 @@ TEST_F(SoloCli, PlanChoosesAFittingPlanForAClusterThatIsNotHere) {
   const double flops = 6.0 * j["parameters"].get<double>() * c["tokens_per_s"].get<double>();
   EXPECT_GT(flops, 0.0);
   EXPECT_LT(flops, 8 * 989e12);
+  EXPECT_GT(c["mfu"].get<double>(), 0.0);
+  EXPECT_LE(c["mfu"].get<double>(), 1.0);                  // never above the peak
+  EXPECT_GT(c["comm_bytes_per_step"].get<double>(), 0.0);  // gradients cross the devices
   const Result table =
       run("plan --model llama2-7b --device h100 --devices 8 --batch 64 --seq 2048");
   ASSERT_EQ(table.rc, 0) << table.out;

@@ -65,9 +65,12 @@ void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
       return;
     }
     c.fits = true;
-    c.step_seconds =
-        planner::estimate_step(*later.graph, later.memory.schedule, o.profile, {c.plan.dp})
-            .seconds;
+    const planner::StepEstimate e =
+        planner::estimate_step(*later.graph, later.memory.schedule, o.profile, {c.plan.dp});
+    c.step_seconds = e.seconds;
+    c.flops = e.flops;
+    for (ir::NodeId n : later.memory.schedule)
+      c.comm_bytes += planner::op_cost(*later.graph, later.graph->node(n), {c.plan.dp}).bytes_sent;
   } catch (const std::exception& e) {  // e.g. a batch this plan cannot split
     c.dropped = e.what();
   }

@@ -38,6 +38,8 @@ struct Candidate {
   size_t peak_bytes = 0;    // on the device during the step: held + read + the memory plan's
   double step_seconds = 0;  // predicted (fitting candidates)
   ResidentBytes resident;   // per device, of the steady step: parameters, gradients, states
+  double flops = 0;         // per device and step, as costed
+  double comm_bytes = 0;    // per device and step: bytes its collectives put on links
 };
 
 struct SearchResult {
