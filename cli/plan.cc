@@ -196,9 +196,7 @@ int cmd_plan(const PlanArgs& a) {
                 c.step_seconds, tokens / c.step_seconds, gib(static_cast<double>(c.peak_bytes)));
   }
   if (r.chosen < 0) {
-    const compile::Candidate* smallest = nullptr;
-    for (const compile::Candidate& c : r.candidates)
-      if (c.peak_bytes > 0 && (!smallest || c.peak_bytes < smallest->peak_bytes)) smallest = &c;
+    const compile::Candidate* smallest = r.smallest();
     std::fflush(stdout);
     if (smallest)
       std::fprintf(stderr,

@@ -128,6 +128,13 @@ SearchResult search_plans(const ir::Graph& step, const std::vector<ir::ValueId>&
   return r;
 }
 
+const Candidate* SearchResult::smallest() const {
+  const Candidate* best = nullptr;
+  for (const Candidate& c : candidates)
+    if (c.peak_bytes > 0 && (!best || c.peak_bytes < best->peak_bytes)) best = &c;
+  return best;
+}
+
 std::string SearchResult::table() const {
   std::ostringstream os;
   char line[400];

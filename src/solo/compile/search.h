@@ -48,6 +48,9 @@ struct SearchResult {
   int chosen = -1;
   double compile_ms = 0, select_ms = 0;
   const Candidate& best() const { return candidates.at(static_cast<size_t>(chosen)); }
+  // The compiled candidate with the smallest peak (null: none compiled), for the message
+  // when nothing fits.
+  const Candidate* smallest() const;
   // The log lines of DESIGN.md §1, one per line.
   std::string report() const;
   // One line per candidate: its plan and predicted step time and peak, or why it was dropped.

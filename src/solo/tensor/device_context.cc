@@ -156,9 +156,7 @@ void DeviceContext::choose_plan(const ir::Graph& step, const std::vector<ir::Val
     std::fflush(stdout);
   }
   if (r.chosen < 0) {
-    const compile::Candidate* smallest = nullptr;
-    for (const compile::Candidate& c : r.candidates)
-      if (c.peak_bytes > 0 && (!smallest || c.peak_bytes < smallest->peak_bytes)) smallest = &c;
+    const compile::Candidate* smallest = r.smallest();
     SOLO_CHECK(smallest != nullptr, "no plan of ", plan_.dp,
                " device(s) can run this step: ", r.candidates.front().dropped);
     SOLO_FAIL("no plan of ", plan_.dp, " device(s) fits the device memory of ",
@@ -236,12 +234,14 @@ void DeviceContext::flush() {
   const bool async_collectives = data_parallel_ && data_parallel_->asynchronous();
   key = hash_mix(key, async_collectives ? 1 : 0);
   auto cached = plan_cache_.find(key);
-  const bool training = is_training_step(trace->graph);
+  // Only while the planner still chooses or checks its prediction: a scan of the graph.
+  const bool training =
+      (!plan_searched_ || predicted_step_s_ > 0) && is_training_step(trace->graph);
   // Runs of a compiled training step, timed to check the planner's prediction (closed loop).
   const bool timed = predicted_step_s_ > 0 && training && cached != plan_cache_.end();
   if (cached == plan_cache_.end() && !plan_searched_ && training) {
     choose_plan(trace->graph, outputs, donatable, mapped, async_collectives);
-    cached = plan_cache_.end();
+    cached = plan_cache_.end();  // choose_plan cleared the cache: iterators are invalid
   }
   if (cached == plan_cache_.end()) {
     if (plan_cache_.size() >= kPlanCacheSize) plan_cache_.clear();
