@@ -14,6 +14,7 @@
 #include "solo/compile/program.h"
 #include "solo/compile/recompute.h"
 #include "solo/compile/search.h"
+#include "solo/compile/splitter.h"
 #include "solo/compile/zero.h"
 #include "solo/core/error.h"
 #include "solo/core/hash.h"
@@ -310,15 +311,65 @@ TEST(DataParallelPass, TheGpt2StepRunsOnEachRanksRowsAlone) {
   }
 }
 
-TEST(Search, CandidatesAreEveryRunnablePlanOfTheFlavor) {
-  EXPECT_EQ(compile::candidate_plans(1, false).size(), 2u);  // recomputation or not
-  EXPECT_EQ(compile::candidate_plans(4, false).size(), 8u);  // x ZeRO 0-3
-  const std::vector<PlanSpec> mixed = compile::candidate_plans(4, true);
-  ASSERT_EQ(mixed.size(), 10u);  // + low-precision sharding under zero=3
+TEST(Search, CandidatesAreEveryDpTimesTpOfTheFlavor) {
+  using compile::candidate_plans;
+  EXPECT_EQ(candidate_plans({.devices = 1}).size(), 2u);  // recomputation or not
+  // tp 1, 2 and 4; ZeRO 0-3 where dp > 1; recomputation or not.
+  EXPECT_EQ(candidate_plans({.devices = 4}).size(), 8u + 8u + 2u);
+  for (const PlanSpec& p : candidate_plans({.devices = 4, .devices_per_host = 2}))
+    EXPECT_LE(p.tp, 2) << p.str();  // tensor parallelism stays within a host
+  const std::vector<PlanSpec> mixed = candidate_plans({.devices = 4, .mixed_precision = true});
+  ASSERT_EQ(mixed.size(), 10u + 10u + 2u);  // + low-precision sharding under zero=3
   for (const PlanSpec& p : mixed) {
-    EXPECT_NO_THROW(compile::check_runnable(p, 4)) << p.str();
+    EXPECT_EQ(p.devices(), 4) << p.str();
     EXPECT_TRUE(!p.low_prec || p.zero == 3) << p.str();
+    if (p.tp == 1)
+      EXPECT_NO_THROW(compile::check_runnable(p, 4)) << p.str();
+    else
+      EXPECT_FALSE(compile::not_runnable_reason(p).empty()) << p.str();
   }
+}
+
+// tp must divide the heads and every matmul weight: the 58M Llama (8 heads, FFN 1376, vocab
+// 32000) splits over 2, 4 and 8 ranks, not over 3 or 16, and says why.
+TEST(Search, TensorParallelismNeedsShapesItDivides) {
+  const LlamaStep s = llama_steady_step();
+  for (int tp : {2, 4, 8}) EXPECT_EQ(compile::tensor_parallel_reason(*s.graph, tp), "") << tp;
+  EXPECT_EQ(compile::tensor_parallel_reason(*s.graph, 3),
+            "tp=3 does not divide the weight [512, 512] of model.layers.0.self_attn.q_proj");
+  EXPECT_EQ(compile::tensor_parallel_reason(*s.graph, 16),
+            "tp=16 does not divide the 8 heads of model.layers.0.self_attn");
+}
+
+// Tensor-parallel candidates are compiled and costed, but a training run chooses among what
+// its runtime executes; a faster candidate set aside is named in the log.
+TEST(Search, TensorParallelCandidatesAreCostedAndSetAsideUntilTheRuntimeRunsThem) {
+  const LlamaStep s = llama_steady_step();
+  compile::SearchOptions o;
+  o.devices = 4;
+  o.steady = true;
+  o.profile = compile::assumed_cpu_profile();
+  const compile::SearchResult r = compile::search_plans(*s.graph, s.outputs, {}, o);
+  ASSERT_GE(r.chosen, 0);
+  EXPECT_EQ(r.best().plan.tp, 1);
+  int faster = 0;
+  for (const compile::Candidate& c : r.candidates) {
+    if (c.plan.tp == 1) continue;
+    EXPECT_TRUE(c.fits) << c.plan.str() << ": " << c.dropped;
+    EXPECT_GT(c.step_seconds, 0);
+    EXPECT_FALSE(c.not_runnable.empty());
+    faster += c.step_seconds < r.best().step_seconds * 0.98;
+  }
+  EXPECT_EQ(r.set_aside_count, faster);
+  EXPECT_EQ(r.set_aside >= 0, faster > 0);
+  EXPECT_EQ(r.report().find("Set aside") != std::string::npos, faster > 0);
+  o.runnable_only = false;  // a dry run ranks them all
+  const compile::SearchResult all = compile::search_plans(*s.graph, s.outputs, {}, o);
+  EXPECT_EQ(all.set_aside, -1);
+  for (const compile::Candidate& c : all.candidates)
+    if (c.fits) {
+      EXPECT_GE(c.step_seconds, all.best().step_seconds * 0.98) << c.plan.str();
+    }
 }
 
 // Devices a byte smaller than plain DP's peak: DP is dropped with its reason, a sharded plan
@@ -488,4 +539,80 @@ TEST(Recompute, LayersAreReplayedInTheBackwardAndThePeakShrinks) {
 }
 
 }  // namespace
+
+// Tensor parallelism over two ranks finds Megatron-LM's layout in the Llama step by itself:
+// q, k, v, gate, up and the LM head split along their output axis, o and down along their
+// input axis, two all-reduces of the residual stream per layer in the forward and two in the
+// backward, and the moments and updates of every split weight kept as this rank's block.
+TEST(TensorParallelPass, TheLlamaStepSplitsItsWeightsAsMegatronDoes) {
+  const LlamaStep s = llama_steady_step();
+  const int layers = 8;
+  const compile::Program p = compile::compile(*s.graph, s.outputs, {}, PlanSpec{.tp = 2});
+  const ir::Graph& g = *p.graph;
+  std::map<int64_t, int> split_inputs;  // axis -> inputs bound as blocks along it
+  int residual_sums = 0;
+  for (ir::NodeId n = 0; n < g.num_nodes(); ++n) {
+    const ir::Node& node = g.node(n);
+    if (node.op == OpKind::Input && node.attrs.has(compile::kSplitAxisAttr))
+      ++split_inputs[node.attrs.i(compile::kSplitAxisAttr)];
+    if (node.op == OpKind::AllReduce && node.attrs.i_or("group", 0) == 1) {
+      EXPECT_EQ(g.shape(node.inputs[0]), Shape({8, 256, 512}));
+      ++residual_sums;
+    }
+  }
+  // Each weight with its two moments: 5 column-parallel per layer and the head, 2 row-parallel.
+  EXPECT_EQ(split_inputs[0], 3 * (5 * layers + 1));
+  EXPECT_EQ(split_inputs[1], 3 * 2 * layers);
+  EXPECT_EQ(residual_sums, 4 * layers);
+  // Updates, moments and gradients of the split weights (the head's gradient is whole: the
+  // gathered logits make it so).
+  EXPECT_EQ(p.output_axes.size(), static_cast<size_t>(4 * (7 * layers + 1) - 1));
+  // Attention runs on this rank's 4 of the 8 heads.
+  const std::vector<ir::NodeId> attention = nodes_of(g, OpKind::Attention);
+  ASSERT_EQ(attention.size(), static_cast<size_t>(layers));
+  EXPECT_EQ(g.shape(g.node(attention[0]).inputs[0]), Shape({8, 256, 4, 64}));
+  // The loss reads whole logits until the cross-entropy has a vocabulary-parallel rule: the
+  // logits and the head's weight are gathered, and only they.
+  EXPECT_EQ(p.tp_gathers, 2);
+  // Each rank holds half of every matmul weight with its moments, and the whole embedding
+  // and norms (read by no matmul).
+  size_t expected = 0;
+  for (ir::NodeId n : nodes_of(*s.graph, OpKind::AdamWUpdate)) {
+    const ir::ValueId w = s.graph->node(n).inputs[0];
+    bool embedding = false;
+    for (ir::NodeId e : nodes_of(*s.graph, OpKind::Embedding))
+      embedding = embedding || s.graph->node(e).inputs[0] == w;
+    const size_t bytes = s.graph->type(w).bytes();
+    expected += 3 * (s.graph->shape(w).rank() == 2 && !embedding ? bytes / 2 : bytes);
+  }
+  EXPECT_EQ(p.resident.parameters + p.resident.optimizer_states, expected);
+}
+
+// DP x TP: the data-parallel pass runs on the tensor-parallel graph, each rank reading its
+// rows and summing its blocks of the gradients over its data-parallel group (group 0).
+TEST(TensorParallelPass, DataParallelismRunsOnTheTensorParallelGraph) {
+  const LlamaStep s = llama_steady_step();
+  const compile::Program tp = compile::compile(*s.graph, s.outputs, {}, PlanSpec{.tp = 2});
+  const compile::Program both =
+      compile::compile(*s.graph, s.outputs, {}, PlanSpec{.dp = 2, .tp = 2});
+  EXPECT_EQ(both.batch_gathers, 0);
+  size_t summed = 0;
+  for (ir::NodeId n : nodes_of(*both.graph, OpKind::AllReduce)) {
+    const ir::Node& node = both.graph->node(n);
+    if (node.attrs.i_or("group", 0) != 0) continue;
+    for (ir::ValueId v : node.inputs) summed += both.graph->type(v).bytes();
+  }
+  size_t gradients = 0;
+  for (ir::ValueId v : tp.graph->gradients()) gradients += tp.graph->type(v).bytes();
+  EXPECT_GT(gradients, 0u);
+  EXPECT_GE(summed, gradients);  // every gradient block, plus the loss's sum and count
+  EXPECT_LT(summed, gradients + 64);
+  const std::vector<ir::NodeId> losses = nodes_of(*both.graph, OpKind::CrossEntropy);
+  ASSERT_EQ(losses.size(), 1u);
+  EXPECT_EQ(both.graph->shape(both.graph->node(losses[0]).inputs[0]), Shape({8 * 256 / 2, 32000}));
+  // ZeRO shards the tensor-parallel blocks further over the data-parallel ranks.
+  const compile::Program zero =
+      compile::compile(*s.graph, s.outputs, {}, PlanSpec{.dp = 2, .tp = 2, .zero = 1});
+  EXPECT_LT(zero.resident.optimizer_states, both.resident.optimizer_states * 0.51);
+}
 }  // namespace solo

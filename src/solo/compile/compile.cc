@@ -1,9 +1,11 @@
+#include <unordered_map>
 #include <unordered_set>
 
 #include "solo/compile/data_parallel.h"
 #include "solo/compile/prefetch.h"
 #include "solo/compile/program.h"
 #include "solo/compile/recompute.h"
+#include "solo/compile/tensor_parallel.h"
 #include "solo/compile/zero.h"
 #include "solo/core/error.h"
 
@@ -64,7 +66,7 @@ ResidentBytes resident_bytes(const ir::Graph& step, const std::vector<ir::ValueI
 Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
                 const std::vector<ir::ValueId>& donatable, const PlanSpec& plan,
                 const CompileOptions& options) {
-  SOLO_CHECK(plan.tp == 1 && plan.pp == 1, "compile: plan ", plan.str(),
+  SOLO_CHECK(plan.pp == 1, "compile: plan ", plan.str(),
              " has passes this build does not have yet");
   Program p;
   p.plan = plan;
@@ -80,6 +82,24 @@ Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
   if (plan.recompute)
     then(
         [](const ir::Graph& g, std::vector<ir::ValueId>& map) { return recompute_blocks(g, map); });
+  std::unordered_map<ir::ValueId, int> split_outputs;  // step output -> its block's axis
+  if (plan.tp > 1)
+    then([&](const ir::Graph& g, std::vector<ir::ValueId>& map) {
+      TensorParallelResult tp;
+      ir::Graph split = tensor_parallel(g, translate(p, outputs), plan.tp, map, &tp);
+      p.tp_gathers = tp.gathered;
+      for (ir::ValueId v : outputs)  // by step value: the passes after this one renumber
+        if (auto it = tp.output_axes.find(map[static_cast<size_t>(p.local(v))]);
+            it != tp.output_axes.end())
+          split_outputs.emplace(v, it->second);
+      return split;
+    });
+  if (options.state_as_blocks && plan.zero > 0)
+    then([&](const ir::Graph& g, std::vector<ir::ValueId>& map) {
+      map.resize(static_cast<size_t>(g.num_values()));  // value for value
+      for (size_t v = 0; v < map.size(); ++v) map[v] = static_cast<ir::ValueId>(v);
+      return with_state_as_blocks(g, plan.dp, plan.zero);
+    });
   // ZeRO-2 and 3 reduce-scatter each gradient as soon as it is made (one per bucket), so
   // that the whole gradients never coexist.
   const size_t bucket_bytes = plan.zero >= 2 ? 1 : kGradientBucketBytes;
@@ -102,6 +122,7 @@ Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
         [](const ir::Graph& g, std::vector<ir::ValueId>& map) { return prefetch_gathers(g, map); });
   auto shared = std::make_shared<const ir::Graph>(std::move(graph));
   p.graph = shared;
+  for (const auto& [v, axis] : split_outputs) p.output_axes.emplace(p.local(v), axis);
   p.resident = resident_bytes(step, outputs, p);
   p.memory = runtime::plan_memory(*shared, translate(p, outputs), translate(p, donatable),
                                   options.async_collectives && plan.dp > 1);

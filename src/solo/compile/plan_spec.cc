@@ -63,12 +63,17 @@ std::string PlanSpec::str() const {
   return os.str();
 }
 
+std::string not_runnable_reason(const PlanSpec& plan) {
+  if (plan.tp > 1 || plan.pp > 1) return "tensor and pipeline parallelism are not executable yet";
+  return "";
+}
+
 void check_runnable(const PlanSpec& plan, int devices) {
   SOLO_CHECK(plan.devices() == devices, "plan ", plan.str(), " uses ", plan.devices(),
              " devices but the flavor has ", devices, "; set dp x tp x pp to ", devices,
              " or switch flavor (solo switch)");
-  SOLO_CHECK(plan.tp == 1 && plan.pp == 1, "plan ", plan.str(),
-             ": tensor and pipeline parallelism are not executable yet; use tp=1,pp=1");
+  const std::string why = not_runnable_reason(plan);
+  SOLO_CHECK(why.empty(), "plan ", plan.str(), ": ", why, "; use tp=1,pp=1");
   SOLO_CHECK(!plan.low_prec || plan.zero == 3, "plan ", plan.str(),
              ": low_prec shards the low-precision copies of sharded parameters, which only "
              "zero=3 has; set zero=3 or low_prec=0");

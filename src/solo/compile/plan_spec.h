@@ -23,8 +23,12 @@ struct PlanSpec {
 // (defaults above). Throws naming the bad key or value and the accepted ones.
 PlanSpec parse_plan_spec(const std::string& text);
 
+// Why the runtime cannot run `plan` yet ("" when it can): it executes data parallelism with
+// ZeRO 0-3 and recomputation; tensor and pipeline parallelism are compiled and costed only.
+std::string not_runnable_reason(const PlanSpec& plan);
+
 // Throws, with the reason and what to change, unless this build can run `plan` on `devices`
-// devices (the flavor's). Today: data parallelism over every device, with ZeRO 0-3.
+// devices (the flavor's).
 void check_runnable(const PlanSpec& plan, int devices);
 
 }  // namespace solo::compile

@@ -18,6 +18,9 @@ struct CompileOptions {
   // The data-parallel communicator runs AllReduce while later nodes compute (NCCL), so the
   // memory plan starts the gradient reductions early and keeps their buffers live.
   bool async_collectives = false;
+  // Compile a step after the first: the state is read as the plan leaves it (ZeRO's blocks,
+  // zero.h's with_state_as_blocks applied after tensor parallelism has split it).
+  bool state_as_blocks = false;
 };
 
 // Bytes a rank holds from one step to the next (requested outputs of the AdamW updates:
@@ -35,10 +38,15 @@ struct Program {
   // Requested outputs of `graph` kept as this rank's block over that many ranks (zero.h);
   // every other output is the whole tensor.
   std::unordered_map<ir::ValueId, int64_t> output_shards;
+  // Requested outputs of `graph` kept as this rank's block along an axis over the plan's tp
+  // ranks (tensor_parallel.h); a block in output_shards too is a ZeRO block of that block.
+  std::unordered_map<ir::ValueId, int> output_axes;
   ResidentBytes resident;
   // Split operands the data-parallel pass gathered for an op with no rule for them (0 for the
   // models of solo/models: each rank computes on its rows only).
   int batch_gathers = 0;
+  // Split operands the tensor-parallel pass gathered for an op with no rule for them.
+  int tp_gathers = 0;
   // The program's value of a step-graph value (an input to bind, an output to read).
   ir::ValueId local(ir::ValueId step_value) const;
   // 1, or the ranks whose blocks output `local_output` of `graph` is one of.

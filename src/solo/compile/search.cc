@@ -42,12 +42,23 @@ size_t input_bytes(const ir::Graph& g) {
   return bytes;
 }
 
+bool is_weight(const ir::Graph& g, ir::ValueId v) {
+  const ir::Node& producer = g.producer(v);
+  return producer.op == OpKind::Input && !producer.batch && g.shape(v).rank() == 2;
+}
+
 void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
               const std::vector<ir::ValueId>& donatable, const SearchOptions& o, Candidate& c) {
   try {
+    if (c.plan.tp > 1) {
+      c.dropped = tensor_parallel_reason(step, c.plan.tp);
+      if (!c.dropped.empty()) return;
+    }
+    c.not_runnable = not_runnable_reason(c.plan);
     // The steps after the first read the state the plan leaves as blocks: they are costed.
-    const ir::Graph steady = with_state_as_blocks(step, c.plan.dp, c.plan.zero);
-    const Program later = compile(steady, outputs, donatable, c.plan, o.compile);
+    CompileOptions later_options = o.compile;
+    later_options.state_as_blocks = true;
+    const Program later = compile(step, outputs, donatable, c.plan, later_options);
     c.resident = later.resident;
     if (o.steady) {
       c.peak_bytes = input_bytes(*later.graph) + later.memory.peak_bytes();
@@ -65,12 +76,16 @@ void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
       return;
     }
     c.fits = true;
-    const planner::StepEstimate e =
-        planner::estimate_step(*later.graph, later.memory.schedule, o.profile, {c.plan.dp});
+    // Group 0 is data-parallel (ranks tp apart: across hosts once the flavor has several),
+    // group 1 tensor-parallel (within a host).
+    const std::vector<int64_t> groups = {c.plan.dp, c.plan.tp};
+    const bool hosts = o.devices_per_host > 0 && o.devices > o.devices_per_host;
+    const planner::StepEstimate e = planner::estimate_step(*later.graph, later.memory.schedule,
+                                                           o.profile, groups, {hosts, false});
     c.step_seconds = e.seconds;
     c.flops = e.flops;
     for (ir::NodeId n : later.memory.schedule)
-      c.comm_bytes += planner::op_cost(*later.graph, later.graph->node(n), {c.plan.dp}).bytes_sent;
+      c.comm_bytes += planner::op_cost(*later.graph, later.graph->node(n), groups).bytes_sent;
   } catch (const std::exception& e) {  // e.g. a batch this plan cannot split
     c.dropped = e.what();
   }
@@ -78,23 +93,54 @@ void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
 
 }  // namespace
 
-std::vector<PlanSpec> candidate_plans(int devices, bool mixed_precision) {
+std::vector<PlanSpec> candidate_plans(const CandidateSpace& space) {
   std::vector<PlanSpec> plans;
-  const int stages = devices > 1 ? 3 : 0;  // ZeRO shards over data-parallel ranks only
-  for (int zero = 0; zero <= stages; ++zero)
-    for (bool recompute : {false, true})
-      for (bool low_prec : {false, true}) {
-        if (low_prec && !(mixed_precision && zero == 3)) continue;
-        plans.push_back(
-            PlanSpec{.dp = devices, .zero = zero, .recompute = recompute, .low_prec = low_prec});
-      }
+  const int per_host = space.devices_per_host > 0 ? space.devices_per_host : space.devices;
+  for (int tp = 1; tp <= space.devices; ++tp) {
+    if (space.devices % tp != 0 || tp > per_host || per_host % tp != 0) continue;
+    const int dp = space.devices / tp;
+    const int stages = dp > 1 ? 3 : 0;  // ZeRO shards over data-parallel ranks only
+    for (int zero = 0; zero <= stages; ++zero)
+      for (bool recompute : {false, true})
+        for (bool low_prec : {false, true}) {
+          if (low_prec && !(space.mixed_precision && zero == 3)) continue;
+          plans.push_back(PlanSpec{
+              .dp = dp, .tp = tp, .zero = zero, .recompute = recompute, .low_prec = low_prec});
+        }
+  }
   return plans;
+}
+
+std::string tensor_parallel_reason(const ir::Graph& step, int tp) {
+  char why[300];
+  for (ir::NodeId n = 0; n < step.num_nodes(); ++n) {
+    const ir::Node& node = step.node(n);
+    if (node.op == OpKind::Attention) {
+      for (int k : {0, 1}) {
+        const int64_t heads = step.shape(node.inputs[static_cast<size_t>(k)])[2];
+        if (heads % tp == 0) continue;
+        std::snprintf(why, sizeof why, "tp=%d does not divide the %lld %s of %s", tp,
+                      static_cast<long long>(heads), k == 0 ? "heads" : "KV heads",
+                      step.scope_of(n).c_str());
+        return why;
+      }
+    }
+    if (node.op == OpKind::MatMul && is_weight(step, node.inputs[1])) {
+      const Shape& w = step.shape(node.inputs[1]);
+      if (w[0] % tp == 0 && w[1] % tp == 0) continue;
+      std::snprintf(why, sizeof why, "tp=%d does not divide the weight %s of %s", tp,
+                    w.str().c_str(), step.scope_of(n).c_str());
+      return why;
+    }
+  }
+  return "";
 }
 
 SearchResult search_plans(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
                           const std::vector<ir::ValueId>& donatable, const SearchOptions& o) {
   SearchResult r;
-  for (const PlanSpec& plan : candidate_plans(o.devices, has_mixed_precision(step))) {
+  const CandidateSpace space{o.devices, o.devices_per_host, has_mixed_precision(step)};
+  for (const PlanSpec& plan : candidate_plans(space)) {
     Candidate c;
     c.plan = plan;
     r.candidates.push_back(std::move(c));
@@ -115,15 +161,27 @@ SearchResult search_plans(const ir::Graph& step, const std::vector<ir::ValueId>&
   for (std::thread& t : pool) t.join();
   r.compile_ms = ms_since(start);
   const auto select = std::chrono::steady_clock::now();
+  auto eligible = [&](const Candidate& c) {
+    return c.fits && (!o.runnable_only || c.not_runnable.empty());
+  };
   double fastest = 0;
   for (const Candidate& c : r.candidates)
-    if (c.fits && (fastest == 0 || c.step_seconds < fastest)) fastest = c.step_seconds;
+    if (eligible(c) && (fastest == 0 || c.step_seconds < fastest)) fastest = c.step_seconds;
   // Candidates within kTie of the fastest count as equal: the first (least sharded, no
   // recomputation) of them wins, since the profile is rough and each collective costs latency
   // the model sees only roughly.
   for (size_t i = 0; i < r.candidates.size() && r.chosen < 0; ++i)
-    if (r.candidates[i].fits && r.candidates[i].step_seconds <= fastest * (1 + kTie))
+    if (eligible(r.candidates[i]) && r.candidates[i].step_seconds <= fastest * (1 + kTie))
       r.chosen = static_cast<int>(i);
+  for (size_t i = 0; i < r.candidates.size(); ++i) {
+    const Candidate& c = r.candidates[i];
+    if (!c.fits || eligible(c) || (r.chosen >= 0 && c.step_seconds >= fastest * (1 - kTie)))
+      continue;
+    ++r.set_aside_count;
+    if (r.set_aside < 0 ||
+        c.step_seconds < r.candidates[static_cast<size_t>(r.set_aside)].step_seconds)
+      r.set_aside = static_cast<int>(i);
+  }
   r.select_ms = ms_since(select);
   return r;
 }
@@ -170,6 +228,14 @@ std::string SearchResult::report() const {
       }
   }
   os << "\n";
+  if (set_aside >= 0) {
+    const Candidate& a = candidates[static_cast<size_t>(set_aside)];
+    std::snprintf(line, sizeof line,
+                  "[info] Set aside %d faster candidate(s) the runtime cannot run yet (%s); the "
+                  "fastest: %s, predicted step %.3f s\n",
+                  set_aside_count, a.not_runnable.c_str(), a.plan.str().c_str(), a.step_seconds);
+    os << line;
+  }
   if (chosen < 0) return os.str();
   const Candidate& b = best();
   std::snprintf(line, sizeof line,

@@ -3,10 +3,12 @@
 // on a device profile, and the cheapest chosen. Deterministic: every rank of a job searches
 // the same step graph alike and so runs the same plan.
 //
-// Candidates today are what the compile layer can run: data parallelism over every device
-// with ZeRO 0-3, recomputation per block or none, and the sharding of low-precision copies
-// under zero=3 when the step has mixed precision. Tensor and pipeline parallelism join when
-// their passes do.
+// Candidates: every dp x tp of the flavor's devices (tp within a host, dividing the heads,
+// KV heads and matmul weights of the step), ZeRO 0-3 over the dp ranks, recomputation per
+// block or none, and the sharding of low-precision copies under zero=3 when the step has
+// mixed precision. Tensor-parallel candidates are compiled and costed; until the runtime
+// executes them the search sets them aside (and says so). Pipeline parallelism joins with
+// its pass.
 #pragma once
 #include <string>
 #include <vector>
@@ -18,6 +20,9 @@ namespace solo::compile {
 
 struct SearchOptions {
   int devices = 1;
+  int devices_per_host = 0;  // 0: every device on one host
+  // Choose only among plans the runtime can run (a training run); `solo plan` ranks all.
+  bool runnable_only = true;
   // The device's memory (0: unlimited) and what it holds outside the step's plan before the
   // step runs (tensors already on it); mapped inputs are read into it as the program says.
   size_t device_memory = 0;
@@ -34,18 +39,23 @@ struct SearchOptions {
 struct Candidate {
   PlanSpec plan;
   bool fits = false;
-  std::string dropped;      // why it was dropped ("" when it fits)
-  size_t peak_bytes = 0;    // on the device during the step: held + read + the memory plan's
-  double step_seconds = 0;  // predicted (fitting candidates)
-  ResidentBytes resident;   // per device, of the steady step: parameters, gradients, states
-  double flops = 0;         // per device and step, as costed
-  double comm_bytes = 0;    // per device and step: bytes its collectives put on links
+  std::string dropped;       // why it was dropped ("" when it fits)
+  std::string not_runnable;  // why the runtime cannot run it yet ("" when it can)
+  size_t peak_bytes = 0;     // on the device during the step: held + read + the memory plan's
+  double step_seconds = 0;   // predicted (fitting candidates)
+  ResidentBytes resident;    // per device, of the steady step: parameters, gradients, states
+  double flops = 0;          // per device and step, as costed
+  double comm_bytes = 0;     // per device and step: bytes its collectives put on links
 };
 
 struct SearchResult {
   std::vector<Candidate> candidates;  // in enumeration order
   // The first fitting candidate within 2% of the fastest prediction (-1: none fits).
   int chosen = -1;
+  // The fastest fitting candidate when it is faster than the chosen one and was set aside
+  // because the runtime cannot run it yet (-1: none).
+  int set_aside = -1;
+  int set_aside_count = 0;  // fitting candidates faster than the chosen one, set aside
   double compile_ms = 0, select_ms = 0;
   const Candidate& best() const { return candidates.at(static_cast<size_t>(chosen)); }
   // The compiled candidate with the smallest peak (null: none compiled), for the message
@@ -57,9 +67,18 @@ struct SearchResult {
   std::string table() const;
 };
 
-// The candidates for `devices` devices; low_prec variants only for a step with casts to a
-// 16-bit float (mixed precision).
-std::vector<PlanSpec> candidate_plans(int devices, bool mixed_precision);
+struct CandidateSpace {
+  int devices = 1;
+  int devices_per_host = 0;      // 0: all on one host
+  bool mixed_precision = false;  // low_prec variants only for a step with 16-bit casts
+};
+
+// Every candidate plan of the space, in order: tp, then ZeRO, recomputation, low_prec.
+std::vector<PlanSpec> candidate_plans(const CandidateSpace& space);
+
+// Why the step cannot be split over `tp` tensor-parallel ranks ("" when it can): tp must
+// divide the heads and KV heads of every attention and both axes of every matmul weight.
+std::string tensor_parallel_reason(const ir::Graph& step, int tp);
 
 // Searches the candidates for the step (outputs and donatable as compile() takes them).
 SearchResult search_plans(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,

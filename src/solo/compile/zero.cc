@@ -232,8 +232,9 @@ ir::Graph with_state_as_blocks(const ir::Graph& g, int ranks, int zero) {
     const ir::TensorType& t = g.type(node.outputs[0]);
     if (node.op == OpKind::Input && sharded.count(node.outputs[0]) && t.shape.numel() >= ranks &&
         t.shape.numel() % ranks == 0) {
-      ir::OriginGuard origin(g.scope_of(n), node.no_grad);
-      outs = {out.input(t, node.name, node.batch, ranks)};
+      Attrs attrs = node.attrs;  // a tensor-parallel block's too: blocks of that block
+      attrs.set("shards", static_cast<int64_t>(ranks));
+      outs = out.copy_node(g, node, {}, {t}, std::move(attrs));
     } else {
       std::vector<ValueId> inputs;
       for (ValueId v : node.inputs) inputs.push_back(map[static_cast<size_t>(v)]);

@@ -69,6 +69,9 @@ struct OpInfo {
   SplitRule split = SplitRule::Whole;
   uint8_t row_inputs = 0;       // SplitRule::Rows: bit i set = input i has the batch's rows
   uint8_t row_sum_outputs = 0;  // SplitRule::Rows: bit k set = output k sums over the rows
+  // Acts on each attention head alone: operands [B, T, H, D] (and an lse [B, H, T]) may be
+  // split along the heads (tensor parallelism's rule, tried after SplitRule's).
+  bool per_head = false;
 
   // A backend kernel computes it (not a graph input, a view or a collective).
   bool kernel() const { return op != OpKind::Input && !view && !collective; }

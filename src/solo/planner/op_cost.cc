@@ -84,12 +84,16 @@ double node_seconds(const OpCost& c, const DeviceProfile& d, bool inter_host) {
 }
 
 StepEstimate estimate_step(const ir::Graph& g, const std::vector<ir::NodeId>& schedule,
-                           const DeviceProfile& device, const std::vector<int64_t>& group_sizes) {
+                           const DeviceProfile& device, const std::vector<int64_t>& group_sizes,
+                           const std::vector<bool>& crosses_hosts) {
   StepEstimate e;
   for (ir::NodeId id : schedule) {
-    const OpCost c = op_cost(g, g.node(id), group_sizes);
+    const ir::Node& node = g.node(id);
+    const OpCost c = op_cost(g, node, group_sizes);
     if (!c.kernel) continue;
-    const double s = node_seconds(c, device);
+    const auto group = static_cast<size_t>(node.attrs.i_or("group", 0));
+    const double s = node_seconds(
+        c, device, c.communication && group < crosses_hosts.size() && crosses_hosts[group]);
     e.seconds += s;
     e.flops += c.flops;
     ++e.kernels;

@@ -36,8 +36,11 @@ struct StepEstimate {
 };
 
 // The nodes of `schedule` (a memory plan's schedule) on `device`.
+// `crosses_hosts[k]`: communicator group k spans hosts (its collectives use the inter-host
+// link).
 StepEstimate estimate_step(const ir::Graph& g, const std::vector<ir::NodeId>& schedule,
                            const DeviceProfile& device,
-                           const std::vector<int64_t>& group_sizes = {1});
+                           const std::vector<int64_t>& group_sizes = {1},
+                           const std::vector<bool>& crosses_hosts = {});
 
 }  // namespace solo::planner

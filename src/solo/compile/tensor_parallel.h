@@ -1,0 +1,29 @@
+// The tensor-parallel pass (Megatron-LM's layout, found rather than written per model): the
+// step runs on `ranks` ranks of communicator group 1, each holding a block of the large
+// weights. The batch stays whole on every rank. A weight read first by a matmul with a whole
+// activation is split along its output axis (column-parallel: q, k, v, gate, up, the LM
+// head), one read by a matmul whose activation is split along the contracted axis along its
+// input axis (row-parallel: o, down), whose partial sums are all-reduced where a whole value
+// is next needed (the residual stream). Attention and RoPE run on this rank's heads (KV heads
+// too, when the ranks divide them); the norms, the embedding and what reads them stay whole.
+// The backward follows from the same rules: the gradient of a split weight is split like it,
+// so are its moments and its update, and they stay so from step to step (output_axes).
+// The data-parallel pass may run after this one on its graph (DP x TP).
+#pragma once
+#include <unordered_map>
+#include <vector>
+
+#include "solo/ir/graph.h"
+
+namespace solo::compile {
+
+struct TensorParallelResult {
+  int gathered = 0;  // split operands gathered for an op with no rule for them
+  // Requested outputs of the rank's graph kept as blocks: value -> the axis of its block.
+  std::unordered_map<ir::ValueId, int> output_axes;
+};
+
+ir::Graph tensor_parallel(const ir::Graph& g, const std::vector<ir::ValueId>& outputs, int ranks,
+                          std::vector<ir::ValueId>& value_of, TensorParallelResult* result);
+
+}  // namespace solo::compile
