@@ -9,7 +9,7 @@
 #include <map>
 #include <optional>
 
-#include "solo/compile/search.h"
+#include "solo/compile/model_search.h"
 #include "solo/core/error.h"
 #include "solo/io/hf_config.h"
 #include "solo/models/llama.h"
@@ -64,13 +64,7 @@ io::LlamaConfig model_config(const std::string& model) {
 
 // One training step of the model on the meta device (shapes only, nothing allocated), as the
 // steps after the first are: the loss and the AdamW updates requested.
-struct TracedStep {
-  std::shared_ptr<const ir::Graph> graph;
-  std::vector<ir::ValueId> outputs;
-  int64_t parameters = 0;
-};
-
-TracedStep trace_step(io::LlamaConfig c, int64_t batch, int64_t seq, bool bf16) {
+compile::TracedStep trace_step(io::LlamaConfig c, int64_t batch, int64_t seq, bool bf16) {
   c.max_position_embeddings = std::max(c.max_position_embeddings, seq);
   const Device meta = meta_device();
   models::LlamaForCausalLM model(c, 0, meta);
@@ -89,9 +83,8 @@ TracedStep trace_step(io::LlamaConfig c, int64_t batch, int64_t seq, bool bf16) 
     opt.zero_grad();
     sync(meta);
   }
-  TracedStep t;
+  compile::TracedStep t;
   t.graph = last_flush_graph(meta);
-  t.parameters = model.num_parameters();
   for (ir::NodeId n = 0; n < t.graph->num_nodes(); ++n) {
     const ir::Node& node = t.graph->node(n);
     if (node.op == OpKind::AdamWUpdate || node.op == OpKind::CrossEntropy)
@@ -100,13 +93,12 @@ TracedStep trace_step(io::LlamaConfig c, int64_t batch, int64_t seq, bool bf16) 
   return t;
 }
 
-double gib(double bytes) {
-  return bytes / (1u << 30);
+int64_t parameters_of(io::LlamaConfig c) {
+  return models::LlamaForCausalLM(c, 0, meta_device()).num_parameters();
 }
 
-std::string plan_text(const compile::PlanSpec& p) {
-  return "dp=" + std::to_string(p.dp) + ",zero=" + std::to_string(p.zero) +
-         ",recompute=" + (p.recompute ? "block" : "none") + ",low_prec=" + (p.low_prec ? "1" : "0");
+double gib(double bytes) {
+  return bytes / (1u << 30);
 }
 
 }  // namespace
@@ -121,13 +113,39 @@ int cmd_plan(const PlanArgs& a) {
   if (a.memory_gib > 0) profile.memory_bytes = a.memory_gib * (1u << 30);
   const io::LlamaConfig config = model_config(a.model);
   const auto start = std::chrono::steady_clock::now();
-  const TracedStep step = trace_step(config, a.batch, a.seq, a.precision == "bf16-mixed");
+  const bool bf16 = a.precision == "bf16-mixed";
+  const int64_t parameters = parameters_of(config);
+  const int per_host = a.devices_per_host > 0 ? a.devices_per_host
+                       : a.device == "cpu"    ? a.devices
+                                              : 8;
+  SOLO_CHECK(a.devices_per_host >= 0, "--devices-per-host ", a.devices_per_host,
+             " must be positive");
+  SOLO_CHECK(a.devices % per_host == 0 || a.devices < per_host, "--devices ", a.devices,
+             " do not fill hosts of ", per_host, "; use a multiple of --devices-per-host");
   compile::SearchOptions o;
   o.devices = a.devices;
+  o.devices_per_host = std::min(per_host, a.devices);
+  o.runnable_only = false;  // a dry run ranks what the compile layer can plan
+  if (!a.plan.empty()) {
+    const compile::PlanSpec given = compile::parse_plan_spec(a.plan, "--plan");
+    SOLO_CHECK(given.devices() == a.devices, "--plan ", a.plan, " uses ", given.devices(),
+               " devices, not --devices ", a.devices, "; make dp x tp x pp equal it");
+    o.plans = {given};
+  }
   o.device_memory = static_cast<size_t>(profile.memory_bytes);
   o.steady = true;
   o.profile = profile;
-  const compile::SearchResult r = compile::search_plans(*step.graph, step.outputs, {}, o);
+  compile::ModelSearchOptions mo;
+  mo.layers = static_cast<int>(config.num_hidden_layers);
+  mo.batch = a.batch;
+  mo.search = o;
+  const compile::SearchResult r = compile::search_model(
+      [&](int layers, int64_t batch) {
+        io::LlamaConfig c = config;
+        c.num_hidden_layers = layers;
+        return trace_step(c, batch, a.seq, bf16);
+      },
+      mo);
   const double total_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   size_t fitting = 0;
@@ -137,7 +155,7 @@ int cmd_plan(const PlanArgs& a) {
   const double peak_flops =
       profile.peak_flops(a.precision == "bf16-mixed" ? DType::BF16 : DType::F32);
   // A step's model FLOPs: 6 per parameter and token (replays and attention not counted).
-  const double model_flops = 6.0 * static_cast<double>(step.parameters) * tokens;
+  const double model_flops = 6.0 * static_cast<double>(parameters) * tokens;
   std::vector<size_t> ranked;
   for (size_t i = 0; i < r.candidates.size(); ++i)
     if (r.candidates[i].fits) ranked.push_back(i);
@@ -146,7 +164,7 @@ int cmd_plan(const PlanArgs& a) {
   });
   if (a.json) {
     nlohmann::json j = {{"model", a.model},
-                        {"parameters", step.parameters},
+                        {"parameters", parameters},
                         {"device", a.device},
                         {"devices", a.devices},
                         {"candidates", r.candidates.size()},
@@ -155,7 +173,7 @@ int cmd_plan(const PlanArgs& a) {
                         {"total_ms", total_ms}};
     nlohmann::json dropped = nlohmann::json::array();
     for (const compile::Candidate& c : r.candidates)
-      if (!c.fits) dropped.push_back({{"plan", plan_text(c.plan)}, {"reason", c.dropped}});
+      if (!c.fits) dropped.push_back({{"plan", c.plan.spec()}, {"reason", c.dropped}});
     j["dropped"] = dropped;
     if (r.chosen >= 0) {
       const compile::Candidate& b = r.best();
@@ -163,7 +181,8 @@ int cmd_plan(const PlanArgs& a) {
       j["chosen"] = {{"dp", b.plan.dp},
                      {"tp", b.plan.tp},
                      {"pp", b.plan.pp},
-                     {"micro_batches", 1},
+                     {"micro_batches", b.plan.micro_batches},
+                     {"runnable_now", b.not_runnable.empty()},
                      {"recompute", b.plan.recompute ? "block" : "none"},
                      {"zero", b.plan.zero},
                      {"low_prec", b.plan.low_prec},
@@ -184,17 +203,21 @@ int cmd_plan(const PlanArgs& a) {
   std::printf(
       "solo plan: %s (%.2fB parameters) on %d x %s (%.0f GiB each), batch %lld x seq "
       "%lld, %s\n",
-      a.model.c_str(), static_cast<double>(step.parameters) / 1e9, a.devices, profile.name.c_str(),
+      a.model.c_str(), static_cast<double>(parameters) / 1e9, a.devices, profile.name.c_str(),
       gib(profile.memory_bytes), static_cast<long long>(a.batch), static_cast<long long>(a.seq),
       a.precision.c_str());
   std::cout << r.report();
-  std::printf("%-4s  %-44s  %10s  %12s  %12s\n", "rank", "plan", "step (s)", "tokens/s",
+  std::printf("%-4s  %-62s  %10s  %12s  %12s\n", "rank", "plan", "step (s)", "tokens/s",
               "peak (GiB)");
   for (size_t k = 0; k < ranked.size() && static_cast<int>(k) < a.top; ++k) {
     const compile::Candidate& c = r.candidates[ranked[k]];
-    std::printf("%-4zu  %-44s  %10.3f  %12.0f  %12.2f\n", k + 1, plan_text(c.plan).c_str(),
-                c.step_seconds, tokens / c.step_seconds, gib(static_cast<double>(c.peak_bytes)));
+    std::printf("%-4zu  %-62s  %10.3f  %12.0f  %12.2f%s\n", k + 1, c.plan.spec().c_str(),
+                c.step_seconds, tokens / c.step_seconds, gib(static_cast<double>(c.peak_bytes)),
+                c.not_runnable.empty() ? "" : "  *");
   }
+  if (std::any_of(r.candidates.begin(), r.candidates.end(),
+                  [](const compile::Candidate& c) { return c.fits && !c.not_runnable.empty(); }))
+    std::printf("  * compiled and costed; this build's runtime cannot run it yet\n");
   if (r.chosen < 0) {
     const compile::Candidate* smallest = r.smallest();
     std::fflush(stdout);
@@ -202,7 +225,7 @@ int cmd_plan(const PlanArgs& a) {
       std::fprintf(stderr,
                    "error: no plan of %d device(s) fits %.1f GiB per device: the smallest, %s, "
                    "needs %.1f GiB; use more devices, a smaller batch or a shorter sequence\n",
-                   a.devices, gib(profile.memory_bytes), plan_text(smallest->plan).c_str(),
+                   a.devices, gib(profile.memory_bytes), smallest->plan.spec().c_str(),
                    gib(static_cast<double>(smallest->peak_bytes)));
     else
       std::fprintf(stderr, "error: no plan of %d device(s) can run this step: %s\n", a.devices,

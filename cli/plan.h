@@ -12,8 +12,10 @@ struct PlanArgs {
   std::string model;  // a built-in (llama2-7b, ...) or a config.json path
   std::string device = "h100";
   int devices = 8;
-  double memory_gib = 0;  // > 0: the device's memory instead of the catalogue's
-  int64_t batch = 8;      // global batch, sequences
+  int devices_per_host = 0;  // 0: 8 for an accelerator, every device for cpu
+  std::string plan;          // "dp=..,tp=..": cost this plan only
+  double memory_gib = 0;     // > 0: the device's memory instead of the catalogue's
+  int64_t batch = 8;         // global batch, sequences
   int64_t seq = 2048;
   std::string precision = "bf16-mixed";
   int top = 5;

@@ -197,6 +197,11 @@ int main(int argc, char** argv) {
   plan->add_option("--device", plan_args.device, "device kind (catalogue name, or cpu)");
   plan->add_option("--devices", plan_args.devices, "number of devices");
   plan->add_option("--memory-gib", plan_args.memory_gib, "memory per device instead of the kind's");
+  plan->add_option("--devices-per-host", plan_args.devices_per_host,
+                   "devices in one host (default 8 for an accelerator, all for cpu)");
+  plan->add_option(
+      "--plan", plan_args.plan,
+      "cost this plan only: dp=..,tp=..,pp=..,micro=..,zero=..,recompute=..,low_prec=..");
   plan->add_option("--batch", plan_args.batch, "global batch (sequences)");
   plan->add_option("--seq", plan_args.seq, "sequence length (tokens)");
   plan->add_option("--precision", plan_args.precision, "fp32 or bf16-mixed");

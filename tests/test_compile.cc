@@ -6,11 +6,13 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
 #include "solo/autograd/autograd.h"
 #include "solo/compile/data_parallel.h"
+#include "solo/compile/model_search.h"
 #include "solo/compile/program.h"
 #include "solo/compile/recompute.h"
 #include "solo/compile/search.h"
@@ -22,6 +24,7 @@
 #include "solo/models/gpt2.h"
 #include "solo/models/llama.h"
 #include "solo/optim/optimizer.h"
+#include "solo/planner/op_cost.h"
 #include "solo/tensor/tensor.h"
 #include "test_support.h"
 
@@ -216,11 +219,11 @@ std::vector<ir::ValueId> requested_outputs(const ir::Graph& g) {
   return outputs;
 }
 
-LlamaStep llama_steady_step() {
+LlamaStep llama_steady_step(int layers = 8, int64_t batch = 8) {
   io::LlamaConfig c;
   c.hidden_size = 512;
   c.intermediate_size = 1376;
-  c.num_hidden_layers = 8;
+  c.num_hidden_layers = layers;
   c.num_attention_heads = 8;
   c.num_key_value_heads = 8;
   c.vocab_size = 32000;
@@ -228,7 +231,7 @@ LlamaStep llama_steady_step() {
   const Device meta = meta_device();
   models::LlamaForCausalLM model(c, 1, meta);
   optim::AdamW opt(model.parameters(), {.lr = 1e-4});
-  Tensor ids = Tensor::empty({8, 256}, DType::I64, meta);
+  Tensor ids = Tensor::empty({batch, 256}, DType::I64, meta);
   ids.as_batch();
   for (int step = 0; step < 2; ++step) {  // the second step is the steady one
     const Tensor loss = model.forward(ids, {}, ids).loss;
@@ -615,4 +618,68 @@ TEST(TensorParallelPass, DataParallelismRunsOnTheTensorParallelGraph) {
       compile::compile(*s.graph, s.outputs, {}, PlanSpec{.dp = 2, .tp = 2, .zero = 1});
   EXPECT_LT(zero.resident.optimizer_states, both.resident.optimizer_states * 0.51);
 }
+// The search of a model it can trace at any depth compiles each plan at 1 and 2 blocks and
+// reads the 8-block step off the line through them: the resident bytes and FLOPs equal those
+// of the 8-block program compiled whole, and so does the peak of every plan whose gradients
+// are not all-reduced in 25 MiB buckets (ZeRO 2 and 3 reduce each alone; tensor parallelism
+// sums none). Buckets hold a number of blocks' gradients that changes with depth; this model's
+// blocks (12 MiB of gradients, under a bucket) are the worst case, where the line lies up to
+// 10% above the peak (never below: a chosen plan must fit) and 1% off the time. A large
+// model's blocks fill many buckets each, and the error vanishes.
+TEST(ModelSearch, TwoDepthsGiveTheWholeModelsPeakAndFlopsExactly) {
+  const compile::StepTracer trace = [](int layers, int64_t batch) {
+    const LlamaStep s = llama_steady_step(layers, batch);
+    return compile::TracedStep{s.graph, requested_outputs(*s.graph)};
+  };
+  const LlamaStep whole = llama_steady_step(8, 8);
+  const std::vector<ir::ValueId> outputs = requested_outputs(*whole.graph);
+  for (const PlanSpec& plan :
+       {PlanSpec{.dp = 4}, PlanSpec{.dp = 4, .zero = 1}, PlanSpec{.dp = 4, .zero = 2},
+        PlanSpec{.dp = 4, .zero = 3, .recompute = true}, PlanSpec{.dp = 2, .tp = 2},
+        PlanSpec{.dp = 2, .tp = 2, .zero = 3}, PlanSpec{.tp = 4, .recompute = true}}) {
+    compile::ModelSearchOptions o;
+    o.layers = 8;
+    o.batch = 8;
+    o.search.devices = plan.devices();
+    o.search.profile = compile::assumed_cpu_profile();
+    o.search.plans = {plan};
+    const compile::SearchResult r = compile::search_model(trace, o);
+    ASSERT_EQ(r.candidates.size(), 1u);
+    const compile::Candidate& c = r.candidates[0];
+    ASSERT_TRUE(c.fits) << plan.str() << ": " << c.dropped;
+    const compile::Program p =
+        compile::compile(*whole.graph, outputs, {}, plan, {.state_as_blocks = true});
+    const size_t peak = compile::input_bytes(*p.graph) + p.memory.peak_bytes();
+    const bool buckets = plan.dp > 1 && plan.zero < 2;
+    if (buckets) {
+      EXPECT_GE(c.peak_bytes, peak) << plan.str();
+      EXPECT_LE(static_cast<double>(c.peak_bytes), 1.1 * static_cast<double>(peak)) << plan.str();
+    } else {
+      EXPECT_EQ(c.peak_bytes, peak) << plan.str();
+    }
+    EXPECT_EQ(c.resident.parameters, p.resident.parameters) << plan.str();
+    EXPECT_EQ(c.resident.optimizer_states, p.resident.optimizer_states) << plan.str();
+    const planner::StepEstimate e = planner::estimate_step(
+        *p.graph, p.memory.schedule, compile::assumed_cpu_profile(), {plan.dp, plan.tp});
+    EXPECT_NEAR(c.flops, e.flops, e.flops * 1e-12) << plan.str();
+    EXPECT_NEAR(c.step_seconds, e.seconds, e.seconds * (buckets ? 0.01 : 1e-9)) << plan.str();
+  }
+}
+
+// Candidates of a model: pipeline stages divide the blocks and micro-batches feed them.
+TEST(ModelSearch, CandidatesAddPipelineStagesAndMicroBatches) {
+  const std::vector<PlanSpec> plans = compile::model_candidate_plans(
+      {.flavor = {.devices = 8, .devices_per_host = 4}, .layers = 6, .batch = 16});
+  std::set<int> stages;
+  for (const PlanSpec& p : plans) {
+    EXPECT_EQ(p.devices(), 8) << p.spec();
+    EXPECT_EQ(6 % p.pp, 0) << p.spec();
+    EXPECT_LE(p.tp, 4) << p.spec();
+    EXPECT_GE(p.micro_batches, p.pp) << p.spec();
+    EXPECT_EQ(16 % (p.dp * p.micro_batches), 0) << p.spec();
+    stages.insert(p.pp);
+  }
+  EXPECT_EQ(stages, std::set<int>({1, 2}));  // 4 and 8 do not divide 6 blocks
+}
+
 }  // namespace solo

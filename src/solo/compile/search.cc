@@ -25,23 +25,6 @@ double mib(size_t bytes) {
   return static_cast<double>(bytes) / (1 << 20);
 }
 
-bool has_mixed_precision(const ir::Graph& g) {
-  for (ir::NodeId n = 0; n < g.num_nodes(); ++n) {
-    const ir::Node& node = g.node(n);
-    if (node.op == OpKind::Cast && dtype_size(g.dtype(node.outputs[0])) == 2 &&
-        is_floating(g.dtype(node.outputs[0])))
-      return true;
-  }
-  return false;
-}
-
-size_t input_bytes(const ir::Graph& g) {
-  size_t bytes = 0;
-  for (ir::NodeId n = 0; n < g.num_nodes(); ++n)
-    if (g.node(n).op == OpKind::Input) bytes += g.type(g.node(n).outputs[0]).bytes();
-  return bytes;
-}
-
 bool is_weight(const ir::Graph& g, ir::ValueId v) {
   const ir::Node& producer = g.producer(v);
   return producer.op == OpKind::Input && !producer.batch && g.shape(v).rank() == 2;
@@ -93,6 +76,23 @@ void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
 
 }  // namespace
 
+bool has_mixed_precision(const ir::Graph& g) {
+  for (ir::NodeId n = 0; n < g.num_nodes(); ++n) {
+    const ir::Node& node = g.node(n);
+    if (node.op == OpKind::Cast && dtype_size(g.dtype(node.outputs[0])) == 2 &&
+        is_floating(g.dtype(node.outputs[0])))
+      return true;
+  }
+  return false;
+}
+
+size_t input_bytes(const ir::Graph& g) {
+  size_t bytes = 0;
+  for (ir::NodeId n = 0; n < g.num_nodes(); ++n)
+    if (g.node(n).op == OpKind::Input) bytes += g.type(g.node(n).outputs[0]).bytes();
+  return bytes;
+}
+
 std::vector<PlanSpec> candidate_plans(const CandidateSpace& space) {
   std::vector<PlanSpec> plans;
   const int per_host = space.devices_per_host > 0 ? space.devices_per_host : space.devices;
@@ -140,29 +140,38 @@ SearchResult search_plans(const ir::Graph& step, const std::vector<ir::ValueId>&
                           const std::vector<ir::ValueId>& donatable, const SearchOptions& o) {
   SearchResult r;
   const CandidateSpace space{o.devices, o.devices_per_host, has_mixed_precision(step)};
-  for (const PlanSpec& plan : candidate_plans(space)) {
+  for (const PlanSpec& plan : o.plans.empty() ? candidate_plans(space) : o.plans) {
     Candidate c;
     c.plan = plan;
     r.candidates.push_back(std::move(c));
   }
   const auto start = std::chrono::steady_clock::now();
   // Compiling reads only the step graph: the candidates compile at once, one per thread.
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < r.candidates.size(); i = next++)
-      evaluate(step, outputs, donatable, o, r.candidates[i]);
-  };
-  const unsigned hardware = std::max(1u, std::thread::hardware_concurrency());
-  const size_t threads =
-      std::min(r.candidates.size(), static_cast<size_t>(o.threads > 0 ? o.threads : hardware));
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (std::thread& t : pool) t.join();
+  run_on_threads(r.candidates.size(), o.threads,
+                 [&](size_t i) { evaluate(step, outputs, donatable, o, r.candidates[i]); });
   r.compile_ms = ms_since(start);
   const auto select = std::chrono::steady_clock::now();
+  select_best(r, o.runnable_only);
+  r.select_ms = ms_since(select);
+  return r;
+}
+
+void run_on_threads(size_t n, int threads, const std::function<void(size_t)>& work) {
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i = next++; i < n; i = next++) work(i);
+  };
+  const unsigned hardware = std::max(1u, std::thread::hardware_concurrency());
+  const size_t count = std::min(n, static_cast<size_t>(threads > 0 ? threads : hardware));
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < count; ++t) pool.emplace_back(worker);
+  worker();
+  for (std::thread& t : pool) t.join();
+}
+
+void select_best(SearchResult& r, bool runnable_only) {
   auto eligible = [&](const Candidate& c) {
-    return c.fits && (!o.runnable_only || c.not_runnable.empty());
+    return c.fits && (!runnable_only || c.not_runnable.empty());
   };
   double fastest = 0;
   for (const Candidate& c : r.candidates)
@@ -182,8 +191,6 @@ SearchResult search_plans(const ir::Graph& step, const std::vector<ir::ValueId>&
         c.step_seconds < r.candidates[static_cast<size_t>(r.set_aside)].step_seconds)
       r.set_aside = static_cast<int>(i);
   }
-  r.select_ms = ms_since(select);
-  return r;
 }
 
 const Candidate* SearchResult::smallest() const {

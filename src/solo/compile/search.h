@@ -10,6 +10,7 @@
 // executes them the search sets them aside (and says so). Pipeline parallelism joins with
 // its pass.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,8 @@ struct SearchOptions {
   bool steady = false;
   planner::DeviceProfile profile;
   CompileOptions compile;
-  int threads = 0;  // 0: one per hardware thread
+  int threads = 0;              // 0: one per hardware thread
+  std::vector<PlanSpec> plans;  // the candidates (empty: candidate_plans of the flavor)
 };
 
 struct Candidate {
@@ -83,6 +85,17 @@ std::string tensor_parallel_reason(const ir::Graph& step, int tp);
 // Searches the candidates for the step (outputs and donatable as compile() takes them).
 SearchResult search_plans(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
                           const std::vector<ir::ValueId>& donatable, const SearchOptions& options);
+
+// Whether the step casts to a 16-bit float (mixed precision), and the bytes of its inputs.
+bool has_mixed_precision(const ir::Graph& g);
+size_t input_bytes(const ir::Graph& g);
+
+// Sets r.chosen (the first fitting candidate within 2% of the fastest prediction, of those
+// the runtime runs when runnable_only) and r.set_aside.
+void select_best(SearchResult& r, bool runnable_only);
+
+// work(0) .. work(n - 1) on `threads` threads (0: one per hardware thread).
+void run_on_threads(size_t n, int threads, const std::function<void(size_t)>& work);
 
 // A profile for a host CPU device until the planner measures one: assumed rates of one core
 // (documented in docs/architecture.md). Ranks the candidates; its times are rough.

@@ -93,7 +93,12 @@ class Splitter {
  private:
   // This rank's value of v; an unplaced parameter is emitted whole for the reader that asks.
   ValueId local(ValueId v) {
-    if (place(v).kind == Kind::Unplaced) emit_all(g_.producer(v), {}, kWhole);
+    if (place(v).kind == Kind::Unplaced) {
+      const Node& producer = g_.producer(v);
+      std::vector<ValueId> inputs;
+      for (ValueId x : producer.inputs) inputs.push_back(local(x));
+      emit_all(producer, std::move(inputs), kWhole);
+    }
     return value_of_[at(v)];
   }
   const Place& place(ValueId v) const { return place_[at(v)]; }
@@ -166,6 +171,8 @@ class Splitter {
     if (auto it = blocks_.find(key); it != blocks_.end()) return it->second;
     const Node& producer = g_.producer(v);
     const TensorType t = local_type(v, split_on(axis));
+    if (place(v).kind == Kind::Unplaced && producer.op == OpKind::Cast)  // a cast of the block
+      return emit_all(producer, {block(producer.inputs[0], axis)}, split_on(axis))[0];
     if (place(v).kind == Kind::Unplaced) {  // the parameter is bound as this rank's block
       Attrs attrs = producer.attrs;
       attrs.set(kSplitAxisAttr, static_cast<int64_t>(axis))
@@ -191,6 +198,12 @@ class Splitter {
 
   void visit(const Node& node) {
     if (node.op == OpKind::Input) return input(node);
+    // A parameter's low-precision copy (mixed precision) is placed with the parameter, by its
+    // first reader.
+    if (node.op == OpKind::Cast && place(node.inputs[0]).kind == Kind::Unplaced) {
+      place_[at(node.outputs[0])] = Place{Kind::Unplaced, -1};
+      return;
+    }
     bool split = false, partial = false;
     for (ValueId v : node.inputs) {
       split = split || is_split(v);
