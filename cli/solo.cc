@@ -13,13 +13,14 @@
 #include "solo/cluster/inventory.h"
 #include "solo/cluster/jobs.h"
 #include "solo/core/error.h"
+#include "solo/core/version.h"
 
 namespace {
 
 using solo::cluster::Flavor;
 using solo::cluster::Inventory;
 
-constexpr const char* kVersion = "0.1.0";
+using solo::kVersion;
 
 std::string plural(int n, const std::string& word) {
   return std::to_string(n) + " " + word + (n == 1 ? "" : "s");

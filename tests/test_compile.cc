@@ -682,4 +682,30 @@ TEST(ModelSearch, CandidatesAddPipelineStagesAndMicroBatches) {
   EXPECT_EQ(stages, std::set<int>({1, 2}));  // 4 and 8 do not divide 6 blocks
 }
 
+// No candidate is predicted faster than its device can be: on every catalogue device, each
+// fitting candidate's FLOPs over its predicted time stay under the device's peak for the
+// step's dtype, and its bytes sent under the link's rate.
+TEST(Search, NoPredictionExceedsAPeakOnAnyCatalogueDevice) {
+  const LlamaStep s = llama_steady_step();
+  for (const planner::DeviceProfile& device : planner::device_catalogue()) {
+    compile::SearchOptions o;
+    o.devices = 8;
+    o.steady = true;
+    o.profile = device;
+    o.device_memory = static_cast<size_t>(device.memory_bytes);
+    o.runnable_only = false;
+    const compile::SearchResult r = compile::search_plans(*s.graph, s.outputs, {}, o);
+    int costed = 0;
+    for (const compile::Candidate& c : r.candidates) {
+      if (!c.fits) continue;
+      ++costed;
+      EXPECT_LE(c.flops / c.step_seconds, device.peak_flops(DType::F32))
+          << device.name << " " << c.plan.str();
+      EXPECT_LE(c.comm_bytes / c.step_seconds, device.intra_host_link)
+          << device.name << " " << c.plan.str();
+    }
+    EXPECT_GT(costed, 0) << device.name;
+  }
+}
+
 }  // namespace solo

@@ -324,22 +324,6 @@ Inventory load_inventory() {
   return default_inventory();
 }
 
-std::string user_config_dir() {
-  std::string xdg = env("XDG_CONFIG_HOME");
-  if (!xdg.empty()) return xdg + "/solo";
-  std::string home = env("HOME");
-  SOLO_CHECK(!home.empty(), "neither XDG_CONFIG_HOME nor HOME is set; set one of them");
-  return home + "/.config/solo";
-}
-
-std::string user_cache_dir() {
-  std::string xdg = env("XDG_CACHE_HOME");
-  if (!xdg.empty()) return xdg + "/solo";
-  std::string home = env("HOME");
-  SOLO_CHECK(!home.empty(), "neither XDG_CACHE_HOME nor HOME is set; set one of them");
-  return home + "/.cache/solo";
-}
-
 void create_parent_directories(const std::string& path) {
   const fs::path parent = fs::path(path).parent_path();
   if (parent.empty()) return;

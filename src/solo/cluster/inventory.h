@@ -9,7 +9,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+
 #include <vector>
+
+#include "solo/core/user_dirs.h"
 
 namespace solo::cluster {
 
@@ -50,10 +53,8 @@ Inventory default_inventory(const std::string& hostname, int cores, int64_t ram_
 // The number of NVIDIA GPUs: entries in `dir` (the driver's /proc listing; no NVML needed).
 int nvidia_gpu_count(const std::string& dir = "/proc/driver/nvidia/gpus");
 
-// Per-user directories: $XDG_CONFIG_HOME/solo (else ~/.config/solo) and $XDG_CACHE_HOME/solo
-// (else ~/.cache/solo). Not created here.
-std::string user_config_dir();
-std::string user_cache_dir();
+using solo::user_cache_dir;  // core/user_dirs.h
+using solo::user_config_dir;
 // Creates the directories above `path` (a file about to be written); throws naming them.
 void create_parent_directories(const std::string& path);
 

@@ -11,6 +11,7 @@
 #include "solo/core/error.h"
 #include "solo/core/hash.h"
 #include "solo/ir/ops.h"
+#include "solo/tensor/cpu_profile.h"
 #include "solo/tensor/tensor_impl.h"
 
 #ifdef SOLO_HAVE_NCCL
@@ -63,12 +64,12 @@ void DeviceContext::set_data_parallel(comm::Communicator* c) {
   if (c) {  // detaching (null) goes back to one device and checks nothing
     const char* forced = std::getenv("SOLO_PLAN");
     compile::PlanSpec plan;
-    if (forced && *forced) {
+    plan_searched_ = false;
+    plan_forced_ = forced && *forced;
+    if (plan_forced_)
       plan = compile::parse_plan_spec(forced);
-    } else {
+    else
       plan.dp = c->size();
-      plan_searched_ = false;
-    }
     compile::check_runnable(plan, c->size());
     plan_ = plan;
   }
@@ -143,18 +144,30 @@ void DeviceContext::choose_plan(const ir::Graph& step, const std::vector<ir::Val
                                 const std::vector<ir::ValueId>& donatable,
                                 const std::vector<ir::ValueId>& mapped, bool async_collectives) {
   compile::SearchOptions o;
-  o.devices = plan_.dp;
-  o.device_memory = backend_->memory_limit();
+  o.devices = plan_.devices();
+  // A forced plan is costed as it is; running it reports what memory it lacks.
+  o.device_memory = plan_forced_ ? 0 : backend_->memory_limit();
   o.held_bytes = backend_->bytes_in_use();
   o.mapped = mapped;
-  o.profile = compile::assumed_cpu_profile();
+  if (!profile_of_plan_)
+    profile_of_plan_ = backend_->host_memory() ? cpu_profile(*backend_, data_parallel_)
+                                               : compile::assumed_cpu_profile();
+  o.profile = *profile_of_plan_;
   o.compile.async_collectives = async_collectives;
+  if (plan_forced_) o.plans = {plan_};
   const compile::SearchResult r = compile::search_plans(step, outputs, donatable, o);
   if (data_parallel_ == nullptr || data_parallel_->rank() == 0) {
-    std::fputs(r.report().c_str(), stdout);
+    if (plan_forced_ && r.chosen >= 0)
+      std::printf("[info] Plan set by SOLO_PLAN: %s; predicted step %.3f s, peak %.2f MiB\n",
+                  plan_.str().c_str(), r.best().step_seconds,
+                  static_cast<double>(r.best().peak_bytes) / (1 << 20));
+    else
+      std::fputs(r.report().c_str(), stdout);
     if (std::getenv("SOLO_PLAN_TABLE")) std::fputs(r.table().c_str(), stdout);
     std::fflush(stdout);
   }
+  SOLO_CHECK(!plan_forced_ || r.chosen >= 0, "SOLO_PLAN=", plan_.spec(),
+             " cannot run this step: ", r.candidates.front().dropped);
   if (r.chosen < 0) {
     const compile::Candidate* smallest = r.smallest();
     SOLO_CHECK(smallest != nullptr, "no plan of ", plan_.dp,
@@ -184,10 +197,15 @@ void DeviceContext::report_step_time(std::chrono::steady_clock::time_point start
   if (++measured_steps_ < kSteps) return;
   const double measured = measured_step_s_ / kSteps;
   if (data_parallel_ == nullptr || data_parallel_->rank() == 0) {
-    std::printf(
-        "[info] Measured step %.3f s against the predicted %.3f s (%+.0f%%); the CPU "
-        "profile is assumed until the planner measures one.\n",
-        measured, predicted_step_s_, (predicted_step_s_ / measured - 1) * 100);
+    std::printf("[info] Measured step %.3f s against the predicted %.3f s (error %+.0f%%).\n",
+                measured, predicted_step_s_, (predicted_step_s_ / measured - 1) * 100);
+    const int ranks = data_parallel_ ? data_parallel_->size() : 1;
+    if (backend_->host_memory() && profile_of_plan_ &&
+        recalibrate_cpu_profile(*profile_of_plan_, ranks, measured, predicted_step_s_))
+      std::printf(
+          "[info] Over 20%% off: the CPU profile is rescaled by %.2f for the next plan "
+          "(%s).\n",
+          measured / predicted_step_s_, cpu_profile_path(ranks).c_str());
     std::fflush(stdout);
   }
   predicted_step_s_ = 0;  // once

@@ -2,11 +2,13 @@
 #pragma once
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
 #include "solo/backend/backend.h"
 #include "solo/compile/program.h"
+#include "solo/planner/device_catalogue.h"
 #include "solo/runtime/executor.h"
 #include "solo/tensor/tensor.h"
 
@@ -102,6 +104,10 @@ class DeviceContext {
   // No SOLO_PLAN: the planner chooses plan_ at the first training step (a graph with optimizer
   // updates) and keeps it; until then steps run plain data parallelism.
   bool plan_searched_ = true;
+  // SOLO_PLAN's plan: the planner costs it alone at the first training step (no dropping).
+  bool plan_forced_ = false;
+  // The profile the plan was costed on; measured (cpu_profile.h) for host devices.
+  std::optional<planner::DeviceProfile> profile_of_plan_;
   // The chosen plan's predicted device peak of that step, for SOLO_CHECK_MEMORY (0: none).
   size_t searched_peak_ = 0;
   // Its predicted step time, compared once with the measured time of the next training runs.

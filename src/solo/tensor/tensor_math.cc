@@ -1,7 +1,7 @@
 // Tensor ops: each resolves its operands to values of the device's pending graph and calls
 // the graph builder of the same name (ir/ops.h).
-#include "solo/ir/ops.h"
 #include "solo/core/error.h"
+#include "solo/ir/ops.h"
 #include "solo/tensor/tensor_impl.h"
 
 namespace solo {
