@@ -115,11 +115,11 @@ int cmd_plan(const PlanArgs& a) {
   const auto start = std::chrono::steady_clock::now();
   const bool bf16 = a.precision == "bf16-mixed";
   const int64_t parameters = parameters_of(config);
+  SOLO_CHECK(a.devices_per_host >= 0, "--devices-per-host ", a.devices_per_host,
+             " must be positive");
   const int per_host = a.devices_per_host > 0 ? a.devices_per_host
                        : a.device == "cpu"    ? a.devices
                                               : 8;
-  SOLO_CHECK(a.devices_per_host >= 0, "--devices-per-host ", a.devices_per_host,
-             " must be positive");
   SOLO_CHECK(a.devices % per_host == 0 || a.devices < per_host, "--devices ", a.devices,
              " do not fill hosts of ", per_host, "; use a multiple of --devices-per-host");
   compile::SearchOptions o;

@@ -85,7 +85,7 @@ Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
   std::unordered_map<ir::ValueId, int> split_outputs;  // step output -> its block's axis
   if (plan.tp > 1)
     then([&](const ir::Graph& g, std::vector<ir::ValueId>& map) {
-      TensorParallelResult tp;
+      SplitStats tp;
       ir::Graph split = tensor_parallel(g, translate(p, outputs), plan.tp, map, &tp);
       p.tp_gathers = tp.gathered;
       for (ir::ValueId v : outputs)  // by step value: the passes after this one renumber

@@ -155,6 +155,7 @@ SearchResult search_model(const StepTracer& trace, const ModelSearchOptions& mo)
   }
   // The distinct compiles, traced serially first.
   std::map<PieceKey, Piece> pieces;
+  std::map<int, std::string> unsplittable;  // tp -> why the blocks do not split over it
   for (Candidate& c : r.candidates) {
     const PlanSpec& p = c.plan;
     const int64_t per_micro = mo.batch / p.micro_batches;  // global sequences a micro-batch
@@ -165,7 +166,12 @@ SearchResult search_model(const StepTracer& trace, const ModelSearchOptions& mo)
       c.dropped = why;
       continue;
     }
-    if (p.tp > 1) c.dropped = tensor_parallel_reason(*traced_step(1, per_micro).graph, p.tp);
+    if (p.tp > 1) {
+      auto it = unsplittable.find(p.tp);
+      if (it == unsplittable.end())
+        it = unsplittable.emplace(p.tp, tensor_parallel_reason(*probe.graph, p.tp)).first;
+      c.dropped = it->second;
+    }
     if (!c.dropped.empty()) continue;
     for (int depth : {kShallow, kShallow + 1}) {
       traced_step(depth, per_micro);

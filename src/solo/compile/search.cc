@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -32,11 +33,8 @@ bool is_weight(const ir::Graph& g, ir::ValueId v) {
 
 void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
               const std::vector<ir::ValueId>& donatable, const SearchOptions& o, Candidate& c) {
+  if (!c.dropped.empty()) return;  // its shapes do not split (search_plans)
   try {
-    if (c.plan.tp > 1) {
-      c.dropped = tensor_parallel_reason(step, c.plan.tp);
-      if (!c.dropped.empty()) return;
-    }
     c.not_runnable = not_runnable_reason(c.plan);
     // The steps after the first read the state the plan leaves as blocks: they are costed.
     CompileOptions later_options = o.compile;
@@ -140,9 +138,16 @@ SearchResult search_plans(const ir::Graph& step, const std::vector<ir::ValueId>&
                           const std::vector<ir::ValueId>& donatable, const SearchOptions& o) {
   SearchResult r;
   const CandidateSpace space{o.devices, o.devices_per_host, has_mixed_precision(step)};
+  std::map<int, std::string> unsplittable;  // tp -> why the step does not split over it
   for (const PlanSpec& plan : o.plans.empty() ? candidate_plans(space) : o.plans) {
     Candidate c;
     c.plan = plan;
+    if (plan.tp > 1) {
+      auto it = unsplittable.find(plan.tp);
+      if (it == unsplittable.end())
+        it = unsplittable.emplace(plan.tp, tensor_parallel_reason(step, plan.tp)).first;
+      c.dropped = it->second;
+    }
     r.candidates.push_back(std::move(c));
   }
   const auto start = std::chrono::steady_clock::now();

@@ -170,15 +170,15 @@ class Splitter {
     auto key = std::make_pair(v, axis);
     if (auto it = blocks_.find(key); it != blocks_.end()) return it->second;
     const Node& producer = g_.producer(v);
-    const TensorType t = local_type(v, split_on(axis));
-    if (place(v).kind == Kind::Unplaced && producer.op == OpKind::Cast)  // a cast of the block
-      return emit_all(producer, {block(producer.inputs[0], axis)}, split_on(axis))[0];
-    if (place(v).kind == Kind::Unplaced) {  // the parameter is bound as this rank's block
-      Attrs attrs = producer.attrs;
+    if (place(v).kind == Kind::Unplaced) {  // placed now: emitted as this rank's block
+      if (producer.op == OpKind::Cast)      // a parameter's low-precision copy: of its block
+        return emit_all(producer, {block(producer.inputs[0], axis)}, split_on(axis))[0];
+      Attrs attrs = producer.attrs;  // the parameter: bound as its block
       attrs.set(kSplitAxisAttr, static_cast<int64_t>(axis))
           .set(kSplitRanksAttr, static_cast<int64_t>(n_));
       return emit_all(producer, {}, split_on(axis), &attrs)[0];
     }
+    const TensorType t = local_type(v, split_on(axis));
     ValueId b = kNoValue;
     if (producer.op == OpKind::Full) {
       b = out_.copy_node(g_, producer, {}, {t}, producer.attrs)[0];

@@ -10,20 +10,16 @@
 // so are its moments and its update, and they stay so from step to step (output_axes).
 // The data-parallel pass may run after this one on its graph (DP x TP).
 #pragma once
-#include <unordered_map>
 #include <vector>
 
+#include "solo/compile/splitter.h"
 #include "solo/ir/graph.h"
 
 namespace solo::compile {
 
-struct TensorParallelResult {
-  int gathered = 0;  // split operands gathered for an op with no rule for them
-  // Requested outputs of the rank's graph kept as blocks: value -> the axis of its block.
-  std::unordered_map<ir::ValueId, int> output_axes;
-};
-
+// `stats`: the operands gathered for an op with no rule, and the requested outputs kept as
+// blocks (value -> the axis of its block).
 ir::Graph tensor_parallel(const ir::Graph& g, const std::vector<ir::ValueId>& outputs, int ranks,
-                          std::vector<ir::ValueId>& value_of, TensorParallelResult* result);
+                          std::vector<ir::ValueId>& value_of, SplitStats* stats);
 
 }  // namespace solo::compile

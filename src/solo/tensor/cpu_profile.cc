@@ -73,11 +73,16 @@ double gemm_rate(Backend& backend, DType dtype, int64_t scale) {
   return sum / 3;
 }
 
-planner::DeviceProfile measure(Backend& backend, comm::Communicator* comm) {
+planner::DeviceProfile base_profile() {
   planner::DeviceProfile p;
   p.name = "cpu (measured)";
   p.memory_bytes = 0;
   p.matrix_efficiency = p.memory_efficiency = p.link_efficiency = 1;  // rates as reached
+  return p;
+}
+
+planner::DeviceProfile measure(Backend& backend, comm::Communicator* comm) {
+  planner::DeviceProfile p = base_profile();
   // Keep the calibration within a device memory limit (tests give devices a few MiB).
   const size_t limit = backend.memory_limit();
   const int64_t scale = limit != 0 && limit < (size_t{64} << 20) ? 128 : 512;
@@ -139,7 +144,7 @@ nlohmann::json to_json(planner::DeviceProfile p, double scaled_by) {
 
 // The cached profile, or false when there is none for this version (or it is unreadable: it
 // is then measured again and rewritten).
-bool read_cached(const std::string& path, planner::DeviceProfile& p, double& scaled_by) {
+bool read_cached(const std::string& path, planner::DeviceProfile& p) {
   std::ifstream in(path);
   if (!in) return false;
   try {
@@ -150,19 +155,10 @@ bool read_cached(const std::string& path, planner::DeviceProfile& p, double& sca
       *f[i] = j.at(kFields[i]).get<double>();
       if (!std::isfinite(*f[i]) || *f[i] < 0) return false;
     }
-    scaled_by = j.value("scaled_by", 1.0);
   } catch (const std::exception&) {
     return false;
   }
   return p.vector_flops_32bit > 0 && p.matrix_flops_16bit > 0 && p.memory_bandwidth > 0;
-}
-
-planner::DeviceProfile base_profile() {
-  planner::DeviceProfile p;
-  p.name = "cpu (measured)";
-  p.memory_bytes = 0;
-  p.matrix_efficiency = p.memory_efficiency = p.link_efficiency = 1;
-  return p;
 }
 
 }  // namespace
@@ -181,10 +177,9 @@ planner::DeviceProfile cpu_profile(Backend& backend, comm::Communicator* comm) {
   const bool first = comm == nullptr || comm->rank() == 0;
   const std::string path = cpu_profile_path(ranks);
   planner::DeviceProfile p = base_profile();
-  double scaled_by = 1;
   // Rank 0 decides whether to measure; every rank then measures together (the all-reduce
   // needs all of them) or none does.
-  double cached = first && read_cached(path, p, scaled_by) ? 1 : 0;
+  double cached = first && read_cached(path, p) ? 1 : 0;
   if (comm && ranks > 1) comm->broadcast(&cached, sizeof cached, 0);
   if (cached == 0) {
     p = measure(backend, comm);
