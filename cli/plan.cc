@@ -2,9 +2,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -103,7 +108,26 @@ double gib(double bytes) {
 
 }  // namespace
 
+int cmd_plan_all_flavors(const PlanArgs& a) {
+  SOLO_CHECK(!a.program.empty(),
+             "--all-flavors plans a program's training step: give the program after --, e.g. "
+             "`solo plan --all-flavors -- build/examples/train_llama --model-name-or-path ...`");
+  SOLO_CHECK(a.model.empty(), "--all-flavors plans the program given after --, not --model ",
+             a.model, ": drop one of them");
+  std::vector<char*> argv;
+  for (const std::string& arg : a.program) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  ::setenv("SOLO_PLAN_ALL_FLAVORS", "1", 1);
+  ::execvp(argv[0], argv.data());
+  SOLO_FAIL("cannot run ", a.program[0], ": ", std::strerror(errno));
+}
+
 int cmd_plan(const PlanArgs& a) {
+  SOLO_CHECK(!a.model.empty(),
+             "solo plan needs --model (a built-in or a config.json), or "
+             "--all-flavors -- PROGRAM");
+  SOLO_CHECK(a.program.empty(), "unexpected argument '", a.program.front(),
+             "': a program is planned only with --all-flavors");
   SOLO_CHECK(a.devices >= 1, "--devices ", a.devices, " must be at least 1");
   SOLO_CHECK(a.batch >= 1 && a.seq >= 1, "--batch and --seq must be positive");
   SOLO_CHECK(a.precision == "fp32" || a.precision == "bf16-mixed", "--precision ", a.precision,
@@ -126,6 +150,8 @@ int cmd_plan(const PlanArgs& a) {
   o.devices = a.devices;
   o.devices_per_host = std::min(per_host, a.devices);
   o.runnable_only = false;  // a dry run ranks what the compile layer can plan
+  // Accelerators run NCCL, whose collectives overlap compute (the CPU's MPI ones do not).
+  o.compile.async_collectives = a.device != "cpu";
   if (!a.plan.empty()) {
     const compile::PlanSpec given = compile::parse_plan_spec(a.plan, "--plan");
     SOLO_CHECK(given.devices() == a.devices, "--plan ", a.plan, " uses ", given.devices(),

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace solo::cli {
 
@@ -20,9 +21,18 @@ struct PlanArgs {
   std::string precision = "bf16-mixed";
   int top = 5;
   bool json = false;
+  // `--all-flavors -- PROGRAM ARGS...`: plan the program's step for every flavor (into the plan
+  // cache) instead of a model for one cluster.
+  bool all_flavors = false;
+  std::vector<std::string> program;
 };
 
 // Prints the plan; returns 0, or 1 when no candidate fits.
 int cmd_plan(const PlanArgs& args);
+// `solo plan --all-flavors -- PROGRAM`: runs the program as one process with
+// SOLO_PLAN_ALL_FLAVORS=1; its first training step is planned for every flavor of the
+// inventory and cached (tensor.h, plan_all_flavors), so a later `solo switch` to any of them
+// starts without a search. Returns the program's status (it does not return on success).
+int cmd_plan_all_flavors(const PlanArgs& args);
 
 }  // namespace solo::cli

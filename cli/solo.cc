@@ -193,8 +193,10 @@ int main(int argc, char** argv) {
   solo::cli::PlanArgs plan_args;
   auto* plan = app.add_subcommand("plan", "Plan a model's training for a cluster (a dry run)");
   plan->add_option("--model", plan_args.model,
-                   "llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b or a config.json")
-      ->required();
+                   "llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b or a config.json");
+  plan->add_flag("--all-flavors", plan_args.all_flavors,
+                 "plan PROGRAM's step for every flavor into the plan cache (give it after --)");
+  plan->add_option("program", plan_args.program, "with --all-flavors: the program and its args");
   plan->add_option("--device", plan_args.device, "device kind (catalogue name, or cpu)");
   plan->add_option("--devices", plan_args.devices, "number of devices");
   plan->add_option("--memory-gib", plan_args.memory_gib, "memory per device instead of the kind's");
@@ -228,7 +230,9 @@ int main(int argc, char** argv) {
       std::cout << "solo " << kVersion << "\n";
       return 0;
     }
-    if (plan->parsed()) return solo::cli::cmd_plan(plan_args);
+    if (plan->parsed())
+      return plan_args.all_flavors ? solo::cli::cmd_plan_all_flavors(plan_args)
+                                   : solo::cli::cmd_plan(plan_args);
     Inventory inv = solo::cluster::load_inventory();
     if (flavors->parsed()) return cmd_flavors(inv);
     if (sw->parsed()) return cmd_switch(inv, name);

@@ -92,7 +92,7 @@ class DataParallel : public ::testing::Test {
   static std::string train_command(const std::string& flavor, int batch,
                                    const std::string& extra = "") {
     // Every run checks that each rank's measured peak is its memory plan's.
-    std::string command = "SOLO_CHECK_MEMORY=1 SOLO_FLAVOR=" + flavor + " " +
+    std::string command = cache_env() + "SOLO_CHECK_MEMORY=1 SOLO_FLAVOR=" + flavor + " " +
                           (build_dir() / "examples" / "train_llama").string() +
                           " --model-name-or-path " + (dir_ / "model").string() + " --dataset " +
                           (dir_ / "train.tok").string() + " --batch-size " + std::to_string(batch) +
@@ -123,7 +123,7 @@ class DataParallel : public ::testing::Test {
   // 10 steps of the 7 MiB Llama on `flavor` whose devices the inventory limits to `mib` MiB
   // (0: the default inventory, no limit).
   static std::string command_7mib(int mib, const std::string& flavor = "cpu-4") {
-    std::string env = "SOLO_CHECK_MEMORY=1 SOLO_FLAVOR=" + flavor + " ";
+    std::string env = cache_env() + "SOLO_CHECK_MEMORY=1 SOLO_FLAVOR=" + flavor + " ";
     if (mib > 0) {
       const fs::path inventory = dir_ / ("inventory_" + std::to_string(mib) + "mib.json");
       std::ofstream f(inventory);
@@ -137,6 +137,8 @@ class DataParallel : public ::testing::Test {
            model_7mib().string() + " --dataset " + (dir_ / "train.tok").string() +
            " --batch-size 4 --block-size 32 --log-interval 1 --max-steps 10";
   }
+  // The suite's own cache (CPU profiles, plans), so that no run of it finds another's plans.
+  static std::string cache_env() { return "XDG_CACHE_HOME=" + (dir_ / "cache").string() + " "; }
   static inline fs::path dir_;
 };
 
@@ -290,6 +292,49 @@ TEST_F(DataParallel, PlannerPicksAPlanThatFitsTheDeviceMemory) {
             std::string::npos)
       << none.output;
   EXPECT_TRUE(losses(none.output).empty()) << none.output;
+}
+
+// The plan cache: a second run of the program on a flavor compiles the cached plan alone, says
+// so, and trains alike; a changed step (another batch) searches again. `solo plan --all-flavors
+// -- PROGRAM` plans the program's step for every flavor without training, and a run on one of
+// them then starts from the cache, with one device's losses.
+TEST_F(DataParallel, PlanCacheSkipsTheSearchOfASecondRunAndAllFlavorsFillsIt) {
+  const RunResult one = train("cpu-1", 8);
+  ASSERT_EQ(one.status, 0) << one.output;
+  const std::vector<double> reference = losses(one.output);
+  // The command with its own cache (after the suite's, so that it wins).
+  auto in_cache = [](const std::string& name, std::string command) {
+    return command.insert(cache_env().size(), "XDG_CACHE_HOME=" + (dir_ / name).string() + " ");
+  };
+  const std::string searched = "[info] Best candidate selected";
+  const std::string hit = "[info] Plan cache hit, search skipped";
+  const RunResult first = run(in_cache("plan_cache", train_command("cpu-2", 8)));
+  expect_losses_near(first, reference, 1e-4, "the first run on cpu-2");
+  EXPECT_NE(first.output.find(searched), std::string::npos) << first.output;
+  EXPECT_EQ(first.output.find(hit), std::string::npos) << first.output;
+  const RunResult second = run(in_cache("plan_cache", train_command("cpu-2", 8)));
+  expect_losses_near(second, reference, 1e-4, "the second run on cpu-2");
+  EXPECT_NE(second.output.find(hit), std::string::npos) << second.output;
+  EXPECT_EQ(second.output.find("[info] The number of candidates"), std::string::npos)
+      << second.output;
+  const RunResult other_batch = run(in_cache("plan_cache", train_command("cpu-2", 4)));
+  ASSERT_EQ(other_batch.status, 0) << other_batch.output;
+  EXPECT_NE(other_batch.output.find(searched), std::string::npos) << other_batch.output;
+
+  const std::string program = (build_dir() / "examples" / "train_llama").string();
+  std::string plan_all = in_cache("plan_cache_all", train_command("cpu-1", 8));
+  plan_all.replace(plan_all.find(program), program.size(),
+                   (build_dir() / "cli" / "solo").string() + " plan --all-flavors -- " + program);
+  const RunResult planned = run(plan_all);
+  ASSERT_EQ(planned.status, 0) << planned.output;
+  EXPECT_TRUE(losses(planned.output).empty()) << planned.output;  // nothing trained
+  for (const char* flavor : {"cpu-1", "cpu-2", "cpu-4", "cpu-8"})
+    EXPECT_NE(planned.output.find(std::string("[info]   ") + flavor + " "), std::string::npos)
+        << flavor << "\n"
+        << planned.output;
+  const RunResult started = run(in_cache("plan_cache_all", train_command("cpu-4", 8)));
+  expect_losses_near(started, reference, 1e-4, "cpu-4 after solo plan --all-flavors");
+  EXPECT_NE(started.output.find(hit), std::string::npos) << started.output;
 }
 
 // A learning rate of 1e30 makes the loss infinite or NaN within a few steps: training stops

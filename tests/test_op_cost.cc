@@ -106,5 +106,42 @@ TEST(OpCost, NoPredictionBeatsThePeaks) {
   }
 }
 
+// The step's timeline: an all-reduce marked to overlap runs beside the compute that does not
+// read it, so the step ends at max(compute, communication) + its reader; without an
+// asynchronous communicator (or unmarked) every node runs in turn. Times in closed form from
+// each node's own.
+TEST(Timeline, AnOverlappedAllReduceHidesUnderTheComputeThatDoesNotReadIt) {
+  for (bool marked : {true, false}) {
+    SCOPED_TRACE(marked ? "marked to overlap" : "not marked");
+    Graph g;
+    const ValueId grad = g.input({{1 << 20}, DType::F32}, "grad");
+    const ValueId x = g.input({{1 << 20}, DType::F32}, "x");
+    const ValueId reduced = ir::all_reduce(g, grad, true, 0, marked);
+    ValueId y = x;
+    for (int i = 0; i < 4; ++i) y = ir::exp(g, y);  // compute that does not read `reduced`
+    const ValueId sum = ir::add(g, reduced, y);
+    std::vector<ir::NodeId> schedule;
+    for (ir::NodeId n = 0; n < g.num_nodes(); ++n)
+      if (g.node(n).op != OpKind::Input) schedule.push_back(n);
+    const DeviceProfile& h100 = device_profile("h100");
+    const std::vector<int64_t> groups = {8};
+    auto seconds_of = [&](ValueId v) {
+      return node_seconds(op_cost(g, g.producer(v), groups), h100, false);
+    };
+    const double reduce = seconds_of(reduced), exp = seconds_of(y), add = seconds_of(sum);
+    ASSERT_GT(reduce, 4 * exp);  // 4 MiB over NVLink outlasts four 4 MiB kernels
+    const StepEstimate serial = estimate_step(g, schedule, h100, groups, {}, false);
+    EXPECT_NEAR(serial.seconds, reduce + 4 * exp + add, 1e-12);
+    EXPECT_NEAR(serial.hidden_s, 0, 1e-12);
+    const StepEstimate overlapped = estimate_step(g, schedule, h100, groups, {}, true);
+    if (marked) {
+      EXPECT_NEAR(overlapped.seconds, reduce + add, 1e-12);  // the exps ran under it
+      EXPECT_NEAR(overlapped.hidden_s, 4 * exp, 1e-12);
+    } else {
+      EXPECT_NEAR(overlapped.seconds, serial.seconds, 1e-12);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace solo::planner

@@ -83,11 +83,14 @@ Piece evaluate_piece(const TracedStep& step, const PieceKey& k, const SearchOpti
     // Ranks are laid out tp innermost, then dp: the dp group spans tp x dp devices.
     const bool dp_crosses = o.devices_per_host > 0 && k.dp * k.tp > o.devices_per_host;
     const std::vector<bool> once = once_a_step(g, prog.memory.schedule);
+    // Each node's time is what it adds to the step's end (overlapped collectives add only
+    // what compute does not hide), counted per micro-batch or once a step.
+    planner::Timeline timeline(g, o.compile.async_collectives);
     for (ir::NodeId n : prog.memory.schedule) {
       const ir::Node& node = g.node(n);
       const planner::OpCost c = planner::op_cost(g, node, groups);
       const bool crosses = c.communication && node.attrs.i_or("group", 0) == 0 && dp_crosses;
-      const double s = planner::node_seconds(c, o.profile, crosses);
+      const double s = timeline.add(node, c, planner::node_seconds(c, o.profile, crosses));
       const bool one = once[static_cast<size_t>(n)];
       (one ? p.seconds_once : p.seconds_micro) += s;
       (one ? p.flops_once : p.flops_micro) += c.flops;

@@ -61,8 +61,9 @@ void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
     // group 1 tensor-parallel (within a host).
     const std::vector<int64_t> groups = {c.plan.dp, c.plan.tp};
     const bool hosts = o.devices_per_host > 0 && o.devices > o.devices_per_host;
-    const planner::StepEstimate e = planner::estimate_step(*later.graph, later.memory.schedule,
-                                                           o.profile, groups, {hosts, false});
+    const planner::StepEstimate e =
+        planner::estimate_step(*later.graph, later.memory.schedule, o.profile, groups,
+                               {hosts, false}, o.compile.async_collectives);
     c.step_seconds = e.seconds;
     c.flops = e.flops;
     for (ir::NodeId n : later.memory.schedule)
@@ -73,6 +74,16 @@ void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
 }
 
 }  // namespace
+
+int64_t tokens_per_step(const ir::Graph& g) {
+  int64_t tokens = 0;
+  for (ir::NodeId n = 0; n < g.num_nodes(); ++n) {
+    const ir::Node& node = g.node(n);
+    if (node.op == OpKind::Input && node.batch && !is_floating(g.dtype(node.outputs[0])))
+      tokens = std::max(tokens, g.shape(node.outputs[0]).numel());
+  }
+  return tokens;
+}
 
 bool has_mixed_precision(const ir::Graph& g) {
   for (ir::NodeId n = 0; n < g.num_nodes(); ++n) {
@@ -137,6 +148,7 @@ std::string tensor_parallel_reason(const ir::Graph& step, int tp) {
 SearchResult search_plans(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
                           const std::vector<ir::ValueId>& donatable, const SearchOptions& o) {
   SearchResult r;
+  r.tokens = tokens_per_step(step);
   const CandidateSpace space{o.devices, o.devices_per_host, has_mixed_precision(step)};
   std::map<int, std::string> unsplittable;  // tp -> why the step does not split over it
   for (const PlanSpec& plan : o.plans.empty() ? candidate_plans(space) : o.plans) {
@@ -250,10 +262,23 @@ std::string SearchResult::report() const {
   }
   if (chosen < 0) return os.str();
   const Candidate& b = best();
+  std::snprintf(line, sizeof line, "[info] Best candidate selected in %.1f ms: %s\n", select_ms,
+                b.plan.str().c_str());
+  os << line;
+  if (tokens > 0 && b.step_seconds > 0)
+    std::snprintf(line, sizeof line, "[info]   predicted step %.3f s, %.0f tokens/s\n",
+                  b.step_seconds, static_cast<double>(tokens) / b.step_seconds);
+  else
+    std::snprintf(line, sizeof line, "[info]   predicted step %.3f s\n", b.step_seconds);
+  os << line;
+  const ResidentBytes& m = b.resident;
+  const size_t others = b.peak_bytes > m.total() ? b.peak_bytes - m.total() : 0;
   std::snprintf(line, sizeof line,
-                "[info] Best candidate selected in %.1f ms: %s\n"
-                "[info]   predicted step %.3f s, peak memory/device %.2f MiB\n",
-                select_ms, b.plan.str().c_str(), b.step_seconds, mib(b.peak_bytes));
+                "[info]   peak memory/device %.2f MiB: parameters %.2f, gradients %.2f, "
+                "optimizer state %.2f (as the plan keeps them), activations, workspace and "
+                "the step's other inputs %.2f\n",
+                mib(b.peak_bytes), mib(m.parameters), mib(m.gradients), mib(m.optimizer_states),
+                mib(others));
   os << line;
   return os.str();
 }

@@ -59,6 +59,7 @@ struct SearchResult {
   int set_aside = -1;
   int set_aside_count = 0;  // fitting candidates faster than the chosen one, set aside
   double compile_ms = 0, select_ms = 0;
+  int64_t tokens = 0;  // a step's tokens (for tokens/s; 0: unknown)
   const Candidate& best() const { return candidates.at(static_cast<size_t>(chosen)); }
   // The compiled candidate with the smallest peak (null: none compiled), for the message
   // when nothing fits.
@@ -88,6 +89,9 @@ SearchResult search_plans(const ir::Graph& step, const std::vector<ir::ValueId>&
 
 // Whether the step casts to a 16-bit float (mixed precision), and the bytes of its inputs.
 bool has_mixed_precision(const ir::Graph& g);
+// The tokens a step trains on: the elements of its largest integer batch input (the token
+// ids), 0 when it has none.
+int64_t tokens_per_step(const ir::Graph& g);
 size_t input_bytes(const ir::Graph& g);
 
 // Sets r.chosen (the first fitting candidate within 2% of the fastest prediction, of those

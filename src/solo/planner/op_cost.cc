@@ -5,6 +5,7 @@
 
 #include "solo/core/error.h"
 #include "solo/core/op_info.h"
+#include "solo/ir/ops.h"
 
 namespace solo::planner {
 
@@ -83,10 +84,34 @@ double node_seconds(const OpCost& c, const DeviceProfile& d, bool inter_host) {
   return std::max(compute, memory) + d.kernel_launch_s;
 }
 
+Timeline::Timeline(const ir::Graph& g, bool overlap)
+    : overlap_(overlap), ready_(static_cast<size_t>(g.num_values()), 0.0) {}
+
+double Timeline::add(const ir::Node& node, const OpCost& c, double seconds) {
+  const double before = end();
+  double inputs = 0;
+  for (ir::ValueId v : node.inputs) inputs = std::max(inputs, ready_[static_cast<size_t>(v)]);
+  double done;
+  if (c.communication && overlap_ && op_info(node.op).async_start &&
+      node.attrs.i_or(ir::kOverlapAttr, 0) != 0) {
+    done = std::max(communication_, inputs) + seconds;
+    communication_ = done;
+  } else if (c.communication) {  // blocking: both streams wait for it
+    done = std::max({compute_, communication_, inputs}) + seconds;
+    compute_ = communication_ = done;
+  } else {
+    done = std::max(compute_, inputs) + seconds;
+    compute_ = done;
+  }
+  for (ir::ValueId v : node.outputs) ready_[static_cast<size_t>(v)] = done;
+  return end() - before;
+}
+
 StepEstimate estimate_step(const ir::Graph& g, const std::vector<ir::NodeId>& schedule,
                            const DeviceProfile& device, const std::vector<int64_t>& group_sizes,
-                           const std::vector<bool>& crosses_hosts) {
+                           const std::vector<bool>& crosses_hosts, bool overlap) {
   StepEstimate e;
+  Timeline timeline(g, overlap);
   for (ir::NodeId id : schedule) {
     const ir::Node& node = g.node(id);
     const OpCost c = op_cost(g, node, group_sizes);
@@ -94,7 +119,7 @@ StepEstimate estimate_step(const ir::Graph& g, const std::vector<ir::NodeId>& sc
     const auto group = static_cast<size_t>(node.attrs.i_or("group", 0));
     const double s = node_seconds(
         c, device, c.communication && group < crosses_hosts.size() && crosses_hosts[group]);
-    e.seconds += s;
+    timeline.add(node, c, s);
     e.flops += c.flops;
     ++e.kernels;
     if (c.communication)
@@ -104,6 +129,8 @@ StepEstimate estimate_step(const ir::Graph& g, const std::vector<ir::NodeId>& sc
     else
       e.memory_bound_s += s;
   }
+  e.seconds = timeline.end();
+  e.hidden_s = e.compute_bound_s + e.memory_bound_s + e.communication_s - e.seconds;
   return e;
 }
 

@@ -2,6 +2,7 @@
 // bulk (GEMMs, attention), bytes read and written for every kernel, bytes sent for
 // collectives. A roofline over a device profile turns it into time.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,19 +29,38 @@ OpCost op_cost(const ir::Graph& g, const ir::Node& node, const std::vector<int64
 double node_seconds(const OpCost& cost, const DeviceProfile& device, bool inter_host = false);
 
 struct StepEstimate {
-  double seconds = 0;  // sum of the nodes' times (no overlap assumed)
+  double seconds = 0;   // the step's end on the Timeline below
+  double hidden_s = 0;  // communication that ran under compute (overlap)
   double flops = 0;
   double compute_bound_s = 0, memory_bound_s = 0, communication_s = 0;
   int64_t kernels = 0;
   std::string str() const;  // one line
 };
 
+// A step's time as its executor runs it: the compute stream runs the nodes in schedule order;
+// with `overlap` (an asynchronous communicator, NCCL), a collective marked to overlap
+// (ir::kOverlapAttr: bucketed gradient all-reduces, prefetched ZeRO-3 gathers) runs on a
+// communication stream of its own, one collective at a time, from when its inputs are ready,
+// and its readers wait for it. Any other collective holds both streams.
+class Timeline {
+ public:
+  Timeline(const ir::Graph& g, bool overlap);
+  // Runs `node`, taking `seconds`; returns how much later the step now ends.
+  double add(const ir::Node& node, const OpCost& c, double seconds);
+  double end() const { return std::max(compute_, communication_); }
+
+ private:
+  bool overlap_;
+  double compute_ = 0, communication_ = 0;  // when each stream is next free
+  std::vector<double> ready_;               // per value: when it is computed
+};
+
 // The nodes of `schedule` (a memory plan's schedule) on `device`.
 // `crosses_hosts[k]`: communicator group k spans hosts (its collectives use the inter-host
-// link).
+// link). `overlap`: the executor's communicator is asynchronous (Timeline).
 StepEstimate estimate_step(const ir::Graph& g, const std::vector<ir::NodeId>& schedule,
                            const DeviceProfile& device,
                            const std::vector<int64_t>& group_sizes = {1},
-                           const std::vector<bool>& crosses_hosts = {});
+                           const std::vector<bool>& crosses_hosts = {}, bool overlap = false);
 
 }  // namespace solo::planner

@@ -159,16 +159,44 @@ void announce(const cluster::Inventory& inv, const cluster::Flavor& f, comm::Com
 }  // namespace
 
 namespace {
+// Each rank gets its share of the host's cores, so OpenMP does not oversubscribe them.
+int threads_per_rank(int ranks_on_a_host) {
+  const long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return static_cast<int>(std::max(1L, cores / std::max(1, ranks_on_a_host)));
+}
+
 // The tensor device the flavor's ranks compute on.
 Device compute_device(const cluster::Flavor& f) {
   return Device{f.device_kind == "cpu" ? "cpu" : "cuda"};
+}
+
+// What the planner plans for on flavor `f`: its devices, the most on one host, and the memory
+// of a device on its first host.
+PlanFlavor plan_flavor(const cluster::Inventory& inv, const cluster::Flavor& f) {
+  PlanFlavor p{f.name, f.device_kind, f.devices, 0, 0, 0};
+  const auto placement = inv.placement(f);
+  for (const auto& [host, ranks] : placement)
+    p.devices_per_host = std::max(p.devices_per_host, ranks);
+  p.threads = threads_per_rank(p.devices_per_host);
+  if (!placement.empty())
+    p.device_memory =
+        static_cast<size_t>(std::max<int64_t>(0, placement.front().first.device_memory_bytes));
+  return p;
+}
+
+// `solo plan --all-flavors -- PROGRAM` runs the program as one process that plans its first
+// training step for every flavor (tensor.h, plan_all_flavors) and exits.
+bool planning_all_flavors() {
+  const char* env = std::getenv("SOLO_PLAN_ALL_FLAVORS");
+  return env && std::string(env) == "1";
 }
 }  // namespace
 
 Session::Session(int argc, char** argv)
     : inventory_(cluster::load_inventory()), flavor_(cluster::current_flavor(inventory_)) {
   const bool in_job = comm::launched_as_mpi_rank();
-  if (flavor_.devices > 1 && !in_job) relaunch(inventory_, flavor_, argc, argv);
+  const bool dry_run = planning_all_flavors();
+  if (flavor_.devices > 1 && !in_job && !dry_run) relaunch(inventory_, flavor_, argc, argv);
 
   if (in_job) {
     // A rank ends with its launcher (mpirun, killed with SIGKILL by an OOM killer, say).
@@ -182,14 +210,21 @@ Session::Session(int argc, char** argv)
                comm_->size(), "-device flavor with `solo switch`");
   } else {
     comm_ = comm::make_local_communicator();
-    log_request(inventory_, flavor_);
+    if (!dry_run) log_request(inventory_, flavor_);
   }
   const char* id = std::getenv("SOLO_JOB_ID");
   job_id_ = id && *id ? id : new_job_id();
   // The device's programs are compiled for the ranks' plan (data parallelism over them, or
   // SOLO_PLAN's, refused here when the flavor cannot run it).
   set_data_parallel(compute_device(flavor_), comm_.get());
+  set_plan_flavor(compute_device(flavor_), plan_flavor(inventory_, flavor_));
   set_process_place({comm_->rank(), comm_->size()});
+  if (dry_run) {
+    std::vector<PlanFlavor> all;
+    for (const cluster::Flavor& f : inventory_.flavors) all.push_back(plan_flavor(inventory_, f));
+    plan_all_flavors(compute_device(flavor_), std::move(all));
+    return;  // no memory limit, no job record: the process plans and exits
+  }
   // The device memory the inventory gives this rank's host, as a limit on the device.
   int first = 0;
   for (const auto& [host, ranks] : inventory_.placement(flavor_)) {
@@ -264,9 +299,7 @@ std::vector<std::string> launcher_command(const cluster::Inventory& inv, const c
   const auto placement = inv.placement(f);
   int most_on_a_host = 1;
   for (const auto& [host, ranks] : placement) most_on_a_host = std::max(most_on_a_host, ranks);
-  const long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
-  // Each rank gets its share of the host's cores, so OpenMP does not oversubscribe them.
-  const long threads = std::max(1L, cores / most_on_a_host);
+  const int threads = threads_per_rank(most_on_a_host);
   const bool cpu = f.device_kind == "cpu";
 
   std::vector<std::string> env{"SOLO_FLAVOR=" + f.name};

@@ -164,12 +164,22 @@ bool read_cached(const std::string& path, planner::DeviceProfile& p) {
 }  // namespace
 
 std::string cpu_profile_path(int ranks) {
+  return cpu_profile_path(ranks, omp_get_max_threads());
+}
+
+std::string cpu_profile_path(int ranks, int threads) {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   std::ostringstream name;
-  name << user_cache_dir() << "/profiles/cpu-" << host << "-ranks" << ranks << "-threads"
-       << omp_get_max_threads() << "-v" << kVersion << ".json";
+  name << user_cache_dir() << "/profiles/cpu-" << host << "-ranks" << ranks << "-threads" << threads
+       << "-v" << kVersion << ".json";
   return name.str();
+}
+
+std::optional<planner::DeviceProfile> cached_cpu_profile(int ranks, int threads) {
+  planner::DeviceProfile p = base_profile();
+  if (!read_cached(cpu_profile_path(ranks, threads), p)) return std::nullopt;
+  return p;
 }
 
 planner::DeviceProfile cpu_profile(Backend& backend, comm::Communicator* comm) {

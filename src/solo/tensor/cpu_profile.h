@@ -6,6 +6,7 @@
 // Solo version; a measured step that the profile mispredicts by over 20% rescales it there
 // (the closed loop), so the next run plans with what this machine did.
 #pragma once
+#include <optional>
 #include <string>
 
 #include "solo/backend/backend.h"
@@ -18,8 +19,14 @@ namespace solo {
 // `backend` (written to the cache). Collective over `comm`'s ranks.
 planner::DeviceProfile cpu_profile(Backend& backend, comm::Communicator* comm);
 
-// The cache file cpu_profile reads and writes for `ranks` ranks.
+// The cached profile of this host for `ranks` ranks of `threads` threads each, when one was
+// measured (nothing is).
+std::optional<planner::DeviceProfile> cached_cpu_profile(int ranks, int threads);
+
+// The cache file cpu_profile reads and writes for `ranks` ranks (of this process's threads,
+// or `threads`).
 std::string cpu_profile_path(int ranks);
+std::string cpu_profile_path(int ranks, int threads);
 
 // A plan costed on `profile` took `measured_s` for `predicted_s`: when the prediction is over
 // 20% off the measurement, the cached profile is rescaled by measured / predicted (rates

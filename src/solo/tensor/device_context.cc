@@ -1,3 +1,6 @@
+#include <omp.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -10,6 +13,7 @@
 #include "solo/compile/search.h"
 #include "solo/core/error.h"
 #include "solo/core/hash.h"
+#include "solo/core/user_dirs.h"
 #include "solo/ir/ops.h"
 #include "solo/tensor/cpu_profile.h"
 #include "solo/tensor/tensor_impl.h"
@@ -140,31 +144,136 @@ bool is_training_step(const ir::Graph& g) {
 }
 }  // namespace
 
+namespace {
+double mib(size_t bytes) {
+  return static_cast<double>(bytes) / (1 << 20);
+}
+
+// Rank 0's string, on every rank of `comm` (null: this process alone).
+std::string from_rank0(comm::Communicator* comm, std::string s) {
+  if (!comm || comm->size() == 1) return s;
+  uint64_t n = s.size();
+  comm->broadcast(&n, sizeof n, 0);
+  s.resize(n);
+  comm->broadcast(s.data(), n, 0);
+  return s;
+}
+}  // namespace
+
+planner::DeviceProfile DeviceContext::profile_for(const PlanFlavor& f, comm::Communicator* comm) {
+  for (const planner::DeviceProfile& p : planner::device_catalogue())
+    if (p.name == f.device_kind) return p;
+  if (!backend_->host_memory()) return compile::assumed_cpu_profile();
+  if (comm != nullptr || f.threads <= 0) return cpu_profile(*backend_, comm);
+  // Planning for a flavor whose ranks are not here: their measured profile if an earlier run
+  // left one, else one rank's measured with their threads (its links a copy's rate), its rates
+  // shared out when the ranks' threads outnumber the cores. The closed loop corrects it.
+  if (std::optional<planner::DeviceProfile> p = cached_cpu_profile(f.devices, f.threads)) return *p;
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(f.threads);
+  planner::DeviceProfile p = cpu_profile(*backend_, nullptr);
+  omp_set_num_threads(threads);
+  const double cores = static_cast<double>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  const double share = std::min(1.0, cores / (std::max(1, f.devices_per_host) * f.threads));
+  p.matrix_flops_16bit *= share;
+  p.vector_flops_32bit *= share;
+  p.memory_bandwidth *= share;
+  return p;
+}
+
+void DeviceContext::plan_every_flavor(const ir::Graph& step,
+                                      const std::vector<ir::ValueId>& outputs,
+                                      const std::vector<ir::ValueId>& donatable,
+                                      compile::SearchOptions o, uint64_t step_id) {
+  std::printf("[info] Planning this step for %zu flavor(s) (solo plan --all-flavors).\n",
+              all_flavors_.size());
+  for (PlanFlavor f : all_flavors_) {
+    o.devices = f.devices;
+    o.devices_per_host = f.devices_per_host;
+    o.device_memory = f.device_memory;
+    o.profile = profile_for(f, nullptr);
+    const compile::SearchResult r = compile::search_plans(step, outputs, donatable, o);
+    const PlanCacheKey key{step_id, f, o.held_bytes};
+    if (r.chosen < 0) {  // the first runnable candidate's reason stands for the rest
+      std::string why = r.candidates.front().dropped;
+      for (const compile::Candidate& c : r.candidates)
+        if (c.not_runnable.empty() && !c.dropped.empty()) {
+          why = c.plan.str() + ": " + c.dropped;
+          break;
+        }
+      std::printf("[info]   %-12s no plan runs: %s\n", f.name.c_str(), why.c_str());
+      forget_cached_plan(key);
+      continue;
+    }
+    write_cached_plan(key, r);
+    std::printf(
+        "[info]   %-12s %zu candidates in %.0f ms: %s; predicted step %.3f s, peak "
+        "%.2f MiB\n",
+        f.name.c_str(), r.candidates.size(), r.compile_ms + r.select_ms,
+        r.best().plan.str().c_str(), r.best().step_seconds, mib(r.best().peak_bytes));
+  }
+  std::printf("[info] Plans cached in %s/plans; stopping before the step runs.\n",
+              user_cache_dir().c_str());
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(0);  // a dry run: nothing was saved or half-written, and no rank waits on us
+}
+
 void DeviceContext::choose_plan(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
                                 const std::vector<ir::ValueId>& donatable,
                                 const std::vector<ir::ValueId>& mapped, bool async_collectives) {
   compile::SearchOptions o;
   o.devices = plan_.devices();
+  o.devices_per_host = flavor_.devices_per_host;
   // A forced plan is costed as it is; running it reports what memory it lacks.
   o.device_memory = plan_forced_ ? 0 : backend_->memory_limit();
   o.held_bytes = backend_->bytes_in_use();
   o.mapped = mapped;
-  if (!profile_of_plan_)
-    profile_of_plan_ = backend_->host_memory() ? cpu_profile(*backend_, data_parallel_)
-                                               : compile::assumed_cpu_profile();
-  o.profile = *profile_of_plan_;
   o.compile.async_collectives = async_collectives;
-  if (plan_forced_) o.plans = {plan_};
-  const compile::SearchResult r = compile::search_plans(step, outputs, donatable, o);
-  if (data_parallel_ == nullptr || data_parallel_->rank() == 0) {
+  const uint64_t step_id = step_hash(step, outputs, donatable, mapped, async_collectives);
+  if (!all_flavors_.empty()) plan_every_flavor(step, outputs, donatable, o, step_id);
+  if (!profile_of_plan_) profile_of_plan_ = profile_for(flavor_, data_parallel_);
+  o.profile = *profile_of_plan_;
+  const bool first = data_parallel_ == nullptr || data_parallel_->rank() == 0;
+  // The plan cache: rank 0 reads it, and every rank compiles what it read (or searches).
+  std::optional<PlanCacheKey> plan_key;
+  std::string cached;
+  if (plan_forced_) {
+    o.plans = {plan_};
+  } else if (!flavor_.name.empty()) {
+    PlanCacheKey key{step_id, flavor_, o.held_bytes};
+    key.flavor.device_memory = o.device_memory;
+    plan_key = key;
+    cached = from_rank0(data_parallel_, first ? read_cached_plan(key) : "");
+    if (!cached.empty()) o.plans = {compile::parse_plan_spec(cached, plan_cache_path(key))};
+  }
+  compile::SearchResult r = compile::search_plans(step, outputs, donatable, o);
+  if (!cached.empty() && r.chosen < 0) {  // it no longer fits or compiles: search again
+    cached.clear();
+    o.plans.clear();
+    r = compile::search_plans(step, outputs, donatable, o);
+  }
+  if (first) {
     if (plan_forced_ && r.chosen >= 0)
       std::printf("[info] Plan set by SOLO_PLAN: %s; predicted step %.3f s, peak %.2f MiB\n",
-                  plan_.str().c_str(), r.best().step_seconds,
-                  static_cast<double>(r.best().peak_bytes) / (1 << 20));
+                  plan_.str().c_str(), r.best().step_seconds, mib(r.best().peak_bytes));
+    else if (!cached.empty())
+      std::printf(
+          "[info] Plan cache hit, search skipped (%s): %s; predicted step %.3f s, peak "
+          "%.2f MiB\n",
+          plan_cache_path(*plan_key).c_str(), r.best().plan.str().c_str(), r.best().step_seconds,
+          mib(r.best().peak_bytes));
     else
       std::fputs(r.report().c_str(), stdout);
     if (std::getenv("SOLO_PLAN_TABLE")) std::fputs(r.table().c_str(), stdout);
     std::fflush(stdout);
+    if (plan_key && cached.empty() && r.chosen >= 0) {
+      try {
+        write_cached_plan(*plan_key, r);
+      } catch (const std::exception& e) {  // a read-only cache only costs the next run a search
+        std::fprintf(stderr, "[warn] the plan is not cached: %s\n", e.what());
+      }
+    }
   }
   SOLO_CHECK(!plan_forced_ || r.chosen >= 0, "SOLO_PLAN=", plan_.spec(),
              " cannot run this step: ", r.candidates.front().dropped);
@@ -173,9 +282,8 @@ void DeviceContext::choose_plan(const ir::Graph& step, const std::vector<ir::Val
     SOLO_CHECK(smallest != nullptr, "no plan of ", plan_.dp,
                " device(s) can run this step: ", r.candidates.front().dropped);
     SOLO_FAIL("no plan of ", plan_.dp, " device(s) fits the device memory of ",
-              static_cast<double>(o.device_memory) / (1 << 20), " MiB: the smallest, ",
-              smallest->plan.str(), ", needs ",
-              static_cast<double>(smallest->peak_bytes) / (1 << 20),
+              mib(o.device_memory), " MiB: the smallest, ", smallest->plan.str(), ", needs ",
+              mib(smallest->peak_bytes),
               " MiB; pick a flavor with more devices (solo switch), lower the batch size, or give "
               "the devices more memory (the inventory's device_memory_gib)");
   }
@@ -201,11 +309,12 @@ void DeviceContext::report_step_time(std::chrono::steady_clock::time_point start
                 measured, predicted_step_s_, (predicted_step_s_ / measured - 1) * 100);
     const int ranks = data_parallel_ ? data_parallel_->size() : 1;
     if (backend_->host_memory() && profile_of_plan_ &&
-        recalibrate_cpu_profile(*profile_of_plan_, ranks, measured, predicted_step_s_))
+        recalibrate_cpu_profile(*profile_of_plan_, ranks, measured, predicted_step_s_)) {
       std::printf(
           "[info] Over 20%% off: the CPU profile is rescaled by %.2f for the next plan "
           "(%s).\n",
           measured / predicted_step_s_, cpu_profile_path(ranks).c_str());
+    }
     std::fflush(stdout);
   }
   predicted_step_s_ = 0;  // once

@@ -293,6 +293,12 @@ void set_device_memory_limit(const Device& d, size_t bytes) {
 void set_data_parallel(const Device& d, comm::Communicator* c) {
   device_context(d).set_data_parallel(c);
 }
+void set_plan_flavor(const Device& d, const PlanFlavor& flavor) {
+  device_context(d).set_plan_flavor(flavor);
+}
+void plan_all_flavors(const Device& d, std::vector<PlanFlavor> flavors) {
+  device_context(d).plan_all_flavors(std::move(flavors));
+}
 int data_parallel_size(const Device& d) {
   const comm::Communicator* c = device_context(d).data_parallel();
   return c ? c->size() : 1;

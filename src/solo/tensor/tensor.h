@@ -14,6 +14,7 @@
 #include "solo/core/rope_scaling.h"
 #include "solo/core/shape.h"
 #include "solo/ir/graph.h"
+#include "solo/tensor/plan_cache.h"
 
 namespace solo {
 
@@ -131,6 +132,14 @@ void set_device_memory_limit(const Device& d, size_t bytes);
 // then collective over the ranks of `c`.
 void set_data_parallel(const Device& d, comm::Communicator* c);
 int data_parallel_size(const Device& d = {});
+// The flavor the device's plans are for (solo::Session sets it from the inventory): the
+// planner spreads the step over its devices and hosts, and caches its choice per flavor on
+// disk (plan_cache.h), so a second run compiles only the cached plan.
+void set_plan_flavor(const Device& d, const PlanFlavor& flavor);
+// A dry run (`solo plan --all-flavors -- PROGRAM`): at the program's first training step the
+// planner plans that step for each flavor, writes each choice to the plan cache, prints one
+// line per flavor, and the process exits 0 before the step runs.
+void plan_all_flavors(const Device& d, std::vector<PlanFlavor> flavors);
 
 // Structural hash of the graph the last flush ran (equal for steps of the same program).
 uint64_t last_flush_graph_hash(const Device& d = {});

@@ -77,6 +77,8 @@ class DeviceContext {
   // when this build cannot run it on that many devices).
   void set_data_parallel(comm::Communicator* c);
   const compile::PlanSpec& plan() const { return plan_; }
+  void set_plan_flavor(PlanFlavor f) { flavor_ = std::move(f); }
+  void plan_all_flavors(std::vector<PlanFlavor> f) { all_flavors_ = std::move(f); }
   comm::Communicator* data_parallel() const { return data_parallel_; }
   size_t last_peak_bytes() const { return last_peak_bytes_; }
   uint64_t last_graph_hash() const { return last_graph_hash_; }
@@ -108,6 +110,15 @@ class DeviceContext {
   bool plan_forced_ = false;
   // The profile the plan was costed on; measured (cpu_profile.h) for host devices.
   std::optional<planner::DeviceProfile> profile_of_plan_;
+  PlanFlavor flavor_;                    // what the plans are for (no name: no plan cache)
+  std::vector<PlanFlavor> all_flavors_;  // `solo plan --all-flavors`: plan these, then exit
+  // The profile a search for `f` costs on: the catalogue's for an accelerator kind it knows,
+  // else the host's measured one (for `ranks`; null comm: this process alone).
+  planner::DeviceProfile profile_for(const PlanFlavor& f, comm::Communicator* comm);
+  // `solo plan --all-flavors`: searches the step for every flavor and caches each choice.
+  void plan_every_flavor(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
+                         const std::vector<ir::ValueId>& donatable, compile::SearchOptions o,
+                         uint64_t step_id);
   // The chosen plan's predicted device peak of that step, for SOLO_CHECK_MEMORY (0: none).
   size_t searched_peak_ = 0;
   // Its predicted step time, compared once with the measured time of the next training runs.
