@@ -1,5 +1,5 @@
 // Greedy continuation of a prompt with a Llama checkpoint in Hugging Face layout (its
-// directory must hold tokenizer.model).
+// directory must hold tokenizer.json or tokenizer.model).
 //   ./build/examples/generate --model-name-or-path DIR --prompt "Q: Why" --max-new-tokens 40
 #include <CLI/CLI.hpp>
 
@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   std::string model_dir, prompt;
   int max_new_tokens = 40;
   app.add_option("--model-name-or-path", model_dir,
-                 "directory with config.json, model.safetensors, tokenizer.model")
+                 "directory with config.json, model.safetensors, tokenizer.json or .model")
       ->required();
   app.add_option("--prompt", prompt, "text to continue")->required();
   app.add_option("--max-new-tokens", max_new_tokens, "tokens to generate")

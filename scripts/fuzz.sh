@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 seconds="${SOLO_FUZZ_SECONDS:-60}"
 build_dir=build-fuzz
-targets=(${SOLO_FUZZ_TARGETS:-fuzz_safetensors fuzz_hf_config fuzz_inventory fuzz_token_file})
+targets=(${SOLO_FUZZ_TARGETS:-fuzz_safetensors fuzz_hf_config fuzz_inventory fuzz_token_file
+  fuzz_tokenizer_json})
 
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)

@@ -8,6 +8,7 @@ packages=(
   libopenblas-openmp-dev     # CPU GEMM (the OpenMP build)
   libopenmpi-dev openmpi-bin # process launch and CPU collectives
   libsentencepiece-dev sentencepiece
+  libpcre2-dev               # tokenizer.json's regex pre-tokenizers
   nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   fortunes                   # a small plain-English corpus for the example

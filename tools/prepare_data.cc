@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
   std::string tokenizer_path, input, output, format = "text", field = "text";
   bool append_eos = false, prepend_bos = false;
   app.add_option("--tokenizer", tokenizer_path,
-                 "SentencePiece .model file, or a directory containing tokenizer.model")
+                 "tokenizer.json, SentencePiece .model file, or a directory containing "
+                 "tokenizer.json or tokenizer.model")
       ->required();
   app.add_option("--input", input, "text/JSONL file, or a directory of them")->required();
   app.add_option("--format", format, "input format")
