@@ -12,11 +12,15 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <optional>
+#include <type_traits>
+#include <variant>
 
 #include "solo/compile/model_search.h"
 #include "solo/core/error.h"
 #include "solo/io/hf_config.h"
+#include "solo/models/gpt2.h"
 #include "solo/models/llama.h"
 #include "solo/optim/optimizer.h"
 #include "solo/planner/device_catalogue.h"
@@ -41,19 +45,33 @@ io::LlamaConfig llama(int64_t hidden, int64_t ffn, int64_t layers, int64_t heads
   return c;
 }
 
+io::Gpt2Config gpt2(int64_t hidden, int64_t layers, int64_t heads) {
+  io::Gpt2Config c;
+  c.n_embd = hidden;
+  c.n_layer = layers;
+  c.n_head = heads;
+  c.n_positions = 1024;
+  c.vocab_size = 50257;
+  return c;
+}
+
 // The built-in models: the shapes of the published configs.
-const std::map<std::string, io::LlamaConfig>& builtin_models() {
-  static const std::map<std::string, io::LlamaConfig> models = {
+const std::map<std::string, io::ModelConfig>& builtin_models() {
+  static const std::map<std::string, io::ModelConfig> models = {
       {"llama2-7b", llama(4096, 11008, 32, 32, 32, 32000, 4096, 1e4)},
       {"llama2-13b", llama(5120, 13824, 40, 40, 40, 32000, 4096, 1e4)},
       {"llama2-70b", llama(8192, 28672, 80, 64, 8, 32000, 4096, 1e4)},
       {"llama3-8b", llama(4096, 14336, 32, 32, 8, 128256, 8192, 5e5)},
       {"llama3-70b", llama(8192, 28672, 80, 64, 8, 128256, 8192, 5e5)},
+      {"gpt2", gpt2(768, 12, 12)},
+      {"gpt2-medium", gpt2(1024, 24, 16)},
+      {"gpt2-large", gpt2(1280, 36, 20)},
+      {"gpt2-xl", gpt2(1600, 48, 25)},
   };
   return models;
 }
 
-io::LlamaConfig model_config(const std::string& model) {
+io::ModelConfig model_config(const std::string& model) {
   const auto& models = builtin_models();
   if (auto it = models.find(model); it != models.end()) return it->second;
   std::string names;
@@ -61,19 +79,60 @@ io::LlamaConfig model_config(const std::string& model) {
   SOLO_CHECK(model.find('/') != std::string::npos || model.find(".json") != std::string::npos,
              "--model ", model, " is neither a built-in model (", names,
              ") nor a path to a config.json");
-  const io::ModelConfig c = io::load_hf_config(model);
-  SOLO_CHECK(std::holds_alternative<io::LlamaConfig>(c), "--model ", model,
-             ": solo plan plans Llama-family models; this config is GPT-2");
-  return std::get<io::LlamaConfig>(c);
+  return io::load_hf_config(model);
 }
 
-// One training step of the model on the meta device (shapes only, nothing allocated), as the
-// steps after the first are: the loss and the AdamW updates requested.
-compile::TracedStep trace_step(io::LlamaConfig c, int64_t batch, int64_t seq, bool bf16) {
-  c.max_position_embeddings = std::max(c.max_position_embeddings, seq);
+// The model's repeated blocks, and the config with `layers` of them and room for `seq`
+// positions.
+int64_t layers_of(const io::ModelConfig& c) {
+  return std::visit(
+      [](const auto& m) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(m)>, io::LlamaConfig>)
+          return m.num_hidden_layers;
+        else
+          return m.n_layer;
+      },
+      c);
+}
+io::ModelConfig with_depth(io::ModelConfig c, int64_t layers, int64_t seq) {
+  std::visit(
+      [&](auto& m) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(m)>, io::LlamaConfig>) {
+          m.num_hidden_layers = layers;
+          m.max_position_embeddings = std::max(m.max_position_embeddings, seq);
+        } else {
+          m.n_layer = layers;
+          m.n_positions = std::max(m.n_positions, seq);
+        }
+      },
+      c);
+  return c;
+}
+
+// The model of config `c` on the meta device (shapes only, nothing allocated).
+std::unique_ptr<nn::Module> meta_model(const io::ModelConfig& c) {
+  return std::visit(
+      [](const auto& m) -> std::unique_ptr<nn::Module> {
+        if constexpr (std::is_same_v<std::decay_t<decltype(m)>, io::LlamaConfig>)
+          return std::make_unique<models::LlamaForCausalLM>(m, 0, meta_device());
+        else
+          return std::make_unique<models::Gpt2LMHeadModel>(m, 0, meta_device());
+      },
+      c);
+}
+
+models::CausalLMOutput forward(nn::Module& model, const Tensor& ids) {
+  if (auto* llama = dynamic_cast<models::LlamaForCausalLM*>(&model))
+    return llama->forward(ids, {}, ids);
+  return dynamic_cast<models::Gpt2LMHeadModel&>(model).forward(ids, {}, ids);
+}
+
+// One training step of the model on the meta device, as the steps after the first are: the
+// loss and the AdamW updates requested.
+compile::TracedStep trace_step(const io::ModelConfig& c, int64_t batch, int64_t seq, bool bf16) {
   const Device meta = meta_device();
-  models::LlamaForCausalLM model(c, 0, meta);
-  optim::AdamW opt(model.parameters(), {.lr = 1e-4});
+  const std::unique_ptr<nn::Module> model = meta_model(c);
+  optim::AdamW opt(model->parameters(), {.lr = 1e-4});
   Tensor ids = Tensor::empty({batch, seq}, DType::I64, meta);
   ids.as_batch();
   for (int step = 0; step < 2; ++step) {  // the second step reads the state the first made
@@ -81,7 +140,7 @@ compile::TracedStep trace_step(io::LlamaConfig c, int64_t batch, int64_t seq, bo
     {
       std::optional<AutocastGuard> autocast;
       if (bf16) autocast.emplace(DType::BF16);
-      loss = model.forward(ids, {}, ids).loss;
+      loss = forward(*model, ids).loss;
     }
     loss.backward();
     opt.step();
@@ -98,8 +157,8 @@ compile::TracedStep trace_step(io::LlamaConfig c, int64_t batch, int64_t seq, bo
   return t;
 }
 
-int64_t parameters_of(io::LlamaConfig c) {
-  return models::LlamaForCausalLM(c, 0, meta_device()).num_parameters();
+int64_t parameters_of(const io::ModelConfig& c) {
+  return meta_model(c)->num_parameters();
 }
 
 double gib(double bytes) {
@@ -135,7 +194,7 @@ int cmd_plan(const PlanArgs& a) {
   planner::DeviceProfile profile =
       a.device == "cpu" ? compile::assumed_cpu_profile() : planner::device_profile(a.device);
   if (a.memory_gib > 0) profile.memory_bytes = a.memory_gib * (1u << 30);
-  const io::LlamaConfig config = model_config(a.model);
+  const io::ModelConfig config = model_config(a.model);
   const auto start = std::chrono::steady_clock::now();
   const bool bf16 = a.precision == "bf16-mixed";
   const int64_t parameters = parameters_of(config);
@@ -162,14 +221,12 @@ int cmd_plan(const PlanArgs& a) {
   o.steady = true;
   o.profile = profile;
   compile::ModelSearchOptions mo;
-  mo.layers = static_cast<int>(config.num_hidden_layers);
+  mo.layers = static_cast<int>(layers_of(config));
   mo.batch = a.batch;
   mo.search = o;
   const compile::SearchResult r = compile::search_model(
       [&](int layers, int64_t batch) {
-        io::LlamaConfig c = config;
-        c.num_hidden_layers = layers;
-        return trace_step(c, batch, a.seq, bf16);
+        return trace_step(with_depth(config, layers, a.seq), batch, a.seq, bf16);
       },
       mo);
   const double total_ms =
@@ -221,7 +278,8 @@ int cmd_plan(const PlanArgs& a) {
                      {"tokens_per_s", tokens / b.step_seconds},
                      {"tflops_per_device", b.flops / b.step_seconds / 1e12},
                      {"mfu", model_flops / b.step_seconds / a.devices / peak_flops},
-                     {"comm_bytes_per_step", b.comm_bytes}};
+                     {"comm_bytes_per_step", b.comm_bytes},
+                     {"comm_inter_host_bytes_per_step", b.comm_inter_host_bytes}};
     }
     std::cout << j.dump(2) << "\n";
     return r.chosen >= 0 ? 0 : 1;
@@ -275,6 +333,17 @@ int cmd_plan(const PlanArgs& a) {
       "%.2f GiB sent a device per step; planned in %.0f ms (trace and search)\n",
       b.step_seconds, tokens / b.step_seconds, b.flops / b.step_seconds / 1e12,
       100 * model_flops / b.step_seconds / a.devices / peak_flops, gib(b.comm_bytes), total_ms);
+  std::printf(
+      "  communication a device per step: %.2f GiB within its host, %.2f GiB between hosts\n",
+      gib(b.comm_bytes - b.comm_inter_host_bytes), gib(b.comm_inter_host_bytes));
+  const int64_t layers = layers_of(config);
+  for (int s = 0; s < b.plan.pp; ++s) {
+    const int64_t first = layers * s / b.plan.pp, last = layers * (s + 1) / b.plan.pp;
+    std::printf("  stage %d: layers %lld-%lld%s%s on devices %d-%d\n", s,
+                static_cast<long long>(first), static_cast<long long>(last - 1),
+                s == 0 ? " and the embedding" : "", s + 1 == b.plan.pp ? " and the head" : "",
+                s * b.plan.dp * b.plan.tp, (s + 1) * b.plan.dp * b.plan.tp - 1);
+  }
   return 0;
 }
 

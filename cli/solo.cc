@@ -193,7 +193,8 @@ int main(int argc, char** argv) {
   solo::cli::PlanArgs plan_args;
   auto* plan = app.add_subcommand("plan", "Plan a model's training for a cluster (a dry run)");
   plan->add_option("--model", plan_args.model,
-                   "llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b or a config.json");
+                   "llama2-7b, llama2-13b, llama2-70b, llama3-8b, llama3-70b, gpt2, gpt2-medium, "
+                   "gpt2-large, gpt2-xl or a config.json");
   plan->add_flag("--all-flavors", plan_args.all_flavors,
                  "plan PROGRAM's step for every flavor into the plan cache (give it after --)");
   plan->add_option("program", plan_args.program, "with --all-flavors: the program and its args");

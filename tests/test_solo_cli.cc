@@ -278,6 +278,39 @@ TEST_F(SoloCli, PlanChoosesAFittingPlanForAClusterThatIsNotHere) {
   EXPECT_NE(typo.out.find("--plan: unknown key 'dq'"), std::string::npos) << typo.out;
 }
 
+// The GPT-2 shapes are built in too, and the chosen plan is explained: its communication on
+// each link and, under a pipeline, each stage's blocks and devices (stages outermost).
+TEST_F(SoloCli, PlanExplainsTheChosenPlansStagesAndLinksForGpt2) {
+  const Result r =
+      run("plan --model gpt2 --device h100 --devices 16 --devices-per-host 8 --batch 64 --seq 1024 "
+          "--plan dp=4,tp=1,pp=4,micro=8");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("solo plan: gpt2 (0.12B parameters) on 16 x h100"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("  stage 0: layers 0-2 and the embedding on devices 0-3\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("  stage 1: layers 3-5 on devices 4-7\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  stage 3: layers 9-11 and the head on devices 12-15\n"), std::string::npos)
+      << r.out;
+  // Stages 1 and 2 sit on two hosts: their activations cross between hosts.
+  const Result j =
+      run("plan --model gpt2 --device h100 --devices 16 --devices-per-host 8 --batch 64 --seq 1024 "
+          "--plan dp=4,tp=1,pp=4,micro=8 --json");
+  ASSERT_EQ(j.rc, 0) << j.out;
+  const nlohmann::json c = nlohmann::json::parse(j.out)["chosen"];
+  EXPECT_GT(c["comm_inter_host_bytes_per_step"].get<double>(), 0.0) << c;
+  EXPECT_LT(c["comm_inter_host_bytes_per_step"].get<double>(),
+            c["comm_bytes_per_step"].get<double>())
+      << c;
+  for (const char* model : {"gpt2-medium", "gpt2-large", "gpt2-xl"}) {
+    const Result m = run(std::string("plan --model ") + model +
+                         " --device h100 --devices 8 --batch 16 --seq 1024");
+    EXPECT_EQ(m.rc, 0) << model << "\n" << m.out;
+    EXPECT_NE(m.out.find("Chosen: DP="), std::string::npos) << model << "\n" << m.out;
+  }
+}
+
 TEST_F(SoloCli, PlanRefusesWhatNoPlanFitsAndUnknownModels) {
   Result big = run("plan --model llama2-70b --device h100 --devices 8 --batch 64 --seq 4096");
   EXPECT_EQ(big.rc, 1);
@@ -286,7 +319,7 @@ TEST_F(SoloCli, PlanRefusesWhatNoPlanFitsAndUnknownModels) {
       << big.out;
   Result unknown = run("plan --model llama9");
   EXPECT_EQ(unknown.rc, 1);
-  EXPECT_NE(unknown.out.find("--model llama9 is neither a built-in model (llama2-13b, "),
+  EXPECT_NE(unknown.out.find("--model llama9 is neither a built-in model (gpt2, gpt2-large, "),
             std::string::npos)
       << unknown.out;
   Result bad = run("plan --model llama2-7b --devices 0");

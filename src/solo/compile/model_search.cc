@@ -24,6 +24,7 @@ struct Piece {
   double boundary = 0;     // bytes of the residual stream: what a pipeline stage sends
   double seconds_micro = 0, seconds_once = 0;  // per micro-batch / once a step
   double flops_micro = 0, flops_once = 0, sent_micro = 0, sent_once = 0;
+  double inter_micro = 0, inter_once = 0;  // of the bytes sent, those between hosts
 };
 
 // A compile shared by candidates: everything but pp and the micro-batch count.
@@ -95,6 +96,7 @@ Piece evaluate_piece(const TracedStep& step, const PieceKey& k, const SearchOpti
       (one ? p.seconds_once : p.seconds_micro) += s;
       (one ? p.flops_once : p.flops_micro) += c.flops;
       (one ? p.sent_once : p.sent_micro) += c.bytes_sent;
+      if (crosses) (one ? p.inter_once : p.inter_micro) += c.bytes_sent;
     }
   } catch (const std::exception& e) {
     p.error = e.what();
@@ -149,6 +151,7 @@ SearchResult search_model(const StepTracer& trace, const ModelSearchOptions& mo)
     return it->second;
   };
   const TracedStep& probe = traced_step(1, mo.batch);
+  r.tokens = tokens_per_step(*probe.graph);
   const ModelCandidateSpace space{
       {o.devices, o.devices_per_host, has_mixed_precision(*probe.graph)}, mo.layers, mo.batch};
   for (const PlanSpec& plan : o.plans.empty() ? model_candidate_plans(space) : o.plans) {
@@ -223,14 +226,17 @@ SearchResult search_model(const StepTracer& trace, const ModelSearchOptions& mo)
     double seconds = slots * at(&Piece::seconds_micro) + at(&Piece::seconds_once);
     c.flops = m * at(&Piece::flops_micro) + at(&Piece::flops_once);
     c.comm_bytes = m * at(&Piece::sent_micro) + at(&Piece::sent_once);
+    c.comm_inter_host_bytes = m * at(&Piece::inter_micro) + at(&Piece::inter_once);
     if (p.pp > 1) {  // each slot sends its activations on and their gradient back
-      const bool crosses = o.devices_per_host > 0 && o.devices > o.devices_per_host &&
-                           p.dp * p.tp >= o.devices_per_host;
+      // Stages are contiguous ranges of devices: once they span hosts, a stage boundary
+      // falls on a host boundary, and the pipeline runs at that link's pace.
+      const bool crosses = o.devices_per_host > 0 && o.devices > o.devices_per_host;
       planner::OpCost send;
       send.communication = true;
       send.bytes_sent = one.boundary;
       seconds += 2 * slots * planner::node_seconds(send, o.profile, crosses);
       c.comm_bytes += 2 * m * one.boundary;
+      if (crosses) c.comm_inter_host_bytes += 2 * m * one.boundary;
     }
     c.step_seconds = seconds;
   }

@@ -66,8 +66,12 @@ void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
                                {hosts, false}, o.compile.async_collectives);
     c.step_seconds = e.seconds;
     c.flops = e.flops;
-    for (ir::NodeId n : later.memory.schedule)
-      c.comm_bytes += planner::op_cost(*later.graph, later.graph->node(n), groups).bytes_sent;
+    for (ir::NodeId n : later.memory.schedule) {
+      const ir::Node& node = later.graph->node(n);
+      const double sent = planner::op_cost(*later.graph, node, groups).bytes_sent;
+      c.comm_bytes += sent;
+      if (hosts && node.attrs.i_or("group", 0) == 0) c.comm_inter_host_bytes += sent;
+    }
   } catch (const std::exception& e) {  // e.g. a batch this plan cannot split
     c.dropped = e.what();
   }

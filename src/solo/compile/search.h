@@ -48,6 +48,7 @@ struct Candidate {
   ResidentBytes resident;    // per device, of the steady step: parameters, gradients, states
   double flops = 0;          // per device and step, as costed
   double comm_bytes = 0;     // per device and step: bytes its collectives put on links
+  double comm_inter_host_bytes = 0;  // the part of them on the link between hosts
 };
 
 struct SearchResult {
