@@ -2,9 +2,9 @@
 // (T != S), grouped-query heads, padding masks of several dtypes with fully masked queries,
 // head dims 64 and 128 (fast tiles), 40 and 200 (bounded run-time D), T = 300 (ragged tiles);
 // f32 on the same inputs and bf16 against cpu f32 on the same bf16-rounded inputs; gradients
-// through autograd against the reference backend. bf16 runs with both kernel families
-// (SOLO_CUDA_ATTENTION=simt and =mma, the tensor-core kernels for D 64 and 128); tests that do
-// not pick one use the environment's. Every test skips without a CUDA device.
+// through autograd against the reference backend; sliding windows. bf16 runs with both kernel
+// families (SOLO_CUDA_ATTENTION=simt and =mma, the tensor-core kernels for D 64 and 128); tests
+// that do not pick one use the environment's. Every test skips without a CUDA device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -88,21 +88,21 @@ HostTensor rounded_bf16(const HostTensor& t, DType dt) {
   return r;
 }
 
-// Builds attention over in = (q, k, v[, mask]); returns {out, lse}.
-Builder attention_builder(double scale, bool causal) {
+// Builds attention over in = (q, k, v[, mask]); returns {out, lse}. window > 0: sliding.
+Builder attention_builder(double scale, bool causal, int64_t window = 0) {
   return [=](Graph& g, const std::vector<ValueId>& in) {
     const ValueId mask = in.size() > 3 ? in[3] : kNoValue;
-    return ir::attention(g, in[0], in[1], in[2], mask, scale, causal);
+    return ir::attention(g, in[0], in[1], in[2], mask, scale, causal, window);
   };
 }
 
 // in = (q, k, v, dout[, mask]): forward, then the fused backward -> {dq, dk, dv}.
-Builder backward_builder(double scale, bool causal) {
+Builder backward_builder(double scale, bool causal, int64_t window = 0) {
   return [=](Graph& g, const std::vector<ValueId>& in) {
     const ValueId mask = in.size() > 4 ? in[4] : kNoValue;
-    const auto fwd = ir::attention(g, in[0], in[1], in[2], mask, scale, causal);
+    const auto fwd = ir::attention(g, in[0], in[1], in[2], mask, scale, causal, window);
     return ir::attention_backward(g, in[0], in[1], in[2], mask, fwd[0], fwd[1], in[3], scale,
-                                  causal);
+                                  causal, window);
   };
 }
 
@@ -267,6 +267,42 @@ TEST(CudaAttention, BackwardBf16MatchesCpu) {
     AttentionKernels kernels(kind);
     for (const Case& c : kCases) check_backward_bf16(c, 600);
   }
+}
+
+// Sliding windows (1, inside a tile, across tiles, T - 1, beyond T) on the tile shapes of each
+// head dim, f32 forward and backward against cpu, and bf16 with both kernel selections (the
+// tensor-core family hands windowed calls to the CUDA-core kernels).
+TEST(CudaAttention, SlidingWindowMatchesCpu) {
+  SKIP_WITHOUT_CUDA();
+  const Case cases[] = {{2, 300, 300, 8, 2, 64, true, true},
+                        {1, 200, 200, 4, 2, 128, true, false},
+                        {1, 100, 100, 4, 1, 200, true, true}};
+  for (const Case& c : cases)
+    for (int64_t w : {int64_t{1}, int64_t{17}, int64_t{64}, int64_t{100}, c.T - 1, c.T + 5}) {
+      SCOPED_TRACE(name(c) + " window " + std::to_string(w));
+      const auto in = inputs_of(c, 1000);
+      const double scale = 1.0 / std::sqrt(double(c.D));
+      const Builder fwd = attention_builder(scale, true, w);
+      expect_near_outputs(run_graph("cuda", forward_inputs(in), fwd),
+                          run_graph("cpu", forward_inputs(in), fwd), 1e-4, 2e-5, "forward");
+      const Builder bwd = backward_builder(scale, true, w);
+      expect_near_outputs(run_graph("cuda", in, bwd), run_graph("cpu", in, bwd), 2e-4, 2e-5,
+                          "backward");
+      for (const char* kind : kKernelKinds) {
+        SCOPED_TRACE(kind);
+        AttentionKernels kernels(kind);
+        std::vector<HostTensor> in16 = in, in32 = in;
+        for (size_t i = 0; i < 4; ++i) {
+          in16[i] = rounded_bf16(in[i], DType::BF16);
+          in32[i] = rounded_bf16(in[i], DType::F32);
+        }
+        expect_near_outputs(run_graph("cuda", forward_inputs(in16), fwd),
+                            run_graph("cpu", forward_inputs(in32), fwd), 2e-2, 1e-2,
+                            "bf16 forward");
+        expect_near_outputs(run_graph("cuda", in16, bwd), run_graph("cpu", in32, bwd), 3e-2, 2e-2,
+                            "bf16 backward");
+      }
+    }
 }
 
 // Shapes aimed at the tensor-core kernels (bf16, D 64 and 128): ragged query and key tiles

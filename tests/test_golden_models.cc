@@ -289,24 +289,53 @@ TEST(GoldenLlamaCheckpoint, UnknownArchitectureIsRefusedNamingIt) {
   fs::remove_all(dir);
 }
 
-TEST(GoldenLlamaCheckpoint, SequenceBeyondTheSlidingWindowIsRefused) {
-  // Up to the window (mistral_tiny: 16, the batch length) windowed attention is full causal
-  // attention; past it Solo would compute something else, so it refuses.
-  const fs::path dir = edited_checkpoint("mistral_tiny", [](std::string& t) {
-    replace(t, "\"sliding_window\": 16", "\"sliding_window\": 8");
-  });
-  auto model = models::LlamaForCausalLM::from_pretrained(dir.string());
-  const Tensor ids = Tensor::zeros({1, 9}, DType::I64);
-  try {
-    model->forward(ids);
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("exceeds the config's sliding_window 8"),
-              std::string::npos)
-        << e.what();
+// mistral_tiny's window (6) is shorter than its batch (16 tokens), so the golden checks above
+// train past the window. Without the window (sliding_window null) the same weights give other
+// logits; a window of at least the batch length is full causal attention.
+TEST(GoldenLlamaCheckpoint, SlidingWindowMattersPastTheWindow) {
+  const io::SafetensorsFile golden =
+      io::SafetensorsFile::open(kGolden + "mistral_tiny.safetensors");
+  const Tensor ids = tensor(golden.tensor("input_ids"), {});
+  const Tensor mask = tensor(golden.tensor("attention_mask"), {});
+  auto logits_with = [&](const std::string& window) {
+    const fs::path dir = edited_checkpoint("mistral_tiny", [&](std::string& t) {
+      replace(t, "\"sliding_window\": 6", "\"sliding_window\": " + window);
+    });
+    auto model = models::LlamaForCausalLM::from_pretrained(dir.string());
+    model->eval();
+    std::vector<float> out = model->forward(ids, mask).logits.to_vector();
+    fs::remove_all(dir);
+    return out;
+  };
+  const std::vector<float> full = logits_with("null"), wide = logits_with("16");
+  EXPECT_EQ(full, wide);
+  const std::vector<double> want = values(golden.tensor("logits"));
+  ASSERT_EQ(full.size(), want.size());
+  double most = 0;
+  for (size_t i = 0; i < want.size(); ++i) most = std::max(most, std::abs(full[i] - want[i]));
+  EXPECT_GT(most, 0.1) << "the window does not change the golden logits";
+}
+
+// Greedy generation re-runs the growing prefix: every prefix of row 0 (no padding), shorter
+// and longer than the window, gives transformers' logits at its last position.
+TEST(GoldenLlamaCheckpoint, PrefixesPastTheSlidingWindowMatchTransformers) {
+  const io::SafetensorsFile golden =
+      io::SafetensorsFile::open(kGolden + "mistral_tiny.safetensors");
+  const std::vector<double> ids = values(golden.tensor("input_ids"));
+  const std::vector<double> want = values(golden.tensor("logits"));  // [2, 16, V]
+  auto model = models::LlamaForCausalLM::from_pretrained(kGolden + "mistral_tiny_hf");
+  model->eval();
+  ASSERT_EQ(model->config().sliding_window, 6);
+  const int64_t T = 16, V = model->config().vocab_size;
+  NoGradGuard no_grad;
+  for (int64_t t = 1; t <= T; ++t) {
+    SCOPED_TRACE(t);
+    const std::vector<int64_t> prefix(ids.begin(), ids.begin() + t);
+    const Tensor logits = model->forward(Tensor::from_vector(prefix, {1, t})).logits;
+    const std::vector<float> last = slice(logits, 1, t - 1, t).to_vector();
+    const auto at = want.begin() + (t - 1) * V;
+    expect_close(last, std::vector<double>(at, at + V), 1e-4, 1e-5, "last logits");
   }
-  EXPECT_NO_THROW(model->forward(Tensor::zeros({1, 8}, DType::I64)));
-  fs::remove_all(dir);
 }
 
 TEST(GoldenLlamaCheckpoint, UnknownRopeTypeIsRefusedNamingIt) {

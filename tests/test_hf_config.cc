@@ -549,13 +549,14 @@ TEST(HfConfig, MistralQwen2Qwen3) {
   EXPECT_TRUE(back.qk_norm && back.attention_bias);
   EXPECT_EQ(back.model_type, "qwen3");
 
-  expect_parse_error(edited(kLlama2_7B,
-                            [](json& j) {
-                              j["model_type"] = "qwen2";
-                              j["architectures"] = {"Qwen2ForCausalLM"};
-                              j["use_sliding_window"] = true;
-                            }),
-                     "field 'use_sliding_window' is true but Solo has no sliding-window attention");
+  expect_parse_error(
+      edited(kLlama2_7B,
+             [](json& j) {
+               j["model_type"] = "qwen2";
+               j["architectures"] = {"Qwen2ForCausalLM"};
+               j["use_sliding_window"] = true;
+             }),
+      "field 'use_sliding_window' is true but Solo has no per-layer sliding windows");
   expect_parse_error(edited(kLlama2_7B, [](json& j) { j["model_type"] = "qwen3"; }),
                      "architectures entry 'LlamaForCausalLM' is not implemented");
 }

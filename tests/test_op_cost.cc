@@ -59,6 +59,17 @@ TEST(OpCost, GemmAndAttentionFlopsInClosedForm) {
     EXPECT_DOUBLE_EQ(op_cost(g, g.producer(o[0]), {1}).flops, full);
     EXPECT_DOUBLE_EQ(op_cost(g, g.producer(d[0]), {1}).flops, 2.5 * full);
   }
+  // A sliding window W: query t sees min(t + 1, W) keys, W T - W (W - 1) / 2 pairs in all; a
+  // window of at least T is plain causal.
+  for (int64_t w : {1, 16, 64, 100}) {
+    const std::vector<ValueId> o = ir::attention(g, q, q, q, ir::kNoValue, 0.25, true, w);
+    const std::vector<ValueId> d =
+        ir::attention_backward(g, q, q, q, ir::kNoValue, o[0], o[1], o[0], 0.25, true, w);
+    const double pairs = w >= 64 ? 64.0 * 64 / 2 : double(w) * 64 - double(w) * double(w - 1) / 2;
+    const double want = 4.0 * 2 * 4 * 16 * pairs;
+    EXPECT_DOUBLE_EQ(op_cost(g, g.producer(o[0]), {1}).flops, want) << w;
+    EXPECT_DOUBLE_EQ(op_cost(g, g.producer(d[0]), {1}).flops, 2.5 * want) << w;
+  }
 }
 
 TEST(OpCost, CollectivesSendRingBytes) {

@@ -24,29 +24,30 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kRtol32 = 1e-4, kAtol32 = 1e-5;
 constexpr double kRtol64 = 1e-10, kAtol64 = 1e-12;
 
-// Builds attention over in = (q, k, v[, mask]); returns {out, lse}.
-Builder attention_builder(double scale, bool causal) {
+// Builds attention over in = (q, k, v[, mask]); returns {out, lse}. window > 0: sliding.
+Builder attention_builder(double scale, bool causal, int64_t window = 0) {
   return [=](Graph& g, const std::vector<ValueId>& in) {
     const ValueId mask = in.size() > 3 ? in[3] : kNoValue;
-    return ir::attention(g, in[0], in[1], in[2], mask, scale, causal);
+    return ir::attention(g, in[0], in[1], in[2], mask, scale, causal, window);
   };
 }
 
 // Only `out` (lse is not differentiable), for gradient checks.
-Builder attention_out_builder(double scale, bool causal) {
+Builder attention_out_builder(double scale, bool causal, int64_t window = 0) {
   return [=](Graph& g, const std::vector<ValueId>& in) {
     const ValueId mask = in.size() > 3 ? in[3] : kNoValue;
-    return std::vector<ValueId>{ir::attention(g, in[0], in[1], in[2], mask, scale, causal)[0]};
+    return std::vector<ValueId>{
+        ir::attention(g, in[0], in[1], in[2], mask, scale, causal, window)[0]};
   };
 }
 
 // in = (q, k, v, dout[, mask]): forward, then the fused backward -> {dq, dk, dv}.
-Builder backward_builder(double scale, bool causal) {
+Builder backward_builder(double scale, bool causal, int64_t window = 0) {
   return [=](Graph& g, const std::vector<ValueId>& in) {
     const ValueId mask = in.size() > 4 ? in[4] : kNoValue;
-    const auto fwd = ir::attention(g, in[0], in[1], in[2], mask, scale, causal);
+    const auto fwd = ir::attention(g, in[0], in[1], in[2], mask, scale, causal, window);
     return ir::attention_backward(g, in[0], in[1], in[2], mask, fwd[0], fwd[1], in[3], scale,
-                                  causal);
+                                  causal, window);
   };
 }
 
@@ -79,6 +80,29 @@ TEST(Attention, HandValuesCausal) {
     SCOPED_TRACE(backend);
     expect_values(run_graph(backend, {q, k, v}, attention_builder(1.0, true)),
                   {{10, 10 * (1 - p1) + 20 * p1}, {3, 8 + std::log1p(std::exp(-2.0))}}, 1e-6, 1e-6);
+  }
+}
+
+TEST(Attention, HandValuesSlidingWindow) {
+  // T = S = 3, D = 1, scale 1. Window 1: each query sees only itself, so out = v exactly and
+  // lse = q_t k_t. Window 2: query 2 sees keys 1 and 2 (not 0), query 1 keys 0 and 1.
+  const auto q = float_tensor({1, 3, 1, 1}, DType::F32, {1, 2, 1});
+  const auto k = float_tensor({1, 3, 1, 1}, DType::F32, {3, 4, 5});
+  const auto v = float_tensor({1, 3, 1, 1}, DType::F32, {10, 20, 40});
+  const auto lse2 = [](double a, double b) {
+    return std::max(a, b) + std::log1p(std::exp(-std::abs(a - b)));
+  };
+  const auto mean2 = [](double sa, double sb, double va, double vb) {
+    const double pb = 1 / (1 + std::exp(sa - sb));
+    return va * (1 - pb) + vb * pb;
+  };
+  for (const char* backend : {"reference", "cpu"}) {
+    SCOPED_TRACE(backend);
+    expect_values(run_graph(backend, {q, k, v}, attention_builder(1.0, true, 1)),
+                  {{10, 20, 40}, {3, 8, 5}}, 1e-6, 1e-6);
+    expect_values(run_graph(backend, {q, k, v}, attention_builder(1.0, true, 2)),
+                  {{10, mean2(6, 8, 10, 20), mean2(4, 5, 20, 40)}, {3, lse2(6, 8), lse2(4, 5)}},
+                  1e-6, 1e-6);
   }
 }
 
@@ -215,6 +239,70 @@ TEST(Attention, CpuMatchesReferenceQueriesWithNoVisibleKey) {
   }
 }
 
+// Sliding windows against the reference: smaller than a tile, a tile, larger than one but
+// smaller than T, exactly T and beyond (which must equal plain causal attention bit for bit on
+// the reference). T = 150 spans five query tiles and three key tiles, ragged at the end.
+TEST(Attention, CpuMatchesReferenceSlidingWindow) {
+  const Case c{2, 150, 150, 4, 2, 16};
+  for (int64_t w : {1, 5, 32, 64, 71, 149, 150, 400}) {
+    SCOPED_TRACE(w);
+    auto in = qkv(c, DType::F32, 110);
+    expect_matches_reference("cpu", in, attention_builder(0.25, true, w), kRtol32, kAtol32);
+    in.push_back(padding_mask(c.B, c.S, DType::Bool));
+    expect_matches_reference("cpu", in, attention_builder(0.25, true, w), kRtol32, kAtol32);
+  }
+  const Case d{1, 37, 37, 3, 1, 8};
+  expect_matches_reference("cpu", qkv(d, DType::F64, 111), attention_builder(0.3, true, 6), kRtol64,
+                           kAtol64);
+}
+
+TEST(Attention, SlidingWindowOfAtLeastTEqualsCausal) {
+  const Case c{1, 20, 20, 2, 2, 4};
+  auto in = qkv(c, DType::F64, 112);
+  in.push_back(padding_mask(c.B, c.S, DType::I32));
+  for (const char* backend : {"reference", "cpu"}) {
+    SCOPED_TRACE(backend);
+    const auto causal = run_graph(backend, in, attention_builder(0.5, true));
+    for (int64_t w : {20, 21, 1000}) {
+      const auto win = run_graph(backend, in, attention_builder(0.5, true, w));
+      expect_values(win, {causal[0].values, causal[1].values}, 0, 0);
+    }
+    // A smaller window changes the late queries (they lose their first keys).
+    const auto small = run_graph(backend, in, attention_builder(0.5, true, 4));
+    EXPECT_NE(small[0].values, causal[0].values);
+  }
+}
+
+// Window W: query t equals unmasked attention of q_t over keys t - W + 1 .. t alone.
+TEST(Attention, SlidingWindowEqualsAttentionOverTheLastWKeys) {
+  const Case c{1, 9, 9, 2, 1, 3};
+  const int64_t W = 3;
+  const auto in = qkv(c, DType::F64, 113);
+  const auto win = run_graph("reference", in, attention_builder(0.8, true, W));
+  for (int64_t t = 0; t < c.T; ++t) {
+    SCOPED_TRACE(t);
+    const int64_t s0 = std::max<int64_t>(0, t - W + 1), n = t - s0 + 1;
+    auto slice = [&](const HostTensor& x, int64_t from, int64_t rows, int64_t h) {
+      HostTensor r{{Shape({1, rows, h, c.D}), DType::F64}, {}};
+      for (int64_t s = from; s < from + rows; ++s)
+        for (int64_t e = 0; e < h * c.D; ++e)
+          r.values.push_back(x.values[static_cast<size_t>(s * h * c.D + e)]);
+      return r;
+    };
+    const auto one = run_graph(
+        "reference",
+        {slice(in[0], t, 1, c.Hq), slice(in[1], s0, n, c.Hkv), slice(in[2], s0, n, c.Hkv)},
+        attention_builder(0.8, false));
+    for (int64_t h = 0; h < c.Hq; ++h) {
+      for (int64_t e = 0; e < c.D; ++e)
+        EXPECT_NEAR(win[0].values[static_cast<size_t>((t * c.Hq + h) * c.D + e)],
+                    one[0].values[static_cast<size_t>(h * c.D + e)], 1e-12);
+      EXPECT_NEAR(win[1].values[static_cast<size_t>(h * c.T + t)],
+                  one[1].values[static_cast<size_t>(h)], 1e-12);
+    }
+  }
+}
+
 // ---- gradients ---------------------------------------------------------------------------------
 
 TEST(Attention, GradientsMatchFiniteDifferences) {
@@ -236,6 +324,36 @@ TEST(Attention, GradientsMatchFiniteDifferencesWithMaskAndGroupedQuery) {
   in[3] = float_tensor({1, 3}, DType::F32, {1, 0, 1});  // float mask, non-causal
   expect_gradients_match_finite_differences(in, attention_out_builder(0.9, false), {0, 1, 2}, 1e-6,
                                             1e-8);
+}
+
+TEST(Attention, GradientsMatchFiniteDifferencesSlidingWindow) {
+  const Case c{1, 5, 5, 2, 1, 3};
+  for (int64_t w : {1, 2, 4}) {
+    SCOPED_TRACE(w);
+    auto in = qkv(c, DType::F64, 120 + static_cast<uint64_t>(w));
+    expect_gradients_match_finite_differences(in, attention_out_builder(0.7, true, w), {0, 1, 2},
+                                              1e-6, 1e-8);
+    // Key 1 masked: with window 1, query 1 sees nothing (zero gradient).
+    in.push_back(int_tensor({1, 5}, DType::Bool, {1, 0, 1, 1, 1}));
+    expect_gradients_match_finite_differences(in, attention_out_builder(0.7, true, w), {0, 1, 2},
+                                              1e-6, 1e-8);
+  }
+}
+
+TEST(AttentionBackward, CpuMatchesReferenceSlidingWindow) {
+  const Case c{2, 150, 150, 4, 2, 16};
+  for (int64_t w : {1, 7, 32, 64, 100, 150}) {
+    SCOPED_TRACE(w);
+    auto in = qkv(c, DType::F32, 130);
+    in.push_back(random_tensor({c.B, c.T, c.Hq, c.D}, DType::F32, 133));  // dout
+    expect_matches_reference("cpu", in, backward_builder(0.3, true, w), 2e-4, 2e-5);
+    in.push_back(padding_mask(c.B, c.S, DType::I32));
+    expect_matches_reference("cpu", in, backward_builder(0.3, true, w), 2e-4, 2e-5);
+  }
+  const Case d{1, 70, 70, 2, 2, 8};
+  auto in = qkv(d, DType::F64, 134);
+  in.push_back(random_tensor({d.B, d.T, d.Hq, d.D}, DType::F64, 135));
+  expect_matches_reference("cpu", in, backward_builder(0.3, true, 9), kRtol64, kAtol64);
 }
 
 TEST(AttentionBackward, CpuMatchesReference) {
@@ -311,6 +429,19 @@ TEST(Attention, ShapeErrors) {
                       1.0, true);
       },
       {"Attention:", "causal", "f32[1, 3, 2, 8]", "f32[1, 5, 2, 8]"});
+  // A window needs causal attention and is not negative.
+  expect_error(
+      [&](Graph& g) {
+        ir::attention(g, in(g, {1, 4, 2, 8}), in(g, {1, 4, 2, 8}), in(g, {1, 4, 2, 8}), kNoValue,
+                      1.0, false, 2);
+      },
+      {"Attention:", "window 2", "causal"});
+  expect_error(
+      [&](Graph& g) {
+        ir::attention(g, in(g, {1, 4, 2, 8}), in(g, {1, 4, 2, 8}), in(g, {1, 4, 2, 8}), kNoValue,
+                      1.0, true, -1);
+      },
+      {"Attention:", "window -1"});
   // Mask shape wrong.
   expect_error(
       [&](Graph& g) {
@@ -344,6 +475,27 @@ TEST(Attention, ShapeErrors) {
                                in(g, {1, 4, 2}), q, 1.0, true);
       },
       {"AttentionBackward:", "lse", "f32[1, 4, 2]"});
+}
+
+// No window sets no attr, so graphs without one hash as they did; a window is in the hash.
+TEST(Attention, WindowAttrOnlyWhenSet) {
+  auto build = [](int64_t window) {
+    Graph g;
+    const ValueId q = g.input({{1, 4, 2, 8}, DType::F32}, "q");
+    const auto a = ir::attention(g, q, q, q, kNoValue, 1.0, true, window);
+    ir::attention_backward(g, q, q, q, kNoValue, a[0], a[1], a[0], 1.0, true, window);
+    return g;
+  };
+  const Graph none = build(0), two = build(2), three = build(3);
+  EXPECT_FALSE(none.producer(ValueId{1}).attrs.has("window"));
+  EXPECT_EQ(two.producer(ValueId{1}).attrs.i("window"), 2);
+  EXPECT_NE(none.structural_hash(), two.structural_hash());
+  EXPECT_NE(two.structural_hash(), three.structural_hash());
+  Graph plain;
+  const ValueId q = plain.input({{1, 4, 2, 8}, DType::F32}, "q");
+  const auto a = ir::attention(plain, q, q, q, kNoValue, 1.0, true);
+  ir::attention_backward(plain, q, q, q, kNoValue, a[0], a[1], a[0], 1.0, true);
+  EXPECT_EQ(plain.structural_hash(), none.structural_hash());
 }
 
 TEST(Attention, OutputTypesAndHalfOperands) {

@@ -14,7 +14,8 @@ of config.json + model.safetensors, read back by the C++ loader).
 Llama variants (llama_rope_*, llama_bias_head_dim) cover the config fields that change the
 maths: rope types linear, dynamic (a batch longer than max_position_embeddings), llama3 and
 yarn; an explicit head_dim; attention_bias + mlp_bias with tied embeddings; and the
-Llama-shaped families Mistral, Qwen2 (q/k/v biases) and Qwen3 (q/k norms). transformers 5
+Llama-shaped families Mistral (a sliding window shorter than the batch), Qwen2 (q/k/v biases)
+and Qwen3 (q/k norms). transformers 5
 writes the rope fields as rope_parameters; for llama_rope_dynamic and llama_rope_llama3 the
 script rewrites config.json in the transformers-4 spelling (rope_theta + rope_scaling, the
 dynamic one with the legacy "type" key) and checks that transformers reads it back to the
@@ -115,9 +116,11 @@ VARIANTS = {
     "llama_bias_head_dim": dict(head_dim=12, attention_bias=True, mlp_bias=True,
                                 tie_word_embeddings=True,
                                 rope_parameters=dict(rope_type="default", rope_theta=500000.0)),
-    # Llama-shaped families. Mistral's window equals the batch length, where windowed
-    # attention is still full causal attention.
-    "mistral_tiny": dict(sliding_window=16,
+    # Llama-shaped families. Mistral's window of 6 is shorter than the batch's 16 tokens: each
+    # query sees itself and the 5 keys before it (transformers' sliding_window_causal mask).
+    # Not 5: the last pad query of row 1 would see only pads, which Solo's attention answers
+    # with zeros and transformers' eager softmax with the mean of the masked values.
+    "mistral_tiny": dict(sliding_window=6,
                          rope_parameters=dict(rope_type="default", rope_theta=10000.0)),
     "qwen2_tiny": dict(tie_word_embeddings=True,
                        rope_parameters=dict(rope_type="default", rope_theta=1000000.0)),

@@ -18,9 +18,9 @@ std::vector<ValueId> attention_vjp(Graph& g, const Node& n, const std::vector<Va
   std::vector<ValueId> din(n_in, kNoValue);
   if (dout[0] == kNoValue) return din;
   const ValueId mask = n_in > 3 ? n.inputs[3] : kNoValue;
-  const auto d =
-      ir::attention_backward(g, n.inputs[0], n.inputs[1], n.inputs[2], mask, n.outputs[0],
-                             n.outputs[1], dout[0], n.attrs.f("scale"), n.attrs.i("causal") != 0);
+  const auto d = ir::attention_backward(g, n.inputs[0], n.inputs[1], n.inputs[2], mask,
+                                        n.outputs[0], n.outputs[1], dout[0], n.attrs.f("scale"),
+                                        n.attrs.i("causal") != 0, n.attrs.i_or("window", 0));
   din[0] = d[0];
   din[1] = d[1];
   din[2] = d[2];

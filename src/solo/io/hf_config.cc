@@ -304,9 +304,9 @@ LlamaConfig parse_llama(const Fields& f, const std::string& type) {
   }
   if (type == "qwen2" || type == "qwen3")
     SOLO_CHECK(!f.opt_bool("use_sliding_window").value_or(false), f.where(),
-               ": field 'use_sliding_window' is true but Solo has no sliding-window attention; "
-               "set it to false to run every layer with full attention (a different model "
-               "past sliding_window tokens)");
+               ": field 'use_sliding_window' is true but Solo has no per-layer sliding windows "
+               "(max_window_layers, layer_types); set it to false to run every layer with full "
+               "attention (a different model past sliding_window tokens)");
   c.attention_dropout = f.opt_number("attention_dropout").value_or(0.0);
   c.tie_word_embeddings = f.opt_bool("tie_word_embeddings").value_or(false);
   // transformers 5 writes "dtype", 4 "torch_dtype".

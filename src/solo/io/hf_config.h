@@ -32,8 +32,8 @@ struct LlamaConfig {
   bool mlp_bias = false;                     // gate/up/down biases
   bool qkv_bias = false;                     // q/k/v biases without an o bias (qwen2)
   bool qk_norm = false;                      // q_norm / k_norm over head_dim before RoPE (qwen3)
-  // mistral: each query sees the last sliding_window keys. Solo has no windowed attention, so
-  // longer sequences are refused; up to the window it equals full causal attention.
+  // mistral: each query sees the last sliding_window keys, itself included (windowed causal
+  // attention); up to the window it equals full causal attention. Unset: full attention.
   std::optional<int64_t> sliding_window;
   // Solo has no attention dropout: a model with a positive one is refused in training mode.
   double attention_dropout = 0;

@@ -106,18 +106,23 @@ ValueId rope(Graph& g, ValueId x, double theta, bool inverse = false);
 // Fused scaled-dot-product attention, grouped-query aware.
 // q [B, T, Hq, D], k and v [B, S, Hkv, D] with Hq % Hkv == 0 (query head h reads kv head
 // h / (Hq/Hkv)); key_mask [B, S] (nonzero = attend; kNoValue = none); causal: query t sees
-// keys s <= t (requires T == S). A query that sees no key outputs zeros.
+// keys s <= t (requires T == S). window W > 0 (causal only): query t sees keys
+// t - W < s <= t, the last W including itself (transformers' sliding_window_causal); 0 is
+// unlimited and sets no attr, so unwindowed graphs hash as before. A query that sees no key
+// outputs zeros.
 // -> {out [B, T, Hq, D], lse [B, Hq, T] f32, f64 for f64 inputs (log-sum-exp of the scaled scores,
-// -inf if none)} attrs "scale", "causal". Node inputs: (q, k, v[, key_mask]).
+// -inf if none)} attrs "scale", "causal" and "window" (only when W > 0; readers take
+// attrs.i_or("window", 0)). Node inputs: (q, k, v[, key_mask]).
 std::vector<ValueId> attention(Graph& g, ValueId q, ValueId k, ValueId v, ValueId key_mask,
-                               double scale, bool causal);
+                               double scale, bool causal, int64_t window = 0);
 // -> {dq, dk, dv}. Node inputs: (q, k, v, out, lse, dout[, key_mask]).
 std::vector<ValueId> attention_backward(Graph& g, ValueId q, ValueId k, ValueId v, ValueId key_mask,
                                         ValueId out, ValueId lse, ValueId dout, double scale,
-                                        bool causal);
+                                        bool causal, int64_t window = 0);
 // Convenience: attention(...)[0] with scale 1/sqrt(D).
 ValueId scaled_dot_product_attention(Graph& g, ValueId q, ValueId k, ValueId v,
-                                     ValueId key_mask = kNoValue, bool causal = true);
+                                     ValueId key_mask = kNoValue, bool causal = true,
+                                     int64_t window = 0);
 // logits [N, V] float, labels [N] i32/i64 -> scalar [] f32 (f64 for f64 logits): mean over
 // rows whose label != ignore_index of -log softmax(logits)[label] (NaN when all are ignored,
 // as in PyTorch). A label outside [0, V) that is not ignored is an error at run.

@@ -14,7 +14,7 @@ DType lse_dtype(DType dt) {
 
 // Checks q [B, T, Hq, D], k and v [B, S, Hkv, D] and key_mask [B, S] (when given).
 void check_qkv(const Graph& g, const char* op, ValueId q, ValueId k, ValueId v, ValueId key_mask,
-               bool causal) {
+               bool causal, int64_t window) {
   const TensorType &tq = g.type(q), &tk = g.type(k), &tv = g.type(v);
   const std::vector<const TensorType*> qkv = {&tq, &tk, &tv};
   check_operands(is_floating(tq.dtype), op, "q, k and v must be float tensors", qkv);
@@ -28,6 +28,8 @@ void check_qkv(const Graph& g, const char* op, ValueId q, ValueId k, ValueId v, 
                  "query heads Hq must be a multiple of key/value heads Hkv", qkv);
   check_operands(!causal || tq.shape[1] == tk.shape[1], op,
                  "causal attention needs as many queries as keys (T == S)", qkv);
+  SOLO_CHECK(window >= 0 && (window == 0 || causal), op, ": window ", window,
+             " must be 0 (unlimited) or positive with causal attention");
   if (key_mask != kNoValue) {
     const TensorType& tm = g.type(key_mask);
     check_operands(tm.shape == Shape({tk.shape[0], tk.shape[1]}), op,
@@ -35,23 +37,29 @@ void check_qkv(const Graph& g, const char* op, ValueId q, ValueId k, ValueId v, 
   }
 }
 
+Attrs attention_attrs(double scale, bool causal, int64_t window) {
+  Attrs a = Attrs().set("scale", scale).set("causal", causal);
+  if (window > 0) a.set("window", window);  // absent = unlimited: old graphs hash as before
+  return a;
+}
+
 }  // namespace
 
 std::vector<ValueId> attention(Graph& g, ValueId q, ValueId k, ValueId v, ValueId key_mask,
-                               double scale, bool causal) {
-  check_qkv(g, "Attention", q, k, v, key_mask, causal);
+                               double scale, bool causal, int64_t window) {
+  check_qkv(g, "Attention", q, k, v, key_mask, causal, window);
   const TensorType& tq = g.type(q);
   std::vector<ValueId> inputs = {q, k, v};
   if (key_mask != kNoValue) inputs.push_back(key_mask);
   const TensorType lse{Shape({tq.shape[0], tq.shape[2], tq.shape[1]}), lse_dtype(tq.dtype)};
   return g.add_node(OpKind::Attention, std::move(inputs), {tq, lse},
-                    Attrs().set("scale", scale).set("causal", causal));
+                    attention_attrs(scale, causal, window));
 }
 
 std::vector<ValueId> attention_backward(Graph& g, ValueId q, ValueId k, ValueId v, ValueId key_mask,
                                         ValueId out, ValueId lse, ValueId dout, double scale,
-                                        bool causal) {
-  check_qkv(g, "AttentionBackward", q, k, v, key_mask, causal);
+                                        bool causal, int64_t window) {
+  check_qkv(g, "AttentionBackward", q, k, v, key_mask, causal, window);
   const TensorType &tq = g.type(q), &tk = g.type(k), &to = g.type(out), &tl = g.type(lse),
                    &tdo = g.type(dout);
   const std::vector<const TensorType*> ops = {&tq, &to, &tl, &tdo};
@@ -65,15 +73,15 @@ std::vector<ValueId> attention_backward(Graph& g, ValueId q, ValueId k, ValueId 
   std::vector<ValueId> inputs = {q, k, v, out, lse, dout};
   if (key_mask != kNoValue) inputs.push_back(key_mask);
   return g.add_node(OpKind::AttentionBackward, std::move(inputs), {tq, tk, tk},
-                    Attrs().set("scale", scale).set("causal", causal));
+                    attention_attrs(scale, causal, window));
 }
 
 ValueId scaled_dot_product_attention(Graph& g, ValueId q, ValueId k, ValueId v, ValueId key_mask,
-                                     bool causal) {
+                                     bool causal, int64_t window) {
   SOLO_CHECK(g.shape(q).rank() == 4,
              "Attention: q must be [B, T, Hq, D] (operands: ", types_str({&g.type(q)}), ")");
   const double scale = 1.0 / std::sqrt(static_cast<double>(g.shape(q)[3]));
-  return attention(g, q, k, v, key_mask, scale, causal)[0];
+  return attention(g, q, k, v, key_mask, scale, causal, window)[0];
 }
 
 }  // namespace solo::ir

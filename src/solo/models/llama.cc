@@ -45,7 +45,10 @@ Tensor LlamaAttention::forward(const Tensor& x, const Tensor& key_mask) {
   q = rope(q, c_.rope);
   k = rope(k, c_.rope);
   const Tensor v = reshape(v_proj_->forward(x), {b, t, c_.num_key_value_heads, hd});
-  const Tensor a = scaled_dot_product_attention(q, k, v, key_mask, true);
+  // Mistral: each query sees the last sliding_window keys (itself included), as transformers'
+  // sliding_window_causal mask; a sequence no longer than the window is plain causal.
+  const int64_t window = c_.sliding_window && t > *c_.sliding_window ? *c_.sliding_window : 0;
+  const Tensor a = scaled_dot_product_attention(q, k, v, key_mask, true, window);
   return o_proj_->forward(reshape(a, {b, t, c_.num_attention_heads * hd}));
 }
 
@@ -115,10 +118,6 @@ CausalLMOutput LlamaForCausalLM::forward(const Tensor& input_ids, const Tensor& 
       c_.rope.type == RopeType::Dynamic || input_ids.shape()[1] <= c_.max_position_embeddings,
       "LlamaForCausalLM: sequence length ", input_ids.shape()[1],
       " exceeds max_position_embeddings ", c_.max_position_embeddings, "; lower --block-size");
-  SOLO_CHECK(!c_.sliding_window || input_ids.shape()[1] <= *c_.sliding_window,
-             "LlamaForCausalLM: sequence length ", input_ids.shape()[1],
-             " exceeds the config's sliding_window ", c_.sliding_window.value_or(0),
-             " and Solo has no sliding-window attention; lower --block-size to at most the window");
   SOLO_CHECK(!is_training() || c_.attention_dropout == 0,
              "LlamaForCausalLM: config attention_dropout is ", c_.attention_dropout,
              " but Solo has no attention dropout; call eval() for inference or set "

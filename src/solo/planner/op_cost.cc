@@ -24,13 +24,18 @@ int64_t group_size(const ir::Node& node, const std::vector<int64_t>& group_sizes
 }
 
 // Q K^T and P V (forward), and the five products of the backward, over B Hq T S D; causal
-// attention skips the upper half.
+// attention skips the upper half. A sliding window W < T leaves W T - W (W - 1) / 2 of the
+// T S (query, key) pairs (min(t + 1, W) keys for query t).
 double attention_flops(const ir::Graph& g, const ir::Node& node, double products) {
   const Shape &q = g.shape(node.inputs[0]), &k = g.shape(node.inputs[1]);
   const double full = 2.0 * products * static_cast<double>(q[0]) * static_cast<double>(q[1]) *
                       static_cast<double>(k[1]) * static_cast<double>(q[2]) *
                       static_cast<double>(q[3]);
-  return node.attrs.i("causal") != 0 ? full / 2 : full;
+  if (node.attrs.i("causal") == 0) return full;
+  const int64_t w = node.attrs.i_or("window", 0);
+  if (w <= 0 || w >= q[1]) return full / 2;
+  const double t = static_cast<double>(q[1]), wd = static_cast<double>(w);
+  return full * (wd * t - wd * (wd - 1) / 2) / (t * static_cast<double>(k[1]));
 }
 
 }  // namespace

@@ -210,8 +210,10 @@ Tensor rms_norm(const Tensor& x, const Tensor& w, double eps);
 Tensor layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps);
 Tensor rope(const Tensor& x, double theta);
 Tensor rope(const Tensor& x, const RopeScaling& scaling);
+// window > 0 (causal only): each query sees the last `window` keys, itself included.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    const Tensor& key_mask = {}, bool causal = true);
+                                    const Tensor& key_mask = {}, bool causal = true,
+                                    int64_t window = 0);
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index = -100);
 // Fused AdamW step -> {p', m', v'} (see ir::adamw_update).
 std::vector<Tensor> adamw_update(const Tensor& p, const Tensor& grad, const Tensor& m,

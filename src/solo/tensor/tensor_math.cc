@@ -199,10 +199,10 @@ Tensor rope(const Tensor& x, const RopeScaling& scaling) {
   return lazy({&x}, [scaling](ir::Graph& g, const auto& v) { return ir::rope(g, v[0], scaling); });
 }
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    const Tensor& key_mask, bool causal) {
-  return lazy_in_trace({&q, &k, &v, &key_mask}, [causal](Trace& t, const auto& x) {
+                                    const Tensor& key_mask, bool causal, int64_t window) {
+  return lazy_in_trace({&q, &k, &v, &key_mask}, [causal, window](Trace& t, const auto& x) {
     return ir::scaled_dot_product_attention(t.graph, autocast_in(t, x[0]), autocast_in(t, x[1]),
-                                            autocast_in(t, x[2]), x[3], causal);
+                                            autocast_in(t, x[2]), x[3], causal, window);
   });
 }
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index) {

@@ -84,6 +84,12 @@ int64_t causal_end(bool causal, int64_t t, int64_t j0, int64_t nc) {
   return causal ? std::clamp<int64_t>(t - j0 + 1, 0, nc) : nc;
 }
 
+// First key of the tile [j0, j0 + nc) that query t may see under a sliding window W > 0
+// (keys t - W < s <= t); 0 without one.
+int64_t window_begin(int64_t window, int64_t t, int64_t j0, int64_t nc) {
+  return window > 0 ? std::clamp<int64_t>(t - window + 1 - j0, 0, nc) : 0;
+}
+
 // kt [D, kBc] = x[j0 : j0 + nc] transposed, x rows of D elements at stride ld. Transposing
 // once per tile makes the score loops stream along keys, which vectorises without reductions.
 template <class T>
@@ -160,6 +166,7 @@ void transpose_tile(const T* x, int64_t nr, int64_t nc, T* xt) {
 // q [B, T, Hq, D], k [B, S, Hkv, D], v [B, S, Hkv, D] (, key_mask [B, S])
 //   -> out [B, T, Hq, D], lse [B, Hq, T]
 // One task per (batch, head, query tile); tasks are independent, so no synchronisation.
+// Key tiles wholly outside the tile's causal (and sliding-window) band are never visited.
 template <class T>
 void attention_forward(const KernelCall& c) {
   const Dims d(c.in[0], c.in[1]);
@@ -170,6 +177,7 @@ void attention_forward(const KernelCall& c) {
   T* lse = c.out[1].as<T>();  // same dtype as q (the builder makes it f64 only for f64)
   const T scale = static_cast<T>(c.attrs.f("scale"));
   const bool causal = c.attrs.i("causal") != 0;
+  const int64_t window = causal ? c.attrs.i_or("window", 0) : 0;
   const std::vector<uint8_t> keep = read_key_mask(c, 3, d);
   const int64_t n_qtiles = (d.T + kBr - 1) / kBr, n_tasks = d.B * d.Hq * n_qtiles;
   constexpr T kNegInf = -std::numeric_limits<T>::infinity();
@@ -189,9 +197,11 @@ void attention_forward(const KernelCall& c) {
       std::fill(acc.begin(), acc.end(), T(0));
       std::fill(m.begin(), m.end(), kNegInf);
       std::fill(l.begin(), l.end(), T(0));
-      // Causal: keys past the tile's last query are invisible to all its rows; skip them.
+      // Causal: keys past the tile's last query are invisible to all its rows; skip them. A
+      // window also hides the keys before the first query's window.
       const int64_t kend = causal ? std::min(d.S, t0 + nr) : d.S;
-      for (int64_t j0 = 0; j0 < kend; j0 += kBc) {
+      const int64_t kbegin = window > 0 ? std::max<int64_t>(0, t0 - window + 1) : 0;
+      for (int64_t j0 = kbegin; j0 < kend; j0 += kBc) {
         const int64_t nc = std::min(kBc, kend - j0);
         if (!any_kept(keep, b * d.S + j0, nc)) continue;
         load_transposed(kb, d.ldk(), j0, nc, d.D, kt.data());
@@ -199,9 +209,11 @@ void attention_forward(const KernelCall& c) {
         for (int64_t i = 0; i < nr; ++i) {
           T* srow = s.data() + i * kBc;
           const int64_t jend = causal_end(causal, t0 + i, j0, nc);
+          const int64_t jbeg = window_begin(window, t0 + i, j0, nc);
+          for (int64_t j = 0; j < jbeg; ++j) srow[j] = kNegInf;
           for (int64_t j = jend; j < nc; ++j) srow[j] = kNegInf;
           if (!keep.empty())
-            for (int64_t j = 0; j < jend; ++j)
+            for (int64_t j = jbeg; j < jend; ++j)
               if (!keep[static_cast<size_t>(b * d.S + j0 + j)]) srow[j] = kNegInf;
           T mx = m[i];
 #pragma omp simd reduction(max : mx)
@@ -258,6 +270,7 @@ void attention_backward(const KernelCall& c) {
   T* dv = c.out[2].as<T>();
   const T scale = static_cast<T>(c.attrs.f("scale"));
   const bool causal = c.attrs.i("causal") != 0;
+  const int64_t window = causal ? c.attrs.i_or("window", 0) : 0;
   const std::vector<uint8_t> keep = read_key_mask(c, 6, d);
   constexpr T kNegInf = -std::numeric_limits<T>::infinity();
 
@@ -290,8 +303,10 @@ void attention_backward(const KernelCall& c) {
           load_transposed(vb, d.ldk(), j0, nc, d.D, vt.data());
           for (int64_t g = 0; g < d.group; ++g) {
             const int64_t h = h0 + g;
-            // Causal: query tiles that end before key j0 see none of this tile; skip them.
-            for (int64_t t0 = causal ? j0 / kBr * kBr : 0; t0 < d.T; t0 += kBr) {
+            // Causal: query tiles that end before key j0 see none of this tile; skip them. A
+            // window W also hides the tile from queries at or past its last key + W.
+            const int64_t tend = window > 0 ? std::min(d.T, j0 + nc - 1 + window) : d.T;
+            for (int64_t t0 = causal ? j0 / kBr * kBr : 0; t0 < tend; t0 += kBr) {
               const int64_t nr = std::min(kBr, d.T - t0);
               const T* qt = q + d.qi(b, t0, h);
               const T* dot = dout + d.qi(b, t0, h);
@@ -304,10 +319,11 @@ void attention_backward(const KernelCall& c) {
                 const T dlt = delta[static_cast<size_t>(g * d.T + t0 + i)];
                 // lse = -inf: the query sees no key anywhere, so its gradients are zero.
                 const int64_t jend = L == kNegInf ? 0 : causal_end(causal, t0 + i, j0, nc);
+                const int64_t jbeg = window_begin(window, t0 + i, j0, nc);
                 const uint8_t* kp = keep.empty() ? nullptr : keep.data() + b * d.S + j0;
 #pragma omp simd
                 for (int64_t j = 0; j < nc; ++j) {
-                  const bool vis = j < jend && (kp == nullptr || kp[j] != 0);
+                  const bool vis = j >= jbeg && j < jend && (kp == nullptr || kp[j] != 0);
                   const T pij = exp_fast(vis ? prow[j] - L : kNegInf);
                   prow[j] = pij;
                   dsrow[j] = pij * (dsrow[j] - dlt);

@@ -1,14 +1,15 @@
 // CUDA kernels of Attention and AttentionBackward, FlashAttention-2 style: one thread block per
 // (b, head, tile of queries) loops over key tiles staged in shared memory (fp32), with an online
-// softmax in fp32 registers; key tiles entirely above the causal diagonal are skipped. Four
-// threads share a query row (each holds a quarter of the scores and of the output columns),
-// so a row's max and sum need two shuffles. The backward recomputes P from q, k and lse:
-// one kernel per (b, h, query tile) for dq, one per (b, kv head, key tile) for dk and dv that
-// loops over every query head of its group (no atomics: deterministic).
+// softmax in fp32 registers; key tiles entirely above the causal diagonal (or before a sliding
+// window) are skipped. Four threads share a query row (each holds a quarter of the scores and
+// of the output columns), so a row's max and sum need two shuffles. The backward recomputes P
+// from q, k and lse: one kernel per (b, h, query tile) for dq, one per (b, kv head, key tile)
+// for dk and dv that loops over every query head of its group (no atomics: deterministic).
 // Tiles: D <= 64 and D <= 128 use 64 x 64 tiles; D <= 256 uses 32 x 32 tiles (shared memory);
 // the head dim is a run-time value below the template bound, so any D <= 256 works.
 // With SOLO_CUDA_ATTENTION=mma, bf16 calls with D 64 or 128 go to the tensor-core kernels of
-// attention_mma.cu instead (same contract; the delta precompute and scratch are shared).
+// attention_mma.cu instead (same contract; the delta precompute and scratch are shared), except
+// sliding-window calls, which stay here.
 #include <cmath>
 #include <cstdint>
 
@@ -24,6 +25,7 @@ using cuda::dispatch_f32_bf16;
 using cuda::from_float;
 using cuda::stream_of;
 using cuda::to_float;
+using cuda::attn::causal_hidden;
 using cuda::attn::kNoMask;
 using cuda::attn::load_key_ok;
 using cuda::attn::mask_at;
@@ -93,7 +95,9 @@ __global__ void __launch_bounds__(BQ* kRowThreads)
   for (int dd = 0; dd < DMAX / kRowThreads; ++dd) o[dd] = 0.f;
   float m = -INFINITY, l = 0.f;
   const int kend = p.causal ? min(p.S, q0 + BQ) : p.S;  // later key tiles are all above diagonal
-  for (int k0 = 0; k0 < kend; k0 += BK) {
+  // Key tiles wholly before the first query's window are hidden from every row of the tile.
+  const int kbegin = p.window > 0 ? max(0, q0 - p.window + 1) / BK * BK : 0;
+  for (int k0 = kbegin; k0 < kend; k0 += BK) {
     __syncthreads();  // the previous tile is no longer read (and sQ is complete)
     load_tile(k, sK, ld, BK, k0, b, hk, p.S, p.Hkv, D);
     load_tile(v, sV, ld, BK, k0, b, hk, p.S, p.Hkv, D);
@@ -104,7 +108,7 @@ __global__ void __launch_bounds__(BQ* kRowThreads)
 #pragma unroll
     for (int jj = 0; jj < BK / kRowThreads; ++jj) {
       const int j = g + kRowThreads * jj, key = k0 + j;
-      const bool ok = row_ok && sOk[j] != 0.f && !(p.causal && key > t);
+      const bool ok = row_ok && sOk[j] != 0.f && !causal_hidden(p, t, key);
       sc[jj] = ok ? dot(sQ + r * ld, sK + j * ld, D) * p.scale : -INFINITY;
       mt = fmaxf(mt, sc[jj]);
     }
@@ -169,6 +173,9 @@ Params params_of(const KernelCall& c, size_t mask_index) {
   p.group = p.Hkv > 0 ? p.Hq / p.Hkv : 1;
   p.scale = static_cast<float>(c.attrs.f("scale"));
   p.causal = c.attrs.i("causal") != 0;
+  // A window of at least T hides nothing (and keeps the int in range).
+  const int64_t window = p.causal ? c.attrs.i_or("window", 0) : 0;
+  p.window = window > 0 && window < q.shape[1] ? static_cast<int>(window) : 0;
   const bool has_mask = c.in.size() > mask_index;
   p.mask = has_mask ? c.in[mask_index].data : nullptr;
   p.mask_kind = has_mask ? mask_kind(c.in[mask_index].dtype) : kNoMask;
@@ -262,7 +269,8 @@ __global__ void __launch_bounds__(BQ* kRowThreads)
 #pragma unroll
   for (int dd = 0; dd < DMAX / kRowThreads; ++dd) acc[dd] = 0.f;
   const int kend = p.causal ? min(p.S, q0 + BQ) : p.S;
-  for (int k0 = 0; k0 < kend; k0 += BK) {
+  const int kbegin = p.window > 0 ? max(0, q0 - p.window + 1) / BK * BK : 0;
+  for (int k0 = kbegin; k0 < kend; k0 += BK) {
     __syncthreads();
     load_tile(k, sK, ld, BK, k0, b, hk, p.S, p.Hkv, D);
     load_tile(v, sV, ld, BK, k0, b, hk, p.S, p.Hkv, D);
@@ -272,7 +280,7 @@ __global__ void __launch_bounds__(BQ* kRowThreads)
     for (int jj = 0; jj < BK / kRowThreads; ++jj) {
       const int j = g + kRowThreads * jj, key = k0 + j;
       float ds = 0.f;
-      if (live && sOk[j] != 0.f && !(p.causal && key > t)) {
+      if (live && sOk[j] != 0.f && !causal_hidden(p, t, key)) {
         const float pr = expf(dot(sQ + r * ld, sK + j * ld, D) * p.scale - row_lse);
         ds = pr * (dot(sDO + r * ld, sV + j * ld, D) - row_delta);
       }
@@ -337,9 +345,11 @@ __global__ void __launch_bounds__(BK* kRowThreads)
   for (int dd = 0; dd < DMAX / kRowThreads; ++dd) ak[dd] = av[dd] = 0.f;
   // Causal: queries before k0 see none of these keys (BQ divides k0 only if BQ <= BK; round down).
   const int qstart = p.causal ? (k0 / BQ) * BQ : 0;
+  // A window W hides the tile from queries at or past its last key + W.
+  const int qend = p.window > 0 ? min(p.T, k0 + BK - 1 + p.window) : p.T;
   for (int hh = 0; hh < p.group; ++hh) {
     const int h = hk * p.group + hh;
-    for (int q0 = qstart; q0 < p.T; q0 += BQ) {
+    for (int q0 = qstart; q0 < qend; q0 += BQ) {
       __syncthreads();  // previous query tile no longer read (and the key tile is complete)
       load_tile(q, sQ, ld, BQ, q0, b, h, p.T, p.Hq, D);
       load_tile(dout, sDO, ld, BQ, q0, b, h, p.T, p.Hq, D);
@@ -355,7 +365,7 @@ __global__ void __launch_bounds__(BK* kRowThreads)
       for (int ii = 0; ii < BQ / kRowThreads; ++ii) {
         const int i = g + kRowThreads * ii, t = q0 + i;
         float pr = 0.f, ds = 0.f;
-        if (key_ok && sLse[i] != -INFINITY && !(p.causal && key > t)) {
+        if (key_ok && sLse[i] != -INFINITY && !causal_hidden(p, t, key)) {
           pr = expf(dot(sQ + i * ld, sK + j * ld, D) * p.scale - sLse[i]);
           ds = pr * (dot(sDO + i * ld, sV + j * ld, D) - sDelta[i]);
         }

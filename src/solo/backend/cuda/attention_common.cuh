@@ -67,9 +67,15 @@ struct Params {
   int B, T, S, Hq, Hkv, D, group;  // group = Hq / Hkv
   float scale;
   bool causal;
+  int window;        // causal only: query t sees keys t - window < s <= t; 0 = unlimited
   const void* mask;  // [B, S] or null
   int mask_kind;
 };
+
+// True when causal masking (with the sliding window, if any) hides key s from query t.
+__device__ __forceinline__ bool causal_hidden(const Params& p, int t, int s) {
+  return p.causal && (s > t || (p.window > 0 && s <= t - p.window));
+}
 
 // Row i of a [B, L, H, D] tensor at (b, l, h).
 __device__ __forceinline__ int64_t row_of(int b, int l, int h, int L, int H, int D) {

@@ -602,6 +602,7 @@ void launch_bwd(const KernelCall& c, const Params& p, const float* delta) {
 
 bool attention_mma_supports(const KernelCall& c, const Params& p) {
   if (c.in[0].dtype != DType::BF16 || (p.D != 64 && p.D != 128)) return false;
+  if (p.window > 0) return false;  // sliding windows run on the CUDA-core kernels
   for (const TensorRef& x : c.in.first(c.op == OpKind::AttentionBackward ? 6 : 3))
     if (!aligned16(x)) return false;
   for (const TensorRef& x : c.out)

@@ -24,8 +24,11 @@ struct Dims {
   int64_t ki(int64_t b, int64_t s, int64_t h) const { return ((b * S + s) * Hkv + h) * D; }
 };
 
-bool visible(const TensorRef* mask, bool causal, const Dims& d, int64_t b, int64_t t, int64_t s) {
+// Causal: key s <= t; with window W > 0 also s > t - W (the last W keys, t itself included).
+bool visible(const TensorRef* mask, bool causal, int64_t window, const Dims& d, int64_t b,
+             int64_t t, int64_t s) {
   if (causal && s > t) return false;
+  if (causal && window > 0 && s <= t - window) return false;
   return mask == nullptr || kernels::read_truth(*mask, b * d.S + s);
 }
 
@@ -36,12 +39,13 @@ bool probabilities(const KernelCall& c, const TensorRef* mask, const Dims& d, in
                    int64_t h, std::vector<double>& p, double* lse) {
   const TensorRef &q = c.in[0], &k = c.in[1];
   const bool causal = c.attrs.i("causal") != 0;
+  const int64_t window = c.attrs.i_or("window", 0);
   const double scale = c.attrs.f("scale");
   const int64_t hk = h / (d.Hq / d.Hkv);
   double m = -std::numeric_limits<double>::infinity();
   for (int64_t s = 0; s < d.S; ++s) {
     p[s] = -std::numeric_limits<double>::infinity();
-    if (!visible(mask, causal, d, b, t, s)) continue;
+    if (!visible(mask, causal, window, d, b, t, s)) continue;
     double dot = 0;
     for (int64_t i = 0; i < d.D; ++i)
       dot += double(q.as<T>()[d.qi(b, t, h) + i]) * double(k.as<T>()[d.ki(b, s, hk) + i]);
