@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <optional>
@@ -79,6 +80,11 @@ std::string fake_executable(const fs::path& dir, const std::string& name) {
   std::ofstream(p) << "#!/bin/sh\nexit 0\n";
   fs::permissions(p, fs::perms::owner_all);
   return p.string();
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 std::string cpu4_threads() {
@@ -214,10 +220,12 @@ fs::path probe_path() {
 
 // Runs session_probe with `args` in a clean environment: no MPI or Slurm variables from the
 // caller, HOME in a temporary directory (so no user inventory or saved flavor), plus `vars`.
+// With `term_after`, once stderr shows it the launching process gets `term_signal`, or
+// `act` is called with its pid instead.
 ProbeRun run_probe(const std::vector<std::string>& args,
                    const std::map<std::string, std::string>& vars, const fs::path& home,
                    int timeout_s = 120, const std::string& term_after = "",
-                   int term_signal = SIGTERM) {
+                   int term_signal = SIGTERM, const std::function<void(pid_t)>& act = {}) {
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     const std::string kv = *e;
@@ -263,7 +271,10 @@ ProbeRun run_probe(const std::vector<std::string>& args,
   while (open_pipes > 0) {
     // SIGTERM to the launching process only, as a service manager would send it.
     if (!term_after.empty() && !term_sent && run.err.find(term_after) != std::string::npos) {
-      ::kill(pid, term_signal);
+      if (act)
+        act(pid);
+      else
+        ::kill(pid, term_signal);
       term_sent = true;
       run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
@@ -438,6 +449,37 @@ TEST(SessionProbe, KilledLauncherLeavesNoProcessOrFileBehind) {
   EXPECT_TRUE(fs::is_empty(tmp)) << "the job left files in TMPDIR";
 }
 
+// mpirun itself killed (by the OOM killer, say) is named as such, and its ranks end with it.
+TEST(SessionProbe, KilledMpirunIsNamed) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  pid_t mpirun = 0;
+  const auto kill_mpirun = [&](pid_t launching) {
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      const std::string pid = e.path().filename().string();
+      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      const std::string stat = read_text(e.path() / "stat");
+      const size_t close = stat.rfind(')');
+      if (close == std::string::npos || stat.find("(mpirun)") == std::string::npos) continue;
+      if (std::atoi(stat.c_str() + close + 4) == launching)
+        mpirun = static_cast<pid_t>(std::atoi(pid.c_str()));
+    }
+    if (mpirun > 0) ::kill(mpirun, SIGKILL);
+  };
+  const auto r = run_probe({"stall"}, {{"SOLO_FLAVOR", "cpu-2"}}, home.path, 30,
+                           "Virtual accelerator is ready", SIGKILL, kill_mpirun);
+  ASSERT_GT(mpirun, 0) << "no mpirun under the launching process\n" << r.err;
+  ASSERT_FALSE(r.timed_out) << "the job outlived mpirun\n" << r.err;
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.err;
+  EXPECT_NE(r.err.find("mpirun was killed by signal 9 (Killed); the job's ranks were stopped "
+                       "with it"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(count(r.err, "error"), 1u) << r.err;
+  EXPECT_LT(r.seconds, 10.0) << r.err;
+  EXPECT_FALSE(r.leftovers) << "processes of the job outlived it\n" << r.err;
+}
+
 TEST(SessionProbe, TermIsForwardedToTheJob) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
   TempDir home;
@@ -489,11 +531,6 @@ fs::path hanging_agent(const fs::path& dir) {
                    << "'\necho 'agent: started' >&2\nexec sleep 600\n";
   fs::permissions(p, fs::perms::owner_all);
   return p;
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // Whether `pid` ends (or is a zombie, about to be reaped) within 5 s.
