@@ -277,6 +277,37 @@ TEST(GoldenLlamaCheckpoint, UnusedTensorIsRefusedNamingIt) {
   fs::remove_all(dir);
 }
 
+// A weight stored as integers (same bytes, I32 for F32) would be read as nonsense floats:
+// refused, naming the file and the tensor.
+TEST(GoldenLlamaCheckpoint, NonFloatWeightIsRefusedNamingFileAndTensor) {
+  const fs::path dir = edited_checkpoint("llama_rope_linear", [](std::string&) {});
+  const std::string weights = (dir / "model.safetensors").string();
+  const std::string tensor = "model.layers.0.mlp.up_proj.weight";
+  std::vector<std::vector<std::byte>> kept;
+  std::vector<std::pair<std::string, io::RawTensor>> tensors;
+  {
+    const auto file = io::SafetensorsFile::open(weights);
+    ASSERT_TRUE(file.contains(tensor));
+    kept.reserve(file.tensors().size());
+    for (const auto& [name, raw] : file.tensors()) {
+      kept.emplace_back(raw.bytes.begin(), raw.bytes.end());
+      io::RawTensor copy{raw.dtype, raw.shape, kept.back()};
+      if (name == tensor) {
+        ASSERT_EQ(raw.dtype, DType::F32);
+        copy.dtype = DType::I32;
+      }
+      tensors.emplace_back(name, copy);
+    }
+  }
+  io::write_safetensors(weights, tensors);
+  const std::string msg = load_error(dir);
+  EXPECT_NE(msg.find(weights), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tensor '" + tensor + "' is stored as i32, not a float type"),
+            std::string::npos)
+      << msg;
+  fs::remove_all(dir);
+}
+
 TEST(GoldenLlamaCheckpoint, UnknownArchitectureIsRefusedNamingIt) {
   const fs::path dir = edited_checkpoint("llama_rope_linear", [](std::string& t) {
     replace(t, "\"LlamaForCausalLM\"", "\"LlamaForSequenceClassification\"");

@@ -1,6 +1,6 @@
 // Session: the launcher command line, mpirun's failure lines, and end-to-end runs of
 // tests/session_probe.cc under flavors of 1, 2 and 4 CPU devices, a bad flavor, a rank that
-// dies and a PATH without mpirun.
+// dies, a host that does not answer and a PATH without mpirun.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -80,6 +82,11 @@ std::string fake_executable(const fs::path& dir, const std::string& name) {
   return p.string();
 }
 
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 std::string cpu4_threads() {
   return std::to_string(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN) / 4));
 }
@@ -102,7 +109,8 @@ TEST(LauncherCommand, MpirunWithHostfileForCpu4) {
         "SOLO_FLAVOR=cpu-4", "-x", "SOLO_JOB_ID=test-7", "-x"})
     expected.push_back(a);
   expected.push_back("OMP_NUM_THREADS=" + cpu4_threads());
-  for (const char* a : {"/abs/prog", "--steps", "3"}) expected.push_back(a);
+  for (const char* a : {"-x", "SOLO_LAUNCH_MARKERS=1", "/abs/prog", "--steps", "3"})
+    expected.push_back(a);
   EXPECT_EQ(cmd, expected);
 }
 
@@ -120,7 +128,7 @@ TEST(LauncherCommand, SlurmAllocationUsesSrun) {
       "-n",
       "4",
       "--kill-on-bad-exit=1",
-      "--export=ALL,SOLO_FLAVOR=cpu-4,OMP_NUM_THREADS=" + cpu4_threads(),
+      "--export=ALL,SOLO_FLAVOR=cpu-4,OMP_NUM_THREADS=" + cpu4_threads() + ",SOLO_LAUNCH_MARKERS=1",
       "/abs/prog"};
   EXPECT_EQ(cmd, expected);
 }
@@ -212,10 +220,12 @@ fs::path probe_path() {
 
 // Runs session_probe with `args` in a clean environment: no MPI or Slurm variables from the
 // caller, HOME in a temporary directory (so no user inventory or saved flavor), plus `vars`.
+// With `term_after`, once stderr shows it the launching process gets `term_signal`, or
+// `act` is called with its pid instead.
 ProbeRun run_probe(const std::vector<std::string>& args,
                    const std::map<std::string, std::string>& vars, const fs::path& home,
                    int timeout_s = 120, const std::string& term_after = "",
-                   int term_signal = SIGTERM) {
+                   int term_signal = SIGTERM, const std::function<void(pid_t)>& act = {}) {
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     const std::string kv = *e;
@@ -261,7 +271,10 @@ ProbeRun run_probe(const std::vector<std::string>& args,
   while (open_pipes > 0) {
     // SIGTERM to the launching process only, as a service manager would send it.
     if (!term_after.empty() && !term_sent && run.err.find(term_after) != std::string::npos) {
-      ::kill(pid, term_signal);
+      if (act)
+        act(pid);
+      else
+        ::kill(pid, term_signal);
       term_sent = true;
       run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
@@ -436,6 +449,37 @@ TEST(SessionProbe, KilledLauncherLeavesNoProcessOrFileBehind) {
   EXPECT_TRUE(fs::is_empty(tmp)) << "the job left files in TMPDIR";
 }
 
+// mpirun itself killed (by the OOM killer, say) is named as such, and its ranks end with it.
+TEST(SessionProbe, KilledMpirunIsNamed) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  pid_t mpirun = 0;
+  const auto kill_mpirun = [&](pid_t launching) {
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      const std::string pid = e.path().filename().string();
+      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      const std::string stat = read_text(e.path() / "stat");
+      const size_t close = stat.rfind(')');
+      if (close == std::string::npos || stat.find("(mpirun)") == std::string::npos) continue;
+      if (std::atoi(stat.c_str() + close + 4) == launching)
+        mpirun = static_cast<pid_t>(std::atoi(pid.c_str()));
+    }
+    if (mpirun > 0) ::kill(mpirun, SIGKILL);
+  };
+  const auto r = run_probe({"stall"}, {{"SOLO_FLAVOR", "cpu-2"}}, home.path, 30,
+                           "Virtual accelerator is ready", SIGKILL, kill_mpirun);
+  ASSERT_GT(mpirun, 0) << "no mpirun under the launching process\n" << r.err;
+  ASSERT_FALSE(r.timed_out) << "the job outlived mpirun\n" << r.err;
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.err;
+  EXPECT_NE(r.err.find("mpirun was killed by signal 9 (Killed); the job's ranks were stopped "
+                       "with it"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(count(r.err, "error"), 1u) << r.err;
+  EXPECT_LT(r.seconds, 10.0) << r.err;
+  EXPECT_FALSE(r.leftovers) << "processes of the job outlived it\n" << r.err;
+}
+
 TEST(SessionProbe, TermIsForwardedToTheJob) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
   TempDir home;
@@ -459,6 +503,156 @@ TEST(SessionProbe, InterruptEndsTheJobWith130) {
   EXPECT_EQ(r.exit_code, 130) << r.err;
   EXPECT_NE(r.err.find("error: the job was interrupted (SIGINT)"), std::string::npos) << r.err;
   EXPECT_FALSE(r.leftovers) << "processes of the job outlived it\n" << r.err;
+}
+
+// ---- A host that cannot be reached ----
+//
+// These tests send nothing off this host: the second host's address is on loopback
+// (127.0.0.2, which Open MPI still starts over its remote shell, since no interface has
+// it) and the remote shell is a stand-in agent (plm_rsh_agent) that records its pid and
+// arguments, then hangs as ssh does towards a host that drops packets.
+
+// An inventory of two hosts with one device each, "near" (this host) and "far".
+fs::path two_host_inventory(const fs::path& dir) {
+  const fs::path p = dir / "inventory.json";
+  std::ofstream(p) << R"({"hosts": [
+    {"name": "near", "address": "127.0.0.1", "device_kind": "h100", "device_count": 1},
+    {"name": "far", "address": "127.0.0.2", "device_kind": "h100", "device_count": 1}],
+  "flavors": [{"name": "two-hosts", "devices": 2, "device_kind": "h100"}]})";
+  return p;
+}
+
+// A remote-shell agent that appends its pid to dir/agent.pid and its arguments to
+// dir/agent.args, says "agent: started" on stderr, then never returns.
+fs::path hanging_agent(const fs::path& dir) {
+  const fs::path p = dir / "agent.sh";
+  std::ofstream(p) << "#!/bin/sh\necho $$ >> '" << (dir / "agent.pid").string()
+                   << "'\necho \"$*\" >> '" << (dir / "agent.args").string()
+                   << "'\necho 'agent: started' >&2\nexec sleep 600\n";
+  fs::permissions(p, fs::perms::owner_all);
+  return p;
+}
+
+// Whether `pid` ends (or is a zombie, about to be reaped) within 5 s.
+bool ends_soon(pid_t pid) {
+  for (int i = 0; i < 50; ++i) {
+    const std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+    if (stat.empty() || stat.find(") Z") != std::string::npos) return true;
+    ::usleep(100 * 1000);
+  }
+  return false;
+}
+
+TEST(LaunchTimeout, NamesTheHostsWhoseRanksDidNotStart) {
+  launch::StartWatch w;
+  w.timeout_s = 5;
+  w.hosts = {{"near (127.0.0.1)", 2, false}, {"far (10.0.0.2)", 2, true}, {"farther", 1, true}};
+  // No rank started: Open MPI waits for every remote daemon, so the remote hosts are named.
+  EXPECT_EQ(launch::describe_start_timeout(w, {}),
+            "hosts far (10.0.0.2), farther did not start their ranks within 5 s "
+            "(SOLO_LAUNCH_TIMEOUT sets the limit): check that they can be reached with ssh (or "
+            "Open MPI's plm_rsh_agent) without a password, and can connect back to this host");
+  const std::string one = launch::describe_start_timeout(w, {0, 1, 4});
+  EXPECT_TRUE(one.starts_with("host far (10.0.0.2) did not start its ranks within 5 s")) << one;
+  const std::string all = launch::describe_start_timeout(w, {0, 1, 2, 3, 4});
+  EXPECT_NE(all.find("ranks started but did not all connect within 5 s"), std::string::npos) << all;
+}
+
+TEST(LaunchTimeout, ReadFromTheEnvironment) {
+  EnvGuard env;
+  env.set("SOLO_LAUNCH_TIMEOUT", std::nullopt);
+  EXPECT_EQ(launch::launch_timeout_from_env(), 120);
+  env.set("SOLO_LAUNCH_TIMEOUT", "2.5");
+  EXPECT_EQ(launch::launch_timeout_from_env(), 2.5);
+  env.set("SOLO_LAUNCH_TIMEOUT", "0");
+  EXPECT_EQ(launch::launch_timeout_from_env(), 0);
+  for (const char* bad : {"-1", "nan", "5s", "inf"}) {
+    env.set("SOLO_LAUNCH_TIMEOUT", bad);
+    try {
+      launch::launch_timeout_from_env();
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("SOLO_LAUNCH_TIMEOUT='" + std::string(bad) + "'"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+// kill_process_tree leaves no grandchild behind, not even one whose parent is stopped.
+TEST(LaunchTimeout, KillProcessTreeEndsGrandchildren) {
+  TempDir dir;
+  const fs::path pids = dir.path / "pids";
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const std::string script = "sleep 600 & echo $! > '" + pids.string() + "'; wait";
+    ::execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  pid_t grandchild = 0;
+  for (int i = 0; i < 100 && grandchild == 0; ++i) {
+    ::usleep(50 * 1000);
+    std::ifstream(pids) >> grandchild;
+  }
+  ASSERT_GT(grandchild, 0);
+  launch::kill_process_tree(child);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_TRUE(ends_soon(grandchild)) << "pid " << grandchild << " outlived kill_process_tree";
+}
+
+// The host "far" never answers: the job ends after SOLO_LAUNCH_TIMEOUT with one line naming
+// it, exit status 1, and neither mpirun nor the agent is left running.
+TEST(SessionProbe, UnreachableHostEndsTheJobAfterTheLaunchTimeout) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  const auto r = run_probe({},
+                           {{"SOLO_INVENTORY", two_host_inventory(home.path).string()},
+                            {"SOLO_FLAVOR", "two-hosts"},
+                            {"SOLO_LAUNCH_TIMEOUT", "3"},
+                            {"OMPI_MCA_plm_rsh_agent", hanging_agent(home.path).string()}},
+                           home.path, 60);
+  ASSERT_FALSE(r.timed_out) << "the job hung on the unreachable host\n" << r.err;
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_GE(r.seconds, 3.0) << r.err;
+  EXPECT_LT(r.seconds, 13.0) << r.err;
+  EXPECT_FALSE(r.leftovers) << "processes of the job outlived it\n" << r.err;
+  EXPECT_EQ(r.out, "");
+  // Open MPI did try to start far's daemon through the agent, and only far's.
+  const std::string args = read_text(home.path / "agent.args");
+  EXPECT_NE(args.find("127.0.0.2"), std::string::npos) << args;
+  EXPECT_EQ(args.find("127.0.0.1"), std::string::npos) << args;
+  pid_t agent = 0;
+  std::ifstream(home.path / "agent.pid") >> agent;
+  ASSERT_GT(agent, 0) << "the agent never ran\n" << r.err;
+  EXPECT_TRUE(ends_soon(agent)) << "the remote-shell agent (pid " << agent << ") outlived the job";
+  EXPECT_NE(r.err.find("error: host far (127.0.0.2) did not start its ranks within 3 s "
+                       "(SOLO_LAUNCH_TIMEOUT sets the limit)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(count(r.err, "error"), 1u) << r.err;
+  EXPECT_EQ(count(r.err, "solo-launch:"), 0u) << r.err;
+}
+
+// An interrupt while the job waits for the host ends it at once, agent included.
+TEST(SessionProbe, InterruptWhileAHostDoesNotAnswerLeavesNoAgent) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  const auto r = run_probe({},
+                           {{"SOLO_INVENTORY", two_host_inventory(home.path).string()},
+                            {"SOLO_FLAVOR", "two-hosts"},
+                            {"OMPI_MCA_plm_rsh_agent", hanging_agent(home.path).string()}},
+                           home.path, 60, "agent: started", SIGINT);
+  ASSERT_FALSE(r.timed_out) << r.err;
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_LT(r.seconds, 10.0) << r.err;
+  EXPECT_FALSE(r.leftovers) << "processes of the job outlived it\n" << r.err;
+  pid_t agent = 0;
+  std::ifstream(home.path / "agent.pid") >> agent;
+  if (agent > 0) {
+    EXPECT_TRUE(ends_soon(agent)) << "the agent (pid " << agent << ") outlived the job";
+  }
 }
 
 TEST(SessionProbe, NoMpirunOnPath) {

@@ -9,9 +9,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <map>
 #include <set>
 #include <string_view>
 
@@ -52,6 +57,14 @@ bool in_slurm_allocation() {
 
 std::optional<int> local_rank_from_env() {
   for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"}) {
+    const char* v = std::getenv(var);
+    if (v && *v) return std::atoi(v);
+  }
+  return std::nullopt;
+}
+
+std::optional<int> rank_from_env() {
+  for (const char* var : {"OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "PMI_RANK"}) {
     const char* v = std::getenv(var);
     if (v && *v) return std::atoi(v);
   }
@@ -155,9 +168,101 @@ void write_all(int fd, const char* data, size_t n) {
   }
 }
 
+// Every live process on this host with its parent (pid -> ppid), zombies too when asked.
+std::map<pid_t, pid_t> live_parents(bool with_zombies = false) {
+  std::map<pid_t, pid_t> out;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return out;
+  while (const dirent* e = ::readdir(proc)) {
+    char* end = nullptr;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0') continue;
+    std::ifstream in(std::string("/proc/") + e->d_name + "/stat");
+    std::string stat;
+    std::getline(in, stat);
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last
+    // ')'.
+    const size_t close = stat.rfind(')');
+    if (close == std::string::npos || close + 4 >= stat.size()) continue;
+    const char state = stat[close + 2];
+    if ((state == 'Z' && !with_zombies) || state == 'X') continue;
+    out[static_cast<pid_t>(pid)] = static_cast<pid_t>(std::atol(stat.c_str() + close + 4));
+  }
+  ::closedir(proc);
+  return out;
+}
+
 }  // namespace
 
-JobEnd run_job(const std::vector<std::string>& cmd) {
+double launch_timeout_from_env() {
+  const char* env = std::getenv("SOLO_LAUNCH_TIMEOUT");
+  if (!env || !*env) return 120;
+  char* end = nullptr;
+  const double s = std::strtod(env, &end);
+  SOLO_CHECK(end && *end == '\0' && s >= 0 && s < 1e9, "SOLO_LAUNCH_TIMEOUT='", env,
+             "' is not a number of seconds >= 0 (0 turns the limit off)");
+  return s;
+}
+
+std::string describe_start_timeout(const StartWatch& watch, const std::set<int>& started) {
+  std::vector<const StartWatch::Host*> missing;
+  int first = 0;
+  for (const auto& h : watch.hosts) {
+    bool any = false;
+    for (int r = first; r < first + h.ranks; ++r) any = any || started.count(r) > 0;
+    if (!any) missing.push_back(&h);
+    first += h.ranks;
+  }
+  if (missing.empty())
+    return detail::concat("the job's ranks started but did not all connect within ",
+                          watch.timeout_s,
+                          " s (SOLO_LAUNCH_TIMEOUT sets the limit): check that the hosts can "
+                          "reach each other over TCP (a firewall?)");
+  // Open MPI starts no rank before every host's daemon is up: the local ranks wait too.
+  if (missing.size() == watch.hosts.size()) {
+    std::vector<const StartWatch::Host*> remote;
+    for (const auto* h : missing)
+      if (h->remote) remote.push_back(h);
+    if (!remote.empty()) missing = remote;
+  }
+  std::string names;
+  for (const auto* h : missing) {
+    if (!names.empty()) names += ", ";
+    names += h->label;
+  }
+  const bool one = missing.size() == 1;
+  return detail::concat(one ? "host " : "hosts ", names, " did not start ", one ? "its" : "their",
+                        " ranks within ", watch.timeout_s,
+                        " s (SOLO_LAUNCH_TIMEOUT sets the limit): check that ", one ? "it" : "they",
+                        " can be reached with ssh (or Open MPI's plm_rsh_agent) without a "
+                        "password, and can connect back to this host");
+}
+
+void kill_process_tree(pid_t root) {
+  // Stop the tree from the root down, so that nothing in it starts more or is left without
+  // its parent, then kill it all.
+  std::set<pid_t> tree{root};
+  ::kill(root, SIGSTOP);
+  for (int round = 0; round < 100; ++round) {
+    const auto parents = live_parents();
+    bool grew = false;
+    for (bool found = true; found;) {
+      found = false;
+      for (const auto& [pid, ppid] : parents) {
+        if (tree.count(ppid) && !tree.count(pid)) {
+          ::kill(pid, SIGSTOP);
+          tree.insert(pid);
+          found = grew = true;
+        }
+      }
+    }
+    if (!grew && round > 0) break;
+    ::usleep(2000);  // a fork under way when the stop arrived shows up in the next round
+  }
+  for (pid_t pid : tree) ::kill(pid, SIGKILL);
+}
+
+JobEnd run_job(const std::vector<std::string>& cmd, const StartWatch& watch) {
   SOLO_CHECK(!cmd.empty() && cmd[0].starts_with('/'), "run_job needs an absolute launcher path");
   // Signals go to a signalfd so that forwarding needs no global state in a handler.
   sigset_t handled, old_mask;
@@ -184,6 +289,18 @@ JobEnd run_job(const std::vector<std::string>& cmd) {
   // fork + exec rather than posix_spawn, for the one thing spawn cannot set: the launcher
   // gets SIGTERM when this process dies (even by SIGKILL), and takes its ranks down with it.
   const pid_t parent = ::getpid();
+  // Whatever the launcher leaves behind when it ends (a remote-shell agent, say) becomes
+  // this process's child rather than init's, so that it can be ended below.
+  std::set<pid_t> children_before;
+  for (const auto& [p, pp] : live_parents())
+    if (pp == parent) children_before.insert(p);
+  int was_subreaper = 0;
+  ::prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper);
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  struct RestoreSubreaper {
+    int was;
+    ~RestoreSubreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, was); }
+  } restore_subreaper{was_subreaper};
   int exec_error[2];
   SOLO_CHECK(::pipe2(exec_error, O_CLOEXEC) == 0, "cannot create a pipe: ", std::strerror(errno));
   const pid_t pid = ::fork();
@@ -218,7 +335,17 @@ JobEnd run_job(const std::vector<std::string>& cmd) {
   bool in_banner = false;
   std::set<std::string> errors_shown;
   bool cause_shown = false;
+  std::set<int> started;  // ranks that reported their start
+  bool ready = false;     // every rank connected
   auto show = [&](const std::string& line) {
+    if (line.starts_with(kRankStarted)) {
+      started.insert(std::atoi(line.c_str() + kRankStarted.size()));
+      return;
+    }
+    if (line.starts_with(kJobReady)) {
+      ready = true;
+      return;
+    }
     parser.feed(line);
     const bool rule = line.size() >= 20 && line.find_first_not_of('-') == std::string::npos;
     if (rule) in_banner = !in_banner;
@@ -240,15 +367,30 @@ JobEnd run_job(const std::vector<std::string>& cmd) {
   };
 
   bool pipe_open = true;
-  int interrupted = 0;  // the SIGINT or SIGTERM forwarded to the job
+  int interrupted = 0;        // the SIGINT or SIGTERM forwarded to the job
+  bool start_failed = false;  // the ranks did not all start in time
+  const auto start_deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(watch.timeout_s * 1000));
   std::optional<int> wait_status;
   while (pipe_open || !wait_status) {
     pollfd fds[2] = {{err_read.fd, POLLIN, 0}, {sig.fd, POLLIN, 0}};
     // Once the launcher is gone, whatever still holds its stderr gets a short grace period.
-    const int timeout_ms = wait_status ? 500 : -1;
+    int timeout_ms = wait_status ? 500 : -1;
+    const bool watching = watch.timeout_s > 0 && !ready && !wait_status && !start_failed;
+    if (watching) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          start_deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        start_failed = true;
+        kill_process_tree(pid);
+        continue;
+      }
+      timeout_ms = static_cast<int>(std::min<int64_t>(left.count() + 1, 1 << 30));
+    }
     const int n = ::poll(pipe_open ? fds : fds + 1, pipe_open ? 2 : 1, timeout_ms);
     if (n < 0 && errno == EINTR) continue;
-    if (n == 0) break;
+    if (n == 0 && !watching) break;
     if (pipe_open && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
       char buf[4096];
       const ssize_t r = ::read(err_read.fd, buf, sizeof buf);
@@ -263,7 +405,13 @@ JobEnd run_job(const std::vector<std::string>& cmd) {
       if (::read(sig.fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
         const int signo = static_cast<int>(info.ssi_signo);
         if (signo == SIGINT || signo == SIGTERM) {
-          if (!wait_status) ::kill(pid, signo);
+          // Before its ranks are up, mpirun would leave a hanging remote-shell agent behind.
+          if (!wait_status) {
+            if (ready || watch.timeout_s <= 0)
+              ::kill(pid, signo);
+            else
+              kill_process_tree(pid);
+          }
           interrupted = signo;
         }
       }
@@ -279,6 +427,12 @@ JobEnd run_job(const std::vector<std::string>& cmd) {
     }
     wait_status = status;
   }
+  for (const auto& [p, pp] : live_parents(/*with_zombies=*/true)) {
+    if (pp != parent || children_before.count(p)) continue;
+    kill_process_tree(p);  // an orphan of the launcher's, or one already ended
+    while (::waitpid(p, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
   if (!partial.empty()) show(partial);
   JobEnd end;
   end.cause_shown = cause_shown;
@@ -290,6 +444,10 @@ JobEnd run_job(const std::vector<std::string>& cmd) {
     end.status = 128 + interrupted;
     end.message = detail::concat("the job was interrupted (SIG", sigabbrev_np(interrupted),
                                  ") and its ranks stopped");
+    end.cause_shown = false;
+  } else if (start_failed) {
+    end.status = 1;
+    end.message = describe_start_timeout(watch, started);
     end.cause_shown = false;
   } else if (WIFSIGNALED(*wait_status)) {
     end.message = detail::concat("the launcher ", cmd[0], " was killed by signal ",

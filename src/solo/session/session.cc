@@ -3,7 +3,10 @@
 #include "solo/core/process_place.h"
 #include "solo/tensor/tensor.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
@@ -69,6 +72,43 @@ void write_hostfile(const std::string& path, const cluster::Inventory& inv,
   SOLO_CHECK(out.good(), "cannot write the hostfile ", path);
 }
 
+// Whether mpirun starts `h`'s ranks itself rather than over its remote shell: the host is
+// this one by name, or its address is one of this host's interfaces (127.0.0.2 is not).
+bool started_locally(const cluster::Host& h) {
+  std::array<char, 256> name{};
+  ::gethostname(name.data(), name.size() - 1);
+  if (h.address.empty() || h.address == "localhost" || h.address == name.data()) return true;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return false;
+  bool local = false;
+  for (const ifaddrs* a = list; a != nullptr && !local; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr) continue;
+    std::array<char, INET6_ADDRSTRLEN> text{};
+    const int family = a->ifa_addr->sa_family;
+    const void* raw = nullptr;
+    if (family == AF_INET)
+      raw = &reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr;
+    else if (family == AF_INET6)
+      raw = &reinterpret_cast<const sockaddr_in6*>(a->ifa_addr)->sin6_addr;
+    if (raw && ::inet_ntop(family, raw, text.data(), text.size()) && h.address == text.data())
+      local = true;
+  }
+  ::freeifaddrs(list);
+  return local;
+}
+
+// The hosts of the job, for naming one whose ranks never start.
+launch::StartWatch start_watch(const cluster::Inventory& inv, const cluster::Flavor& f) {
+  launch::StartWatch watch;
+  watch.timeout_s = launch::launch_timeout_from_env();
+  for (const auto& [host, ranks] : inv.placement(f)) {
+    std::string label = host.name;
+    if (!host.address.empty() && host.address != host.name) label += " (" + host.address + ")";
+    watch.hosts.push_back({label, ranks, !started_locally(host)});
+  }
+  return watch;
+}
+
 // Runs this program's command line as a job of f.devices ranks and exits with its status.
 [[noreturn]] void relaunch(const cluster::Inventory& inv, const cluster::Flavor& f, int argc,
                            char** argv) {
@@ -87,11 +127,12 @@ void write_hostfile(const std::string& path, const cluster::Inventory& inv,
   const std::string hostfile = "/proc/self/fd/" + std::to_string(hostfile_fd);
   launch::JobEnd end;
   try {
+    const auto watch = start_watch(inv, f);
     const auto cmd = launcher_command(inv, f, args, hostfile);
     write_hostfile(hostfile, inv, f);
     std::fflush(stdout);
     std::fflush(stderr);
-    end = launch::run_job(cmd);
+    end = launch::run_job(cmd, watch);
   } catch (...) {
     ::close(hostfile_fd);
     throw;
@@ -201,6 +242,10 @@ Session::Session(int argc, char** argv)
   if (in_job) {
     // A rank ends with its launcher (mpirun, killed with SIGKILL by an OOM killer, say).
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    const char* markers = std::getenv("SOLO_LAUNCH_MARKERS");
+    const auto rank = launch::rank_from_env();
+    if (markers && std::string(markers) == "1" && rank)  // to the launching process's run_job
+      std::fprintf(stderr, "%s%d\n", launch::kRankStarted.data(), *rank);
     bind_device(flavor_);
     comm_ = comm::make_mpi_communicator();
     if (comm_->rank() > 0) silence_stdout();
@@ -238,6 +283,9 @@ Session::Session(int argc, char** argv)
 
   announce(inventory_, flavor_, *comm_);
   if (!is_main()) return;
+  if (const char* markers = std::getenv("SOLO_LAUNCH_MARKERS");
+      markers && std::string(markers) == "1")
+    std::fprintf(stderr, "%s\n", launch::kJobReady.data());
   info(detail::concat("Virtual accelerator is ready. Job ", job_id_, "."));
   started_ = static_cast<int64_t>(std::time(nullptr));
   for (int i = 0; i < argc; ++i) {
@@ -306,6 +354,7 @@ std::vector<std::string> launcher_command(const cluster::Inventory& inv, const c
   if (const char* id = std::getenv("SOLO_JOB_ID"); id && *id)
     env.push_back(std::string("SOLO_JOB_ID=") + id);
   env.push_back(detail::concat("OMP_NUM_THREADS=", threads));
+  env.emplace_back("SOLO_LAUNCH_MARKERS=1");  // ranks report their start (launch.h)
 
   std::vector<std::string> cmd;
   if (launch::in_slurm_allocation()) {
