@@ -617,6 +617,25 @@ TEST(TensorParallelPass, DataParallelismRunsOnTheTensorParallelGraph) {
   const compile::Program zero =
       compile::compile(*s.graph, s.outputs, {}, PlanSpec{.dp = 2, .tp = 2, .zero = 1});
   EXPECT_LT(zero.resident.optimizer_states, both.resident.optimizer_states * 0.51);
+  // A step after the first under ZeRO-3 reads each weight and moment as a flat ZeRO block of
+  // its tensor-parallel block: the inputs keep the split they are blocks of.
+  auto split_inputs = [](const ir::Graph& g) {
+    std::map<int64_t, int> count;  // axis -> inputs bound as blocks along it
+    for (ir::NodeId n = 0; n < g.num_nodes(); ++n)
+      if (g.node(n).op == OpKind::Input && g.node(n).attrs.has(compile::kSplitAxisAttr))
+        ++count[g.node(n).attrs.i(compile::kSplitAxisAttr)];
+    return count;
+  };
+  const compile::Program steady = compile::compile(
+      *s.graph, s.outputs, {}, PlanSpec{.dp = 2, .tp = 2, .zero = 3}, {.state_as_blocks = true});
+  int sharded_splits = 0;
+  for (ir::NodeId n = 0; n < steady.graph->num_nodes(); ++n) {
+    const ir::Node& node = steady.graph->node(n);
+    sharded_splits += node.op == OpKind::Input && node.attrs.i_or("shards", 1) == 2 &&
+                      node.attrs.has(compile::kSplitAxisAttr);
+  }
+  EXPECT_EQ(split_inputs(*steady.graph), split_inputs(*tp.graph));
+  EXPECT_EQ(sharded_splits, split_inputs(*tp.graph)[0] + split_inputs(*tp.graph)[1]);
 }
 // The search of a model it can trace at any depth compiles each plan at 1 and 2 blocks and
 // reads the 8-block step off the line through them: the resident bytes and FLOPs equal those

@@ -51,7 +51,7 @@ class Sharder {
   ValueId local(ValueId v) const { return value_of_[static_cast<size_t>(v)]; }
 
   void copy(const ir::Node& node, const std::string& scope) {
-    if (node.op == OpKind::Input) return input(node, scope);
+    if (node.op == OpKind::Input) return input(node);
     if (o_.zero >= 2 && reduces_gradients(node)) return reduce_scatter(node, scope);
     if (op_info(node.op).elementwise && blockwise(node)) return elementwise(node, scope);
     if (node.op == OpKind::Sum && is_block(local(node.inputs[0])) &&
@@ -67,7 +67,7 @@ class Sharder {
       value_of_[static_cast<size_t>(node.outputs[k])] = outs[k];
   }
 
-  void input(const ir::Node& node, const std::string& scope) {
+  void input(const ir::Node& node) {
     int64_t shards = node.attrs.i_or("shards", 1);
     const ir::TensorType& t = g_.type(node.outputs[0]);
     // Mapped file bytes: under zero 3 this rank reads only its block of them.
@@ -77,9 +77,12 @@ class Sharder {
     SOLO_CHECK(shards == o_.ranks, "input '", node.name, "' is held as blocks over ", shards,
                " ranks (the storage an earlier plan left), but this plan shards over ", o_.ranks,
                "; keep one plan for the whole run");
-    ir::OriginGuard origin(scope, node.no_grad);
-    const ValueId v = out_.input({Shape{t.shape.numel() / shards}, t.dtype}, node.name, node.batch,
-                                 shards, mapped);
+    // The input as its flat block, its other attributes (a tensor-parallel split) kept.
+    Attrs attrs = node.attrs;
+    attrs.set("shards", shards);
+    if (mapped) attrs.set("mapped", int64_t{1});
+    const ValueId v =
+        out_.copy_node(g_, node, {}, {{Shape{t.shape.numel() / shards}, t.dtype}}, attrs)[0];
     global_[v] = t;
     set(node, {v});
   }
