@@ -26,9 +26,18 @@ struct DeviceProfile {
   double link_efficiency = 0.8;
   double kernel_launch_s = 5e-6;
   double collective_latency_s = 15e-6;
+  // Bytes/s of memory-bound kernels on 16-bit floats (0: memory_bandwidth). A host widens
+  // each element to f32 and rounds it back, so it streams them slower than their bytes
+  // suggest; accelerators convert for free.
+  double memory_bandwidth_16bit = 0;
 
   // Peak FLOP/s for a computation in `dtype` (16-bit floats on matrix units, else f32).
   double peak_flops(DType dtype) const;
+  // Bytes/s of a memory-bound kernel computing in `dtype`.
+  double bandwidth(DType dtype) const {
+    return dtype_size(dtype) == 2 && memory_bandwidth_16bit > 0 ? memory_bandwidth_16bit
+                                                                : memory_bandwidth;
+  }
 };
 
 // The catalogue, and one entry by name (case-insensitive); throws listing the names.

@@ -85,7 +85,7 @@ double node_seconds(const OpCost& c, const DeviceProfile& d, bool inter_host) {
     return d.collective_latency_s + c.bytes_sent / (link * d.link_efficiency);
   }
   const double compute = c.flops / (d.peak_flops(c.compute) * d.matrix_efficiency);
-  const double memory = c.bytes / (d.memory_bandwidth * d.memory_efficiency);
+  const double memory = c.bytes / (d.bandwidth(c.compute) * d.memory_efficiency);
   return std::max(compute, memory) + d.kernel_launch_s;
 }
 
@@ -129,7 +129,7 @@ StepEstimate estimate_step(const ir::Graph& g, const std::vector<ir::NodeId>& sc
     ++e.kernels;
     if (c.communication)
       e.communication_s += s;
-    else if (c.flops / device.peak_flops(c.compute) >= c.bytes / device.memory_bandwidth)
+    else if (c.flops / device.peak_flops(c.compute) >= c.bytes / device.bandwidth(c.compute))
       e.compute_bound_s += s;
     else
       e.memory_bound_s += s;

@@ -88,15 +88,19 @@ planner::DeviceProfile measure(Backend& backend, comm::Communicator* comm) {
   const int64_t scale = limit != 0 && limit < (size_t{64} << 20) ? 128 : 512;
   p.vector_flops_32bit = gemm_rate(backend, DType::F32, scale);
   p.matrix_flops_16bit = gemm_rate(backend, DType::BF16, scale);
-  {  // bandwidth: c = a + b, three arrays of n floats
+  {  // bandwidth: c = a + b, three arrays of n elements, in f32 and in bf16
     const int64_t n = limit != 0
                           ? std::min<int64_t>(int64_t{1} << 22, static_cast<int64_t>(limit / 32))
                           : int64_t{1} << 22;
-    ir::Graph g;
-    const ir::ValueId a = g.input({Shape({n}), DType::F32}, "a");
-    const ir::ValueId b = g.input({Shape({n}), DType::F32}, "b");
-    const ir::ValueId c = ir::add(g, a, b);
-    p.memory_bandwidth = 12.0 * static_cast<double>(n) / time_graph(backend, g, c, 5);
+    for (DType dtype : {DType::F32, DType::BF16}) {
+      ir::Graph g;
+      const ir::ValueId a = g.input({Shape({n}), dtype}, "a");
+      const ir::ValueId b = g.input({Shape({n}), dtype}, "b");
+      const ir::ValueId c = ir::add(g, a, b);
+      const double rate = 3.0 * static_cast<double>(n * static_cast<int64_t>(dtype_size(dtype))) /
+                          time_graph(backend, g, c, 5);
+      (dtype == DType::F32 ? p.memory_bandwidth : p.memory_bandwidth_16bit) = rate;
+    }
   }
   {  // a kernel's launch: a chain of 64 one-element kernels
     ir::Graph g;
@@ -127,12 +131,13 @@ planner::DeviceProfile measure(Backend& backend, comm::Communicator* comm) {
 }
 
 // The profile's figures in a fixed order (broadcast between ranks, and the cache file).
-constexpr const char* kFields[] = {"matrix_flops_16bit",  "vector_flops_32bit", "memory_bandwidth",
-                                   "intra_host_link",     "inter_host_link",    "kernel_launch_s",
-                                   "collective_latency_s"};
+constexpr const char* kFields[] = {
+    "matrix_flops_16bit", "vector_flops_32bit", "memory_bandwidth", "memory_bandwidth_16bit",
+    "intra_host_link",    "inter_host_link",    "kernel_launch_s",  "collective_latency_s"};
 std::vector<double*> fields(planner::DeviceProfile& p) {
-  return {&p.matrix_flops_16bit, &p.vector_flops_32bit, &p.memory_bandwidth,    &p.intra_host_link,
-          &p.inter_host_link,    &p.kernel_launch_s,    &p.collective_latency_s};
+  return {&p.matrix_flops_16bit,     &p.vector_flops_32bit,  &p.memory_bandwidth,
+          &p.memory_bandwidth_16bit, &p.intra_host_link,     &p.inter_host_link,
+          &p.kernel_launch_s,        &p.collective_latency_s};
 }
 
 nlohmann::json to_json(planner::DeviceProfile p, double scaled_by) {
@@ -216,6 +221,7 @@ bool recalibrate_cpu_profile(const planner::DeviceProfile& profile, int ranks, d
   p.matrix_flops_16bit /= factor;
   p.vector_flops_32bit /= factor;
   p.memory_bandwidth /= factor;
+  p.memory_bandwidth_16bit /= factor;
   p.intra_host_link /= factor;
   p.inter_host_link /= factor;
   p.kernel_launch_s *= factor;

@@ -178,6 +178,7 @@ planner::DeviceProfile DeviceContext::profile_for(const PlanFlavor& f, comm::Com
   p.matrix_flops_16bit *= share;
   p.vector_flops_32bit *= share;
   p.memory_bandwidth *= share;
+  p.memory_bandwidth_16bit *= share;
   return p;
 }
 
