@@ -244,6 +244,23 @@ class PidSet {
   int size_ = 0;
 };
 
+// `line` with the number after each "rank " replaced by '#', so that the lines in which
+// ranks report the same failure compare equal.
+std::string without_rank_numbers(const std::string& line) {
+  std::string out;
+  for (size_t i = 0; i < line.size();) {
+    if (line.compare(i, 5, "rank ") == 0 && i + 5 < line.size() && line[i + 5] >= '0' &&
+        line[i + 5] <= '9') {
+      out += "rank #";
+      i += 5;
+      while (i < line.size() && line[i] >= '0' && line[i] <= '9') ++i;
+    } else {
+      out += line[i++];
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 double launch_timeout_from_env() {
@@ -521,7 +538,8 @@ JobEnd run_job(const std::vector<std::string>& cmd, const StartWatch& watch) {
     if (rule) in_banner = !in_banner;
     if (rule || in_banner) return;  // Open MPI's account of the failure: we say it in one line
     if (line.starts_with("error: ")) {
-      if (!errors_shown.insert(line).second) return;  // every rank failing alike
+      // Every rank failing alike, though each may name itself ("on cpu rank 3").
+      if (!errors_shown.insert(without_rank_numbers(line)).second) return;
       cause_shown = true;
     }
     write_all(STDERR_FILENO, line.data(), line.size());
