@@ -41,6 +41,12 @@ RunResult run(const std::string& command) {
   return r;
 }
 
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 // The value after each "Loss: " of the log lines.
 std::vector<double> losses(const std::string& output) {
   std::vector<double> out;
@@ -260,7 +266,17 @@ TEST_F(DataParallel, MappedCheckpointTrainsUnderZero3WithinADeviceMemoryLimit) {
   EXPECT_EQ(losses(zero3.output).size(), 10u) << zero3.output;
   const RunResult dp = run("SOLO_PLAN=dp=4 " + command);
   EXPECT_NE(dp.status, 0);
-  EXPECT_NE(dp.output.find("out of device memory on cpu"), std::string::npos) << dp.output;
+  // One line, though every rank runs out alike: the bytes asked for, those in use and the
+  // limit, the device and what to change.
+  const size_t at = dp.output.find("error: out of device memory on cpu rank ");
+  ASSERT_NE(at, std::string::npos) << dp.output;
+  EXPECT_EQ(count_of(dp.output, "out of device memory"), 1u) << dp.output;
+  const std::string line = dp.output.substr(at, dp.output.find('\n', at) - at);
+  EXPECT_NE(line.find(" bytes) asked for with "), std::string::npos) << line;
+  EXPECT_NE(line.find(" in use of the device's 12 MiB; lower --batch-size or --block-size, or "
+                      "switch to a flavor with more devices (solo switch)"),
+            std::string::npos)
+      << line;
   EXPECT_TRUE(losses(dp.output).empty()) << dp.output;
 }
 

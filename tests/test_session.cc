@@ -454,16 +454,22 @@ TEST(SessionProbe, KilledMpirunIsNamed) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
   TempDir home;
   pid_t mpirun = 0;
+  // mpirun runs below the launching process's launch keeper.
   const auto kill_mpirun = [&](pid_t launching) {
+    std::map<pid_t, pid_t> parents;
+    std::vector<pid_t> mpiruns;
     for (const auto& e : fs::directory_iterator("/proc")) {
       const std::string pid = e.path().filename().string();
       if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
       const std::string stat = read_text(e.path() / "stat");
       const size_t close = stat.rfind(')');
-      if (close == std::string::npos || stat.find("(mpirun)") == std::string::npos) continue;
-      if (std::atoi(stat.c_str() + close + 4) == launching)
-        mpirun = static_cast<pid_t>(std::atoi(pid.c_str()));
+      if (close == std::string::npos) continue;
+      const auto p = static_cast<pid_t>(std::atoi(pid.c_str()));
+      parents[p] = static_cast<pid_t>(std::atoi(stat.c_str() + close + 4));
+      if (stat.find("(mpirun)") != std::string::npos) mpiruns.push_back(p);
     }
+    for (pid_t p : mpiruns)
+      if (parents[p] == launching || parents[parents[p]] == launching) mpirun = p;
     if (mpirun > 0) ::kill(mpirun, SIGKILL);
   };
   const auto r = run_probe({"stall"}, {{"SOLO_FLAVOR", "cpu-2"}}, home.path, 30,
@@ -653,6 +659,56 @@ TEST(SessionProbe, InterruptWhileAHostDoesNotAnswerLeavesNoAgent) {
   if (agent > 0) {
     EXPECT_TRUE(ends_soon(agent)) << "the agent (pid " << agent << ") outlived the job";
   }
+}
+
+// The pids of the live processes whose environment has HOME=`home`: those of the job that
+// run_probe started with that HOME (mpirun, its remote-shell agents, the ranks).
+std::vector<pid_t> processes_with_home(const fs::path& home) {
+  const std::string want = "HOME=" + home.string();
+  std::vector<pid_t> out;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string pid = e.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string stat = read_text(e.path() / "stat");
+    if (stat.empty() || stat.find(") Z") != std::string::npos) continue;
+    // NUL-separated NAME=VALUE entries, framed with NULs so that each one can be matched whole.
+    const std::string env = '\0' + read_text(e.path() / "environ") + '\0';
+    if (env.find('\0' + want + '\0') != std::string::npos)
+      out.push_back(static_cast<pid_t>(std::atoi(pid.c_str())));
+  }
+  return out;
+}
+
+// The launching process killed with SIGKILL while a host's remote-shell agent still hangs:
+// mpirun alone would end and leave the agent behind; the launch keeper between them ends
+// everything mpirun started. Within 10 s no process of the job is left (the agent, mpirun)
+// and no file of the job either.
+TEST(SessionProbe, KilledLauncherWhileAHostDoesNotAnswerLeavesNoAgent) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed (Debian's openmpi-bin)";
+  TempDir home;
+  const fs::path tmp = home.path / "tmp";
+  fs::create_directories(tmp);
+  const auto r = run_probe({},
+                           {{"SOLO_INVENTORY", two_host_inventory(home.path).string()},
+                            {"SOLO_FLAVOR", "two-hosts"},
+                            {"TMPDIR", tmp.string()},
+                            {"OMPI_MCA_plm_rsh_agent", hanging_agent(home.path).string()}},
+                           home.path, 30, "agent: started", SIGKILL);
+  ASSERT_GE(r.seconds, 0) << "the agent never started\n" << r.err;
+  // The agent holds the job's stderr: run_probe returns once it is gone.
+  ASSERT_FALSE(r.timed_out) << "the job outlived its launcher\n" << r.err;
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.err;
+  EXPECT_LT(r.seconds, 10.0) << r.err;
+  EXPECT_FALSE(r.leftovers) << "processes of the job outlived it\n" << r.err;
+  pid_t agent = 0;
+  std::ifstream(home.path / "agent.pid") >> agent;
+  ASSERT_GT(agent, 0) << "the agent never ran\n" << r.err;
+  EXPECT_TRUE(ends_soon(agent)) << "the remote-shell agent (pid " << agent
+                                << ") outlived its launcher";
+  const auto left = processes_with_home(home.path);
+  EXPECT_TRUE(left.empty()) << left.size() << " processes of the job (pid " << left.front()
+                            << ") outlived its launcher";
+  EXPECT_TRUE(fs::is_empty(tmp)) << "the job left files in TMPDIR";
 }
 
 TEST(SessionProbe, NoMpirunOnPath) {

@@ -74,6 +74,8 @@ class Backend {
   void set_memory_limit(size_t bytes) { limit_ = bytes; }
   size_t memory_limit() const { return limit_; }
   // Allocation is accounted here so the executor's peak can be checked against the plan.
+  // An allocation that does not fit (the limit, or the memory itself) throws solo::Error
+  // with fail_out_of_memory's line, never std::bad_alloc.
   void* allocate(size_t bytes);
   void deallocate(void* p, size_t bytes);
   size_t bytes_in_use() const { return in_use_; }
@@ -97,6 +99,14 @@ class Backend {
   // that a failed collective on another stream (a dead peer) ends the wait with its error
   // instead of a hang. Null: wait without checks.
   virtual void set_wait_check(std::function<void()> check) { (void)check; }
+
+  // The device as an error names it: "cpu rank 1", "cuda:0 (rank 1)" (the process's rank in
+  // its job, core/process_place.h).
+  std::string device_label() const;
+  // The one line for an allocation of `bytes` that does not fit: the bytes asked for, the
+  // bytes in use and the limit, the device, `cause` when there is one (the allocator that
+  // refused it), and what to change.
+  [[noreturn]] void fail_out_of_memory(size_t bytes, const std::string& cause = "") const;
 
   // Recording (backends where queueing work costs more than running it: cuda). Between
   // begin_recording and end_recording, run() and copy() record instead of running; the

@@ -110,12 +110,9 @@ void* HostBackend::take_block(size_t bytes) const {
       return p;
     }
   }
-  void* p = std::aligned_alloc(64, size);
-  SOLO_CHECK(p != nullptr, name(), ": out of host memory allocating ", size, " bytes (",
-             static_cast<double>(size) / (1 << 20),
-             " MiB); lower --batch-size or --block-size, "
-             "recompute (SOLO_PLAN recompute=block) or shard (zero=3) over a flavor with more "
-             "devices");
+  // A size that rounding would wrap is one that no host has.
+  void* p = bytes > size_t{1} << 62 ? nullptr : std::aligned_alloc(64, size);
+  if (p == nullptr) fail_out_of_memory(bytes, "the host cannot allocate it");
   return p;
 }
 

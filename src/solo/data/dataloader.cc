@@ -1,7 +1,9 @@
 #include "solo/data/dataloader.h"
 
 #include <algorithm>
+#include <new>
 #include <numeric>
+#include <stdexcept>
 #include <string>
 
 #include "solo/core/error.h"
@@ -126,9 +128,20 @@ Batch DataLoader::batch(int64_t b) const {
   out.rows = static_cast<int64_t>(blocks.size());
   out.seq_len = block_size_;
   size_t n = static_cast<size_t>(out.rows * block_size_);
-  out.input_ids.assign(n, 0);
-  out.labels.assign(n, kIgnoreIndex);
-  out.attention_mask.assign(n, 0);
+  try {
+    out.input_ids.assign(n, 0);
+    out.labels.assign(n, kIgnoreIndex);
+    out.attention_mask.assign(n, 0);
+  } catch (const std::bad_alloc&) {
+    SOLO_FAIL("out of host memory building a batch of ", out.rows, " x ", block_size_,
+              " tokens: ", 3 * n * sizeof(int64_t),
+              " bytes asked for (ids, labels and mask); lower --batch-size or --block-size, or "
+              "switch to a flavor with more devices (solo switch), whose ranks each build "
+              "their share");
+  } catch (const std::length_error&) {
+    SOLO_FAIL("a batch of ", out.rows, " x ", block_size_,
+              " tokens is larger than any host's memory; lower --batch-size or --block-size");
+  }
   std::vector<int64_t> window(static_cast<size_t>(block_size_) + 1);
   for (size_t r = 0; r < blocks.size(); ++r) {
     if (blocks[r] < 0) continue;

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -168,27 +169,95 @@ void write_all(int fd, const char* data, size_t n) {
   }
 }
 
+// Calls f(pid, ppid, state) for every process on this host, reading /proc with system calls
+// alone and nothing allocated, so that the launch keeper (a forked child of a process that
+// may have threads) can call it.
+template <typename F>
+void for_each_process(F&& f) {
+  const int proc = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (proc < 0) return;
+  alignas(8) char entries[8192];
+  while (true) {
+    const ssize_t n = ::getdents64(proc, entries, sizeof entries);
+    if (n <= 0) break;
+    for (ssize_t at = 0; at < n;) {
+      const auto* e = reinterpret_cast<const dirent64*>(entries + at);
+      at += e->d_reclen;
+      pid_t pid = 0;
+      const char* c = e->d_name;
+      for (; *c >= '0' && *c <= '9'; ++c) pid = pid * 10 + (*c - '0');
+      if (c == e->d_name || *c != '\0') continue;
+      char path[32] = "/proc/";
+      size_t len = 6;
+      for (const char* d = e->d_name; *d && len < 20; ++d) path[len++] = *d;
+      for (const char* d = "/stat"; *d; ++d) path[len++] = *d;
+      path[len] = '\0';
+      const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;  // ended meanwhile
+      char stat[512];
+      const ssize_t got = ::read(fd, stat, sizeof stat - 1);
+      ::close(fd);
+      if (got <= 0) continue;
+      // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the
+      // last ')'.
+      ssize_t close = got - 1;
+      while (close >= 0 && stat[close] != ')') --close;
+      if (close < 0 || close + 4 >= got) continue;
+      pid_t ppid = 0;
+      for (ssize_t i = close + 4; i < got && stat[i] >= '0' && stat[i] <= '9'; ++i)
+        ppid = ppid * 10 + (stat[i] - '0');
+      f(pid, ppid, stat[close + 2]);
+    }
+  }
+  ::close(proc);
+}
+
 // Every live process on this host with its parent (pid -> ppid), zombies too when asked.
 std::map<pid_t, pid_t> live_parents(bool with_zombies = false) {
   std::map<pid_t, pid_t> out;
-  DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return out;
-  while (const dirent* e = ::readdir(proc)) {
-    char* end = nullptr;
-    const long pid = std::strtol(e->d_name, &end, 10);
-    if (end == e->d_name || *end != '\0') continue;
-    std::ifstream in(std::string("/proc/") + e->d_name + "/stat");
-    std::string stat;
-    std::getline(in, stat);
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last
-    // ')'.
-    const size_t close = stat.rfind(')');
-    if (close == std::string::npos || close + 4 >= stat.size()) continue;
-    const char state = stat[close + 2];
-    if ((state == 'Z' && !with_zombies) || state == 'X') continue;
-    out[static_cast<pid_t>(pid)] = static_cast<pid_t>(std::atol(stat.c_str() + close + 4));
+  for_each_process([&](pid_t pid, pid_t ppid, char state) {
+    if ((state == 'Z' && !with_zombies) || state == 'X') return;
+    out[pid] = ppid;
+  });
+  return out;
+}
+
+// A set of pids in fixed storage (no allocation), for kill_process_tree.
+class PidSet {
+ public:
+  bool contains(pid_t pid) const {
+    for (int i = 0; i < size_; ++i)
+      if (pids_[i] == pid) return true;
+    return false;
   }
-  ::closedir(proc);
+  bool insert(pid_t pid) {
+    if (size_ == kCapacity || contains(pid)) return false;
+    pids_[size_++] = pid;
+    return true;
+  }
+  const pid_t* begin() const { return pids_; }
+  const pid_t* end() const { return pids_ + size_; }
+
+ private:
+  static constexpr int kCapacity = 4096;
+  pid_t pids_[kCapacity];
+  int size_ = 0;
+};
+
+// `line` with the number after each "rank " replaced by '#', so that the lines in which
+// ranks report the same failure compare equal.
+std::string without_rank_numbers(const std::string& line) {
+  std::string out;
+  for (size_t i = 0; i < line.size();) {
+    if (line.compare(i, 5, "rank ") == 0 && i + 5 < line.size() && line[i + 5] >= '0' &&
+        line[i + 5] <= '9') {
+      out += "rank #";
+      i += 5;
+      while (i < line.size() && line[i] >= '0' && line[i] <= '9') ++i;
+    } else {
+      out += line[i++];
+    }
+  }
   return out;
 }
 
@@ -240,27 +309,147 @@ std::string describe_start_timeout(const StartWatch& watch, const std::set<int>&
 
 void kill_process_tree(pid_t root) {
   // Stop the tree from the root down, so that nothing in it starts more or is left without
-  // its parent, then kill it all.
-  std::set<pid_t> tree{root};
+  // its parent, then kill it all. Nothing here allocates: the launch keeper calls it.
+  PidSet tree;
+  tree.insert(root);
   ::kill(root, SIGSTOP);
   for (int round = 0; round < 100; ++round) {
-    const auto parents = live_parents();
     bool grew = false;
-    for (bool found = true; found;) {
-      found = false;
-      for (const auto& [pid, ppid] : parents) {
-        if (tree.count(ppid) && !tree.count(pid)) {
-          ::kill(pid, SIGSTOP);
-          tree.insert(pid);
-          found = grew = true;
-        }
-      }
-    }
+    for_each_process([&](pid_t pid, pid_t ppid, char state) {
+      if (state == 'Z' || state == 'X' || !tree.contains(ppid) || !tree.insert(pid)) return;
+      ::kill(pid, SIGSTOP);
+      grew = true;
+    });
     if (!grew && round > 0) break;
     ::usleep(2000);  // a fork under way when the stop arrived shows up in the next round
   }
   for (pid_t pid : tree) ::kill(pid, SIGKILL);
 }
+
+namespace {
+
+// ---- The launch keeper ----
+//
+// A process between the launching process and the launcher (mpirun), forked without exec.
+// It is the subreaper of everything the launcher starts, so what the launcher leaves behind
+// when it ends (a remote-shell agent that hangs, say) becomes the keeper's child rather than
+// init's; it learns of the launching process's death through PR_SET_PDEATHSIG, even when that
+// was SIGKILL (the OOM killer), and then ends the launcher and all it left. It passes SIGINT
+// and SIGTERM from the launching process on to the launcher and exits as the launcher did.
+// It runs in a forked child of a process that may have threads: system calls only, nothing
+// allocated.
+
+struct KeeperArgs {
+  pid_t launching = 0;  // the launching process
+  char* const* argv = nullptr;
+  int err_write = -1;   // becomes the launcher's stderr
+  int exec_error = -1;  // the launcher's errno when its exec fails
+  const sigset_t* launcher_mask = nullptr;
+};
+
+// Reaps every ended child; returns the launcher's wait status once it has ended.
+void reap(pid_t launcher, int* launcher_status, bool* launcher_ended) {
+  int status = 0;
+  pid_t w;
+  while ((w = ::waitpid(-1, &status, WNOHANG)) > 0) {
+    if (w == launcher) {
+      *launcher_status = status;
+      *launcher_ended = true;
+    }
+  }
+}
+
+// Kills everything below the keeper (its children, the launcher's orphans among them, and
+// theirs) and reaps it.
+void end_descendants() {
+  const pid_t self = ::getpid();
+  for (int round = 0; round < 20; ++round) {
+    bool any = false;
+    for_each_process([&](pid_t pid, pid_t ppid, char state) {
+      if (ppid != self) return;
+      any = true;
+      if (state != 'Z' && state != 'X') kill_process_tree(pid);
+    });
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    if (!any) return;
+    ::usleep(5000);
+  }
+}
+
+[[noreturn]] void exit_as(int status) {
+  if (WIFEXITED(status)) ::_exit(WEXITSTATUS(status));
+  const int signo = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+  const rlimit no_core{0, 0};
+  ::setrlimit(RLIMIT_CORE, &no_core);  // the launcher dumped its core already, if at all
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(signo, &dfl, nullptr);
+  sigset_t only;
+  sigemptyset(&only);
+  sigaddset(&only, signo);
+  ::pthread_sigmask(SIG_UNBLOCK, &only, nullptr);
+  ::kill(::getpid(), signo);
+  ::kill(::getpid(), SIGKILL);
+  ::_exit(128 + signo);
+}
+
+[[noreturn]] void launch_keeper(const KeeperArgs& a) {
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (::getppid() != a.launching) ::_exit(127);  // the launching process died before the prctl
+  // Signals the keeper waits for: the launching process's (and its death's), and its children's.
+  sigset_t waited;
+  sigemptyset(&waited);
+  for (int signo : {SIGINT, SIGTERM, SIGCHLD, SIGHUP}) sigaddset(&waited, signo);
+  ::pthread_sigmask(SIG_BLOCK, &waited, nullptr);
+  const pid_t keeper = ::getpid();
+  const pid_t launcher = ::fork();
+  if (launcher < 0) ::_exit(127);
+  if (launcher == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != keeper) ::_exit(127);
+    ::dup2(a.err_write, STDERR_FILENO);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int signo : {SIGINT, SIGTERM, SIGCHLD}) ::sigaction(signo, &dfl, nullptr);
+    ::pthread_sigmask(SIG_SETMASK, a.launcher_mask, nullptr);
+    ::execve(a.argv[0], a.argv, environ);
+    const int e = errno;
+    (void)!::write(a.exec_error, &e, sizeof e);
+    ::_exit(127);
+  }
+  ::close(a.exec_error);
+  ::close(a.err_write);
+  int status = 0;
+  bool ended = false;
+  while (true) {
+    siginfo_t info;
+    const timespec tick{1, 0};  // the launching process's death is also seen by polling
+    const int signo = ::sigtimedwait(&waited, &info, &tick);
+    reap(launcher, &status, &ended);
+    if (::getppid() != a.launching) {
+      // The launching process died: the launcher gets the SIGTERM it would have had from the
+      // kernel and a few seconds to stop its ranks and remove its session files, then
+      // everything below the keeper is killed.
+      if (!ended) ::kill(launcher, SIGTERM);
+      for (int i = 0; i < 150 && !ended; ++i) {
+        ::usleep(20 * 1000);
+        reap(launcher, &status, &ended);
+      }
+      end_descendants();  // the job's hostfile is a memfd: no file of the job is left
+      ::_exit(128 + SIGKILL);
+    }
+    if (ended) {
+      end_descendants();  // what the launcher left behind
+      exit_as(status);
+    }
+    if ((signo == SIGINT || signo == SIGTERM) && info.si_pid == a.launching)
+      ::kill(launcher, signo);
+  }
+}
+
+}  // namespace
 
 JobEnd run_job(const std::vector<std::string>& cmd, const StartWatch& watch) {
   SOLO_CHECK(!cmd.empty() && cmd[0].starts_with('/'), "run_job needs an absolute launcher path");
@@ -286,11 +475,11 @@ JobEnd run_job(const std::vector<std::string>& cmd, const StartWatch& watch) {
   std::vector<char*> args;
   for (const auto& a : cmd) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  // fork + exec rather than posix_spawn, for the one thing spawn cannot set: the launcher
-  // gets SIGTERM when this process dies (even by SIGKILL), and takes its ranks down with it.
+  // The launcher runs below a launch keeper (above), which ends it and everything it started
+  // when this process dies, even by SIGKILL.
   const pid_t parent = ::getpid();
-  // Whatever the launcher leaves behind when it ends (a remote-shell agent, say) becomes
-  // this process's child rather than init's, so that it can be ended below.
+  // Should the keeper itself be killed, whatever it leaves behind becomes this process's
+  // child rather than init's, so that it can be ended below.
   std::set<pid_t> children_before;
   for (const auto& [p, pp] : live_parents())
     if (pp == parent) children_before.insert(p);
@@ -303,21 +492,19 @@ JobEnd run_job(const std::vector<std::string>& cmd, const StartWatch& watch) {
   } restore_subreaper{was_subreaper};
   int exec_error[2];
   SOLO_CHECK(::pipe2(exec_error, O_CLOEXEC) == 0, "cannot create a pipe: ", std::strerror(errno));
+  KeeperArgs keeper_args;
+  keeper_args.launching = parent;
+  keeper_args.argv = args.data();
+  keeper_args.err_write = err_write.fd;
+  keeper_args.exec_error = exec_error[1];
+  keeper_args.launcher_mask = &old_mask;
   const pid_t pid = ::fork();
   SOLO_CHECK(pid >= 0, "cannot start ", cmd[0], ": fork failed: ", std::strerror(errno));
-  if (pid == 0) {  // only async-signal-safe calls until exec
+  if (pid == 0) {  // the keeper: only async-signal-safe calls from here on
     ::close(exec_error[0]);
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(127);  // the parent died before the prctl
-    ::dup2(err_write.fd, STDERR_FILENO);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int signo : {SIGINT, SIGTERM, SIGCHLD}) ::sigaction(signo, &dfl, nullptr);
-    ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-    ::execve(cmd[0].c_str(), args.data(), environ);
-    const int e = errno;
-    (void)!::write(exec_error[1], &e, sizeof e);
-    ::_exit(127);
+    ::close(err_read.fd);
+    ::close(sig.fd);
+    launch_keeper(keeper_args);
   }
   ::close(exec_error[1]);
   int exec_errno = 0;
@@ -351,7 +538,8 @@ JobEnd run_job(const std::vector<std::string>& cmd, const StartWatch& watch) {
     if (rule) in_banner = !in_banner;
     if (rule || in_banner) return;  // Open MPI's account of the failure: we say it in one line
     if (line.starts_with("error: ")) {
-      if (!errors_shown.insert(line).second) return;  // every rank failing alike
+      // Every rank failing alike, though each may name itself ("on cpu rank 3").
+      if (!errors_shown.insert(without_rank_numbers(line)).second) return;
       cause_shown = true;
     }
     write_all(STDERR_FILENO, line.data(), line.size());

@@ -80,15 +80,17 @@ double launch_timeout_from_env();
 std::string describe_start_timeout(const StartWatch& watch, const std::set<int>& started);
 
 // Kills `root` and every process below it (SIGKILL), the youngest first, so that nothing it
-// started (a remote-shell agent that hangs, say) is left without a parent.
+// started (a remote-shell agent that hangs, say) is left without a parent. It allocates
+// nothing, so a forked child of a threaded process may call it.
 void kill_process_tree(pid_t root);
 
 // Runs `cmd` (cmd[0] an absolute path) with stdout inherited and stderr passed through,
 // line by line, while it is scanned for failed ranks: Open MPI's banners (blocks between
 // lines of dashes) are scanned but not shown, and an "error: ..." line that several ranks
-// print alike is shown once. SIGINT and SIGTERM are forwarded to it. With a start timeout,
-// a job that has not reported kJobReady in time is killed with everything it started and
-// ends with status 1 and describe_start_timeout's line.
+// print alike (but for their rank numbers) is shown once. SIGINT and SIGTERM are forwarded to it.
+// With a start timeout, a job that has not reported kJobReady in time is killed with everything it
+// started and ends with status 1 and describe_start_timeout's line. `cmd` runs below a launch
+// keeper that ends it and everything it started when this process dies, even by SIGKILL.
 JobEnd run_job(const std::vector<std::string>& cmd, const StartWatch& watch = {});
 
 }  // namespace solo::launch

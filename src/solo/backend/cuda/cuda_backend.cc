@@ -135,6 +135,8 @@ std::unique_ptr<Recording> CudaBackend::end_recording() {
 
 void* CudaBackend::raw_allocate(size_t bytes) {
   SOLO_CHECK(!recording_, "cuda: allocation while recording a CUDA graph");
+  // A size that rounding would wrap is one that no device has.
+  if (bytes > size_t{1} << 62) fail_out_of_memory(bytes, "larger than any device");
   const size_t size = rounded(bytes ? bytes : 1);
   auto it = free_blocks_.find(size);
   if (it != free_blocks_.end()) {
@@ -152,8 +154,10 @@ void* CudaBackend::raw_allocate(size_t bytes) {
     if (cudaDeviceGetDefaultMemPool(&pool, device_) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
     err = cudaMalloc(&p, size);
   }
-  SOLO_CHECK(err == cudaSuccess, "cuda: out of device memory allocating ", bytes, " bytes (",
-             cudaGetErrorString(err), "); lower the batch size or use more devices");
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();  // clears the sticky allocation error for the next call
+    fail_out_of_memory(bytes, std::string("cudaMalloc: ") + cudaGetErrorString(err));
+  }
   return p;
 }
 
