@@ -21,6 +21,7 @@
 #include "solo/core/printable.h"
 #include "solo/data/bpe_tokenizer.h"
 #include "solo/data/tokenizer.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -103,16 +104,6 @@ std::string ids_text(const std::vector<int32_t>& ids) {
   }
   s += ']';
   return s;
-}
-
-std::string expect_error(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const solo::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected solo::Error";
-  return "";
 }
 
 fs::path temp_dir(const std::string& name) {
@@ -229,7 +220,8 @@ TEST(TokenizerJson, BosFromTemplateWithoutConfig) {
   const Tokenizer tok = Tokenizer::load(d.string());
   EXPECT_EQ(tok.bos_id(), 3000);  // TemplateProcessing's "<|begin_of_text|> $A"
   EXPECT_EQ(tok.eos_id(), -1);
-  EXPECT_NE(expect_error([&] { tok.encode("x", false, true); }).find("no EOS"), std::string::npos);
+  EXPECT_NE(solo::test::error_of([&] { tok.encode("x", false, true); }).find("no EOS"),
+            std::string::npos);
   fs::remove_all(d);
 }
 
@@ -245,7 +237,7 @@ TEST(TokenizerJson, Qwen2SpecialTokensAndNfc) {
   auto ids = tok.encode("<|im_start|>user\nHi<|im_end|>");
   EXPECT_EQ(ids.front(), start);
   EXPECT_EQ(ids.back(), end);
-  EXPECT_NE(expect_error([&] { tok.encode("x", true); }).find("no BOS"), std::string::npos);
+  EXPECT_NE(solo::test::error_of([&] { tok.encode("x", true); }).find("no BOS"), std::string::npos);
   // NFC: decomposed and composed forms give the same ids.
   EXPECT_EQ(tok.encode("cafe\xCC\x81"), tok.encode("caf\xC3\xA9"));
   EXPECT_EQ(tok.decode(tok.encode("cafe\xCC\x81")), "caf\xC3\xA9");
@@ -308,10 +300,10 @@ TEST(TokenizerJson, DirectoryPrefersTokenizerJson) {
   EXPECT_EQ(tok.vocab_size(), 3004);
   fs::remove(d / "tokenizer.json");
   // Without tokenizer.json the directory's tokenizer.model is read (here: not a model).
-  EXPECT_NE(expect_error([&] { Tokenizer::load(d.string()); }).find("SentencePiece"),
+  EXPECT_NE(solo::test::error_of([&] { Tokenizer::load(d.string()); }).find("SentencePiece"),
             std::string::npos);
   fs::remove(d / "tokenizer.model");
-  std::string msg = expect_error([&] { Tokenizer::load(d.string()); });
+  std::string msg = solo::test::error_of([&] { Tokenizer::load(d.string()); });
   EXPECT_NE(msg.find("has no tokenizer.json or tokenizer.model"), std::string::npos) << msg;
   fs::remove_all(d);
 }
@@ -325,10 +317,11 @@ TEST(TokenizerJson, DecodeReplacesBrokenUtf8) {
   ASSERT_GE(lone, 0);
   EXPECT_EQ(tok.decode({lone}), "\xEF\xBF\xBD");
   EXPECT_EQ(tok.decode(tok.encode("\xE2\x82\xAC")), "\xE2\x82\xAC");
-  std::string msg = expect_error([&] { tok.encode("ok \xFF bad"); });
+  std::string msg = solo::test::error_of([&] { tok.encode("ok \xFF bad"); });
   EXPECT_NE(msg.find("not valid UTF-8 (at byte 3)"), std::string::npos) << msg;
-  EXPECT_NE(expect_error([&] { tok.decode({tok.vocab_size()}); }).find("outside the vocabulary"),
-            std::string::npos);
+  EXPECT_NE(
+      solo::test::error_of([&] { tok.decode({tok.vocab_size()}); }).find("outside the vocabulary"),
+      std::string::npos);
 }
 
 TEST(TokenizerJson, RefusesWhatItDoesNotRead) {
@@ -413,7 +406,7 @@ TEST(TokenizerJson, RefusesWhatItDoesNotRead) {
   };
   for (const Case& c : cases) {
     const fs::path file = edited("llama3", c.tag, c.edit);
-    const std::string msg = expect_error([&] { Tokenizer::load(file.string()); });
+    const std::string msg = solo::test::error_of([&] { Tokenizer::load(file.string()); });
     EXPECT_NE(msg.find(file.string()), std::string::npos) << c.tag << ": " << msg;
     for (const auto& e : c.expected)
       EXPECT_NE(msg.find(e), std::string::npos) << c.tag << ": " << msg;
@@ -427,7 +420,7 @@ TEST(TokenizerJson, BadFilesAreOneLineErrors) {
   for (const std::string& text : {std::string("not json \x01\n"), std::string("[1, 2]"),
                                   std::string("{\"model\": {\"type\": \"BPE\"}}"), std::string()}) {
     write_text(d / "tokenizer.json", text);
-    const std::string msg = expect_error([&] { Tokenizer::load(d.string()); });
+    const std::string msg = solo::test::error_of([&] { Tokenizer::load(d.string()); });
     EXPECT_NE(msg.find((d / "tokenizer.json").string()), std::string::npos) << msg;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   }
@@ -435,7 +428,7 @@ TEST(TokenizerJson, BadFilesAreOneLineErrors) {
   fs::copy_file(kGolden / "tokenizer_llama3" / "tokenizer.json", d / "tokenizer.json",
                 fs::copy_options::overwrite_existing);
   write_text(d / "tokenizer_config.json", R"({"bos_token": {"content": "<s>"}})");
-  std::string msg = expect_error([&] { Tokenizer::load(d.string()); });
+  std::string msg = solo::test::error_of([&] { Tokenizer::load(d.string()); });
   EXPECT_NE(msg.find("tokenizer_config.json: bos_token \"<s>\" is not a token"), std::string::npos)
       << msg;
   fs::remove_all(d);
