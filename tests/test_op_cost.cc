@@ -84,6 +84,29 @@ TEST(OpCost, CollectivesSendRingBytes) {
   EXPECT_DOUBLE_EQ(one_rank.bytes_sent, 0);
 }
 
+// Each collective kind at its link's rate for it (Open MPI's differ per kind), falling back to
+// the all-reduce's; a local block copy (LocalShard) puts nothing on a link.
+TEST(OpCost, EachCollectiveKindRunsAtItsOwnLinkRate) {
+  Graph g;
+  const ValueId x = g.input({{1024}, DType::F32}, "x");  // 4 KiB
+  planner::DeviceProfile d = planner::device_profile("h100");
+  d.link_efficiency = 1;
+  d.collective_latency_s = 0;
+  d.intra_host_link = 1e9;
+  const OpCost rs = op_cost(g, g.producer(ir::reduce_scatter(g, x, 4)), {1});
+  const OpCost ag = op_cost(g, g.producer(ir::all_gather(g, x, 4)), {1});
+  EXPECT_DOUBLE_EQ(node_seconds(rs, d), 4096.0 * 3 / 4 / 1e9);  // no rate of its own
+  d.reduce_scatter_link = 0.25e9;
+  d.all_gather_link = 2e9;
+  EXPECT_DOUBLE_EQ(node_seconds(rs, d), 4096.0 * 3 / 4 / 0.25e9);
+  EXPECT_DOUBLE_EQ(node_seconds(ag, d), 4096.0 * 3 / 2e9);
+  EXPECT_DOUBLE_EQ(node_seconds(ag, d, /*inter_host=*/true), 4096.0 * 3 / d.inter_host_link);
+  const OpCost shard = op_cost(g, g.producer(ir::local_shard(g, x, 4)), {4});
+  EXPECT_FALSE(shard.communication);
+  EXPECT_DOUBLE_EQ(shard.bytes_sent, 0);
+  EXPECT_DOUBLE_EQ(shard.bytes, 2 * 1024.0);  // its block read and written
+}
+
 // Every node of a small transformer-like step (forward, backward) on every device: its time
 // is at least its FLOPs at the data-sheet peak and its bytes at the memory bandwidth.
 TEST(OpCost, NoPredictionBeatsThePeaks) {

@@ -30,6 +30,11 @@ struct DeviceProfile {
   // each element to f32 and rounds it back, so it streams them slower than their bytes
   // suggest; accelerators convert for free.
   double memory_bandwidth_16bit = 0;
+  // Bytes/s per direction a reduce-scatter and an all-gather reach within a host (0: the
+  // intra-host link's, which is the all-reduce's). Open MPI on one host reduce-scatters at
+  // about a quarter of its all-reduce rate, and all-gathers faster: measured on CPUs.
+  double reduce_scatter_link = 0;
+  double all_gather_link = 0;
 
   // Peak FLOP/s for a computation in `dtype` (16-bit floats on matrix units, else f32).
   double peak_flops(DType dtype) const;

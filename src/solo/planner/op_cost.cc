@@ -42,11 +42,16 @@ double attention_flops(const ir::Graph& g, const ir::Node& node, double products
 
 OpCost op_cost(const ir::Graph& g, const ir::Node& node, const std::vector<int64_t>& group_sizes) {
   OpCost c;
+  c.op = node.op;
   c.bytes = bytes_of(g, node.inputs) + bytes_of(g, node.outputs);
+  if (node.op == OpKind::LocalShard) {  // a copy of this rank's block: no link
+    c.bytes = 2 * bytes_of(g, node.outputs);
+    return c;
+  }
   if (!node.inputs.empty()) c.compute = g.dtype(node.inputs[0]);
   switch (op_info(node.op).cost) {
     case OpCostClass::None:
-      return OpCost{0, 0, DType::F32, 0, false, false};
+      return OpCost{0, 0, DType::F32, 0, false, false, node.op};
     case OpCostClass::MatMul: {
       const Shape& a = g.shape(node.inputs[0]);
       const int64_t k = node.attrs.i("trans_a") != 0 ? a[a.rank() - 2] : a[a.rank() - 1];
@@ -81,7 +86,11 @@ OpCost op_cost(const ir::Graph& g, const ir::Node& node, const std::vector<int64
 double node_seconds(const OpCost& c, const DeviceProfile& d, bool inter_host) {
   if (!c.kernel) return 0;
   if (c.communication) {
-    const double link = inter_host ? d.inter_host_link : d.intra_host_link;
+    double link = inter_host ? d.inter_host_link : d.intra_host_link;
+    if (!inter_host && c.op == OpKind::ReduceScatter && d.reduce_scatter_link > 0)
+      link = d.reduce_scatter_link;
+    if (!inter_host && c.op == OpKind::AllGather && d.all_gather_link > 0)
+      link = d.all_gather_link;
     return d.collective_latency_s + c.bytes_sent / (link * d.link_efficiency);
   }
   const double compute = c.flops / (d.peak_flops(c.compute) * d.matrix_efficiency);

@@ -68,7 +68,7 @@ double gemm_rate(Backend& backend, DType dtype, int64_t scale) {
     const ir::ValueId a = g.input({Shape({s[0], s[1]}), dtype}, "a");
     const ir::ValueId b = g.input({Shape({s[1], s[2]}), dtype}, "b");
     const ir::ValueId c = ir::matmul(g, a, b);
-    sum += 2.0 * static_cast<double>(s[0] * s[1] * s[2]) / time_graph(backend, g, c, 3);
+    sum += 2.0 * static_cast<double>(s[0] * s[1] * s[2]) / time_graph(backend, g, c, 7);
   }
   return sum / 3;
 }
@@ -98,7 +98,7 @@ planner::DeviceProfile measure(Backend& backend, comm::Communicator* comm) {
       const ir::ValueId b = g.input({Shape({n}), dtype}, "b");
       const ir::ValueId c = ir::add(g, a, b);
       const double rate = 3.0 * static_cast<double>(n * static_cast<int64_t>(dtype_size(dtype))) /
-                          time_graph(backend, g, c, 5);
+                          time_graph(backend, g, c, 9);
       (dtype == DType::F32 ? p.memory_bandwidth : p.memory_bandwidth_16bit) = rate;
     }
   }
@@ -118,13 +118,27 @@ planner::DeviceProfile measure(Backend& backend, comm::Communicator* comm) {
     auto start = Clock::now();
     for (int r = 0; r < kReps; ++r) comm->all_reduce_sum(one.data(), one.size(), DType::F32);
     p.collective_latency_s = seconds_since(start) / kReps;
-    std::vector<float> big(size_t{1} << 20, 0.f);  // 4 MiB
+    // 16 MiB, the size of a gradient bucket's collectives; each kind at its own rate (Open
+    // MPI's differ by up to 4x per byte sent).
     const double n = comm->size();
-    comm->all_reduce_sum(big.data(), big.size(), DType::F32);
-    start = Clock::now();
-    for (int r = 0; r < 5; ++r) comm->all_reduce_sum(big.data(), big.size(), DType::F32);
-    const double each = std::max(seconds_since(start) / 5 - p.collective_latency_s, 1e-9);
-    p.intra_host_link = 2 * (n - 1) / n * static_cast<double>(big.size() * 4) / each;
+    const size_t count = size_t{1} << 22;
+    std::vector<float> big(count, 0.f), block(count / comm->size(), 0.f);
+    auto rate = [&](double bytes_sent, auto&& collective) {
+      collective();  // warm: buffers touched, the transport's first-use set-up
+      const auto from = Clock::now();
+      for (int r = 0; r < 3; ++r) collective();
+      const double each = std::max(seconds_since(from) / 3 - p.collective_latency_s, 1e-9);
+      return bytes_sent / each;
+    };
+    const double bytes = static_cast<double>(count * 4);
+    p.intra_host_link = rate(2 * (n - 1) / n * bytes,
+                             [&] { comm->all_reduce_sum(big.data(), count, DType::F32); });
+    p.reduce_scatter_link = rate((n - 1) / n * bytes, [&] {
+      comm->reduce_scatter_sum(big.data(), block.data(), block.size(), DType::F32);
+    });
+    p.all_gather_link = rate((n - 1) / n * bytes, [&] {
+      comm->all_gather(block.data(), big.data(), block.size(), DType::F32);
+    });
     p.inter_host_link = p.intra_host_link / 10;  // no second host to measure here
   }
   return p;
@@ -133,11 +147,13 @@ planner::DeviceProfile measure(Backend& backend, comm::Communicator* comm) {
 // The profile's figures in a fixed order (broadcast between ranks, and the cache file).
 constexpr const char* kFields[] = {
     "matrix_flops_16bit", "vector_flops_32bit", "memory_bandwidth", "memory_bandwidth_16bit",
-    "intra_host_link",    "inter_host_link",    "kernel_launch_s",  "collective_latency_s"};
+    "intra_host_link",    "inter_host_link",    "kernel_launch_s",  "collective_latency_s",
+    "reduce_scatter_link", "all_gather_link"};
 std::vector<double*> fields(planner::DeviceProfile& p) {
   return {&p.matrix_flops_16bit,     &p.vector_flops_32bit,  &p.memory_bandwidth,
           &p.memory_bandwidth_16bit, &p.intra_host_link,     &p.inter_host_link,
-          &p.kernel_launch_s,        &p.collective_latency_s};
+          &p.kernel_launch_s,        &p.collective_latency_s,  &p.reduce_scatter_link,
+          &p.all_gather_link};
 }
 
 nlohmann::json to_json(planner::DeviceProfile p, double scaled_by) {
@@ -224,6 +240,8 @@ bool recalibrate_cpu_profile(const planner::DeviceProfile& profile, int ranks, d
   p.memory_bandwidth_16bit /= factor;
   p.intra_host_link /= factor;
   p.inter_host_link /= factor;
+  p.reduce_scatter_link /= factor;
+  p.all_gather_link /= factor;
   p.kernel_launch_s *= factor;
   p.collective_latency_s *= factor;
   const std::string path = cpu_profile_path(ranks);
