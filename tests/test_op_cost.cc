@@ -35,6 +35,22 @@ TEST(DeviceCatalogue, EveryEntryIsPlausibleAndFoundByName) {
   EXPECT_NE(e.find("known devices: h100, h200"), std::string::npos) << e;
 }
 
+// A GPU of an unnamed kind ("gpu" in the default inventory) is costed by its driver's name.
+TEST(DeviceCatalogue, AnEntryIsFoundByTheDriversModelName) {
+  auto name_of = [](const char* model) {
+    const planner::DeviceProfile* p = planner::device_profile_of_model(model);
+    return p ? p->name : std::string("none");
+  };
+  EXPECT_EQ(name_of("NVIDIA H200"), "h200");
+  EXPECT_EQ(name_of("NVIDIA H100 80GB HBM3"), "h100");
+  EXPECT_EQ(name_of("NVIDIA A100-SXM4-40GB"), "a100-40");
+  EXPECT_EQ(name_of("NVIDIA A100-SXM4-80GB"), "a100-80");
+  EXPECT_EQ(name_of("AMD Instinct MI250X"), "mi250");
+  EXPECT_EQ(name_of("AMD Instinct MI300X"), "mi300x");
+  EXPECT_EQ(name_of("NVIDIA GeForce RTX 4090"), "none");
+  EXPECT_EQ(name_of(""), "none");
+}
+
 TEST(OpCost, GemmAndAttentionFlopsInClosedForm) {
   Graph g;
   const ValueId a = g.input({{3, 16, 32}, DType::BF16}, "a");  // [batch, M, K]

@@ -94,6 +94,9 @@ class Backend {
   // Asynchronous backends: the device index and the stream (cudaStream_t) their work is queued
   // on, so that a device communicator can order its collectives with it. -1 and null otherwise.
   virtual int device_index() const { return -1; }
+  // The device's model as its driver names it ("NVIDIA H200"), "" where it has none (hosts):
+  // the planner finds its catalogue profile by it.
+  virtual std::string device_model() const { return ""; }
   virtual void* stream() const { return nullptr; }
   // Asynchronous backends: called over and over while the host waits for queued work, so
   // that a failed collective on another stream (a dead peer) ends the wait with its error

@@ -49,4 +49,19 @@ const DeviceProfile& device_profile(const std::string& name) {
   SOLO_FAIL("no device profile '", name, "' in the catalogue; known devices: ", names);
 }
 
+const DeviceProfile* device_profile_of_model(const std::string& model) {
+  std::string lower = model;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  auto has = [&](const char* word) { return lower.find(word) != std::string::npos; };
+  const char* name = has("h200")     ? "h200"
+                     : has("h100")   ? "h100"
+                     : has("a100")   ? (has("80g") ? "a100-80" : "a100-40")
+                     : has("mi300x") ? "mi300x"
+                     : has("mi250")  ? "mi250"
+                     : has("mi210")  ? "mi210"
+                                     : nullptr;
+  return name ? &device_profile(name) : nullptr;
+}
+
 }  // namespace solo::planner

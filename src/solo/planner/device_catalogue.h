@@ -48,5 +48,8 @@ struct DeviceProfile {
 // The catalogue, and one entry by name (case-insensitive); throws listing the names.
 const std::vector<DeviceProfile>& device_catalogue();
 const DeviceProfile& device_profile(const std::string& name);
+// The entry of a device its driver names `model` ("NVIDIA H100 80GB HBM3", "NVIDIA
+// A100-SXM4-40GB", "AMD Instinct MI250X"); null when the catalogue has no such device.
+const DeviceProfile* device_profile_of_model(const std::string& model);
 
 }  // namespace solo::planner

@@ -163,7 +163,11 @@ std::string from_rank0(comm::Communicator* comm, std::string s) {
 planner::DeviceProfile DeviceContext::profile_for(const PlanFlavor& f, comm::Communicator* comm) {
   for (const planner::DeviceProfile& p : planner::device_catalogue())
     if (p.name == f.device_kind) return p;
-  if (!backend_->host_memory()) return compile::assumed_cpu_profile();
+  if (!backend_->host_memory()) {  // a kind the catalogue lacks ("gpu"): the device's model
+    if (const planner::DeviceProfile* p = planner::device_profile_of_model(backend_->device_model()))
+      return *p;
+    return compile::assumed_cpu_profile();
+  }
   if (comm != nullptr || f.threads <= 0) return cpu_profile(*backend_, comm);
   // Planning for a flavor whose ranks are not here: their measured profile if an earlier run
   // left one, else one rank's measured with their threads (its links a copy's rate), its rates

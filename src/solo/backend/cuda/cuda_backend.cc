@@ -60,6 +60,12 @@ bool cuda_device_available() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
+std::string CudaBackend::device_model() const {
+  cudaDeviceProp prop{};
+  SOLO_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+  return prop.name;
+}
+
 CudaBackend::CudaBackend(int device) : device_(device) {
   ctx_.attention_mma = attention_mma_from_env();  // a bad value fails before touching the device
   SOLO_CHECK(cuda_device_available(), "no CUDA device is available; use the cpu backend or a ",

@@ -44,6 +44,7 @@ class CudaBackend final : public Backend {
   void begin_recording() override;
   std::unique_ptr<Recording> end_recording() override;
   int device_index() const override { return device_; }
+  std::string device_model() const override;
   void* stream() const override { return ctx_.stream; }
   void set_wait_check(std::function<void()> check) override { wait_check_ = std::move(check); }
   const CudaContext& context() const { return ctx_; }
