@@ -68,6 +68,11 @@ Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
                 const CompileOptions& options) {
   SOLO_CHECK(plan.pp == 1, "compile: plan ", plan.str(),
              " has passes this build does not have yet");
+  if (plan.tp == 1)
+    for (ir::NodeId n = 0; n < step.num_nodes(); ++n)
+      SOLO_CHECK(!step.node(n).attrs.has(ir::kHeldAxisAttr), "compile: input '", step.node(n).name,
+                 "' is held as a tensor-parallel block, but plan ", plan.str(),
+                 " has no tensor parallelism; keep the plan that trained it");
   Program p;
   p.plan = plan;
   ir::Graph graph = copy(step, p.value_of);
@@ -86,7 +91,8 @@ Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
   if (plan.tp > 1)
     then([&](const ir::Graph& g, std::vector<ir::ValueId>& map) {
       SplitStats tp;
-      ir::Graph split = tensor_parallel(g, translate(p, outputs), plan.tp, map, &tp);
+      ir::Graph split =
+          tensor_parallel(g, translate(p, outputs), plan.tp, map, &tp, options.state_as_blocks);
       p.tp_gathers = tp.gathered;
       for (ir::ValueId v : outputs)  // by step value: the passes after this one renumber
         if (auto it = tp.output_axes.find(map[static_cast<size_t>(p.local(v))]);

@@ -27,8 +27,8 @@ struct PlanSpec {
 // value and the accepted ones.
 PlanSpec parse_plan_spec(const std::string& text, const std::string& source = "SOLO_PLAN");
 
-// Why the runtime cannot run `plan` yet ("" when it can): it executes data parallelism with
-// ZeRO 0-3 and recomputation; tensor and pipeline parallelism are compiled and costed only.
+// Why the runtime cannot run `plan` yet ("" when it can): it executes data and tensor
+// parallelism with ZeRO 0-3 and recomputation; pipeline parallelism is compiled and costed only.
 std::string not_runnable_reason(const PlanSpec& plan);
 
 // Throws, with the reason and what to change, unless this build can run `plan` on `devices`

@@ -173,10 +173,18 @@ class Splitter {
     if (place(v).kind == Kind::Unplaced) {  // placed now: emitted as this rank's block
       if (producer.op == OpKind::Cast)      // a parameter's low-precision copy: of its block
         return emit_all(producer, {block(producer.inputs[0], axis)}, split_on(axis))[0];
-      Attrs attrs = producer.attrs;  // the parameter: bound as its block
-      attrs.set(kSplitAxisAttr, static_cast<int64_t>(axis))
-          .set(kSplitRanksAttr, static_cast<int64_t>(n_));
-      return emit_all(producer, {}, split_on(axis), &attrs)[0];
+      if (seeds_.parameters_as_blocks || producer.attrs.has("mapped")) {
+        Attrs attrs = producer.attrs;  // the parameter: bound (or read from its file) as its block
+        attrs.set(kSplitAxisAttr, static_cast<int64_t>(axis))
+            .set(kSplitRanksAttr, static_cast<int64_t>(n_));
+        return emit_all(producer, {}, split_on(axis), &attrs)[0];
+      }
+      // The whole parameter is bound (the first step): this rank cuts its block out, and every
+      // reader uses the block.
+      const ValueId w = local(v);
+      const ValueId b = cut_block(w, axis);
+      set(v, b, split_on(axis));
+      return b;
     }
     const TensorType t = local_type(v, split_on(axis));
     ValueId b = kNoValue;
@@ -187,13 +195,29 @@ class Splitter {
       attrs.set("shape", t.shape.dims());
       b = out_.copy_node(g_, producer, {whole(producer.inputs[0])}, {t}, attrs)[0];
     } else {
-      const ValueId w = whole(v);
-      ir::OriginGuard origin(*scope_, /*no_grad=*/true);
-      const ValueId flat = ir::reshape(out_, w, Shape{g_.type(v).shape.numel()});
-      b = ir::reshape(out_, ir::local_shard(out_, flat, n_), t.shape);
+      b = cut_block(whole(v), 0);
     }
     blocks_.emplace(key, b);
     return b;
+  }
+
+  // This rank's block along `axis` of w, a whole value of out_: axis 0 is a contiguous run of
+  // the flat tensor; another axis is brought to the front for the cut and put back.
+  ValueId cut_block(ValueId w, int axis) {
+    ir::OriginGuard origin(*scope_, /*no_grad=*/true);
+    const int rank = out_.shape(w).rank();
+    std::vector<int64_t> front(static_cast<size_t>(rank));
+    for (int i = 0; i < rank; ++i) front[static_cast<size_t>(i)] = i;
+    std::rotate(front.begin(), front.begin() + axis, front.begin() + axis + 1);
+    const ValueId moved = axis == 0 ? w : ir::permute(out_, w, front);
+    Shape block_shape = out_.shape(moved);
+    block_shape[0] /= n_;
+    const ValueId flat = ir::reshape(out_, moved, Shape{out_.shape(moved).numel()});
+    const ValueId b = ir::reshape(out_, ir::local_shard(out_, flat, n_, seeds_.group), block_shape);
+    if (axis == 0) return b;
+    std::vector<int64_t> back(static_cast<size_t>(rank));  // the inverse of `front`
+    for (int i = 0; i < rank; ++i) back[static_cast<size_t>(front[static_cast<size_t>(i)])] = i;
+    return ir::permute(out_, b, back);
   }
 
   void visit(const Node& node) {
@@ -270,6 +294,20 @@ class Splitter {
 
   void input(const Node& node) {
     const ValueId v = node.outputs[0];
+    // A block a tensor-parallel plan left (once the tensor-parallel pass has bound it as its
+    // block, split_axis says so and later passes take it as they find it).
+    if (node.attrs.has(ir::kHeldAxisAttr) && !node.attrs.has(kSplitAxisAttr)) {
+      const int axis = static_cast<int>(node.attrs.i(ir::kHeldAxisAttr));
+      const int64_t ranks = node.attrs.i(ir::kHeldRanksAttr);
+      SOLO_CHECK(seeds_.place_parameters && ranks == n_, "input '", node.name,
+                 "' is held as blocks over ", ranks,
+                 " tensor-parallel ranks, but this plan splits over ",
+                 seeds_.place_parameters ? n_ : 1, "; keep the plan that trained it");
+      Attrs attrs = node.attrs;
+      attrs.set(kSplitAxisAttr, static_cast<int64_t>(axis)).set(kSplitRanksAttr, ranks);
+      emit_all(node, {}, split_on(axis), &attrs);
+      return;
+    }
     if (seeds_.place_parameters && !node.batch) {
       place_[at(v)] = Place{Kind::Unplaced, -1};
       return;

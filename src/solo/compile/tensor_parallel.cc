@@ -3,10 +3,15 @@
 namespace solo::compile {
 
 ir::Graph tensor_parallel(const ir::Graph& g, const std::vector<ir::ValueId>& outputs, int ranks,
-                          std::vector<ir::ValueId>& value_of, SplitStats* stats) {
-  return split_over_ranks(
-      g, outputs, {.ranks = ranks, .group = 1, .split_batch = false, .place_parameters = true},
-      value_of, stats);
+                          std::vector<ir::ValueId>& value_of, SplitStats* stats,
+                          bool parameters_as_blocks) {
+  return split_over_ranks(g, outputs,
+                          {.ranks = ranks,
+                           .group = 1,
+                           .split_batch = false,
+                           .place_parameters = true,
+                           .parameters_as_blocks = parameters_as_blocks},
+                          value_of, stats);
 }
 
 }  // namespace solo::compile

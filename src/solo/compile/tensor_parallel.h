@@ -18,8 +18,11 @@
 namespace solo::compile {
 
 // `stats`: the operands gathered for an op with no rule, and the requested outputs kept as
-// blocks (value -> the axis of its block).
+// blocks (value -> the axis of its block). `parameters_as_blocks`: the split parameters are
+// bound as their blocks (a later step); otherwise whole, as a first step binds them, and each
+// rank cuts its block out (SplitSeeds).
 ir::Graph tensor_parallel(const ir::Graph& g, const std::vector<ir::ValueId>& outputs, int ranks,
-                          std::vector<ir::ValueId>& value_of, SplitStats* stats);
+                          std::vector<ir::ValueId>& value_of, SplitStats* stats,
+                          bool parameters_as_blocks = false);
 
 }  // namespace solo::compile

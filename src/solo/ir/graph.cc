@@ -134,11 +134,19 @@ ValueId Graph::add(OpKind op, std::vector<ValueId> inputs, TensorType type, Attr
   return add_node(op, std::move(inputs), {std::move(type)}, std::move(attrs))[0];
 }
 
-ValueId Graph::input(TensorType type, std::string name, bool batch, int64_t shards, bool mapped) {
+ValueId Graph::input(TensorType type, std::string name, bool batch, int64_t shards, bool mapped,
+                     HeldSplit held) {
   SOLO_CHECK(shards >= 1, "input '", name, "': shards = ", shards, "; a tensor has >= 1 block");
   Attrs attrs;
   if (shards > 1) attrs.set("shards", shards);
   if (mapped) attrs.set("mapped", int64_t{1});
+  if (held.axis >= 0) {
+    SOLO_CHECK(held.axis < type.shape.rank() && held.ranks >= 1 &&
+                   type.shape[held.axis] % held.ranks == 0,
+               "input '", name, "': a block along axis ", held.axis, " over ", held.ranks,
+               " ranks of ", type.shape.str(), " does not exist");
+    attrs.set(kHeldAxisAttr, static_cast<int64_t>(held.axis)).set(kHeldRanksAttr, held.ranks);
+  }
   const ValueId v =
       add_node(OpKind::Input, {}, {std::move(type)}, std::move(attrs), std::move(name))[0];
   nodes_.back().batch = batch;

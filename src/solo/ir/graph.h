@@ -42,6 +42,14 @@ struct Node {
   bool batch = false;    // Input nodes: rows of the batch, which differ from rank to rank
 };
 
+// How an input's storage holds a tensor-parallel block: `axis` < 0 for the whole tensor.
+struct HeldSplit {
+  int axis = -1;
+  int64_t ranks = 1;
+};
+inline constexpr const char* kHeldAxisAttr = "held_axis";
+inline constexpr const char* kHeldRanksAttr = "held_ranks";
+
 class Graph {
  public:
   Graph();
@@ -58,8 +66,11 @@ class Graph {
   // many data-parallel ranks (storage a sharding plan left; attr "shards", in the hash).
   // `mapped`: its values are still file bytes, so a plan may read just a block of them
   // (attr "mapped", in the hash).
+  // `held`: the data bound to it is this rank's block along an axis over the ranks of a
+  // tensor-parallel group (storage a tensor-parallel plan left; attrs kHeldAxisAttr and
+  // kHeldRanksAttr, in the hash). `type` is the whole tensor's either way.
   ValueId input(TensorType type, std::string name, bool batch = false, int64_t shards = 1,
-                bool mapped = false);
+                bool mapped = false, HeldSplit held = {});
 
   // Appends a node with an explicit origin (module scope and no-grad mark), for passes.
   std::vector<ValueId> add_node_from(const std::string& scope, bool no_grad, OpKind op,

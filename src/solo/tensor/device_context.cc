@@ -11,6 +11,7 @@
 
 #include "solo/compile/data_parallel.h"
 #include "solo/compile/search.h"
+#include "solo/compile/splitter.h"
 #include "solo/core/error.h"
 #include "solo/core/hash.h"
 #include "solo/core/user_dirs.h"
@@ -60,6 +61,7 @@ void DeviceContext::set_data_parallel(comm::Communicator* c) {
   // Plans (and their recordings) were made for the old communicator: drop them first, since
   // NCCL will not destroy a communicator while a CUDA graph holding its kernels lives.
   plan_cache_.clear();
+  mesh_ = MeshCommunicators();
   data_parallel_ = nullptr;
   backend_->set_wait_check(nullptr);
   device_comm_.reset();  // collective: every rank detaches together, as it attached
@@ -79,6 +81,7 @@ void DeviceContext::set_data_parallel(comm::Communicator* c) {
   }
   if (!c || c->size() == 1 || c->device_memory() || backend_->host_memory()) {
     data_parallel_ = c;
+    mesh_ = MeshCommunicators(data_parallel_, plan_);
     return;
   }
 #ifdef SOLO_HAVE_NCCL
@@ -87,6 +90,7 @@ void DeviceContext::set_data_parallel(comm::Communicator* c) {
   device_comm_ = comm::make_nccl_communicator(*c, backend_->device_index(), backend_->stream());
   data_parallel_ = device_comm_.get();
   backend_->set_wait_check([comm = device_comm_.get()] { comm->check_errors(); });
+  mesh_ = MeshCommunicators(data_parallel_, plan_);
 #else
   SOLO_FAIL("data parallelism on device '", device_.type, "' needs NCCL, which this build of ",
             "Solo lacks: install NCCL (with the CUDA toolkit) and rebuild, or use a cpu flavor");
@@ -108,7 +112,7 @@ ir::ValueId DeviceContext::value_of(const Tensor& t) {
   auto it = trace_->leaf_value.find(impl);
   if (it != trace_->leaf_value.end()) return it->second;
   const ir::ValueId v = trace_->graph.input(impl->type, impl->name, impl->batch, impl->shards,
-                                            impl->mapped != nullptr);
+                                            impl->mapped != nullptr, impl->split);
   trace_->leaf_value[impl] = v;
   // Hold the tensor (for autograd) and its storage (the data read at the flush).
   std::shared_ptr<TensorImpl> owner(t.impl_shared());
@@ -147,6 +151,35 @@ bool is_training_step(const ir::Graph& g) {
 namespace {
 double mib(size_t bytes) {
   return static_cast<double>(bytes) / (1 << 20);
+}
+
+// What a program's input (its attrs) reads of mapped file bytes holding the whole `type`: the
+// tensor, or rank tp_rank's tensor-parallel block (attrs split_axis, split_ranks), and of that
+// rank dp_rank's flat ZeRO block (attr "shards"). Only those bytes are read.
+std::vector<unsigned char> read_block(const MappedBytes& m, const ir::TensorType& type,
+                                      const Attrs& attrs, int tp_rank, int dp_rank) {
+  const size_t es = dtype_size(type.dtype);
+  const Shape& s = type.shape;
+  // The block along `axis`: `outer` runs of `run` elements, `stride` apart.
+  int64_t outer = 1, run = s.numel(), stride = 0, first = 0;
+  if (attrs.has(compile::kSplitAxisAttr)) {
+    const int axis = static_cast<int>(attrs.i(compile::kSplitAxisAttr));
+    const int64_t ranks = attrs.i(compile::kSplitRanksAttr);
+    int64_t inner = 1;
+    for (int i = axis + 1; i < s.rank(); ++i) inner *= s[i];
+    for (int i = 0; i < axis; ++i) outer *= s[i];
+    stride = s[axis] * inner;
+    run = s[axis] / ranks * inner;
+    first = tp_rank * run;
+  }
+  std::vector<unsigned char> block(static_cast<size_t>(outer * run) * es);
+  for (int64_t o = 0; o < outer; ++o)
+    read_mapped(m, first + o * stride, run, type.dtype, block.data() + static_cast<size_t>(o * run) * es);
+  const int64_t shards = attrs.i_or("shards", 1);
+  if (shards == 1) return block;
+  const size_t part = block.size() / static_cast<size_t>(shards);
+  const auto from = block.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(dp_rank) * part);
+  return std::vector<unsigned char>(from, from + static_cast<std::ptrdiff_t>(part));
 }
 
 // Rank 0's string, on every rank of `comm` (null: this process alone).
@@ -292,7 +325,9 @@ void DeviceContext::choose_plan(const ir::Graph& step, const std::vector<ir::Val
               " MiB; pick a flavor with more devices (solo switch), lower the batch size, or give "
               "the devices more memory (the inventory's device_memory_gib)");
   }
+  const bool new_mesh = r.best().plan.tp != plan_.tp || r.best().plan.dp != plan_.dp;
   plan_ = r.best().plan;
+  if (new_mesh) mesh_ = MeshCommunicators(data_parallel_, plan_);  // every rank chose alike
   plan_searched_ = true;
   plan_cache_.clear();  // later graphs compile for the chosen plan too
   searched_peak_ = r.best().peak_bytes;
@@ -392,7 +427,7 @@ void DeviceContext::flush() {
     // The whole batch is bound; this rank's program reads its block of rows.
     const int64_t row_shards =
         program.graph->producer(local).attrs.i_or(compile::kRowShardsAttr, 1);
-    const size_t offset = row_shards > 1 ? static_cast<size_t>(data_parallel_->rank()) *
+    const size_t offset = row_shards > 1 ? static_cast<size_t>(mesh_.data_parallel_rank()) *
                                                program.graph->type(local).bytes()
                                          : 0;
     bound[local] = data ? static_cast<const unsigned char*>(data) + offset : data;
@@ -403,11 +438,9 @@ void DeviceContext::flush() {
     const ir::ValueId local = program.local(v);
     const Trace::Leaf& leaf_of = trace->leaves.at(v);
     const std::shared_ptr<TensorImpl>& leaf = leaf_of.tensor;
-    const int64_t shards = program.graph->producer(local).attrs.i_or("shards", 1);
-    const int64_t count = leaf->type.shape.numel() / shards;
-    const int64_t rank = shards > 1 ? data_parallel_->rank() : 0;
-    std::vector<unsigned char> host(static_cast<size_t>(count) * dtype_size(leaf->type.dtype));
-    read_mapped(*leaf_of.mapped, rank * count, count, leaf->type.dtype, host.data());
+    std::vector<unsigned char> host =
+        read_block(*leaf_of.mapped, leaf->type, program.graph->producer(local).attrs,
+                   mesh_.tensor_parallel_rank(), mesh_.data_parallel_rank());
     auto storage = std::make_shared<Storage>(*backend_, host.size());
     backend_->copy_from_host(storage->data(), host.data(), host.size());
     bound[local] = storage->data();
@@ -416,7 +449,7 @@ void DeviceContext::flush() {
   std::unordered_map<ir::ValueId, std::shared_ptr<Storage>> donated_local;
   for (auto& [v, storage] : donated) donated_local[program.local(v)] = std::move(storage);
   donated.clear();
-  runtime::Executor executor(*backend_, profile_.get(), data_parallel_);
+  runtime::Executor executor(*backend_, profile_.get(), mesh_.groups());
   executor.set_check_finite(check_finite_);
   const auto started = std::chrono::steady_clock::now();
   runtime::RunResult result = executor.run(*program.graph, plan, bound, donated_local,
@@ -445,6 +478,10 @@ void DeviceContext::flush() {
                                        plan.outputs.begin());
     impl->storage = result.outputs[k];
     impl->shards = program.shards_of(local);
+    const auto axis = program.output_axes.find(local);
+    impl->split = axis == program.output_axes.end()
+                      ? ir::HeldSplit{}
+                      : ir::HeldSplit{axis->second, mesh_.tensor_parallel_size()};
     impl->trace.reset();
     impl->value = ir::kNoValue;
   }
@@ -452,8 +489,12 @@ void DeviceContext::flush() {
   // not read the file again).
   for (auto& [leaf, storage] : read)
     if (leaf->mapped && !leaf->trace && !leaf->storage) {
-      leaf->shards = program.graph->producer(program.local(trace->leaf_value.at(leaf.get())))
-                         .attrs.i_or("shards", 1);
+      const Attrs& attrs =
+          program.graph->producer(program.local(trace->leaf_value.at(leaf.get()))).attrs;
+      leaf->shards = attrs.i_or("shards", 1);
+      if (attrs.has(compile::kSplitAxisAttr))
+        leaf->split = {static_cast<int>(attrs.i(compile::kSplitAxisAttr)),
+                       attrs.i(compile::kSplitRanksAttr)};
       leaf->storage = std::move(storage);
       leaf->mapped.reset();
     }
@@ -462,16 +503,23 @@ void DeviceContext::flush() {
 }
 
 std::shared_ptr<Storage> DeviceContext::gather_blocks(const TensorImpl& t) {
-  const int ranks = data_parallel_ ? data_parallel_->size() : 1;
-  SOLO_CHECK(ranks == t.shards, "tensor '", t.name, "' is held as blocks over ", t.shards,
-             " ranks, but device ", device_.type, " now runs on ", ranks,
+  const int dp = mesh_.data_parallel() ? mesh_.data_parallel()->size() : 1;
+  const int64_t tp = t.split.axis >= 0 ? t.split.ranks : 1;
+  SOLO_CHECK((t.shards == 1 || dp == t.shards) && tp == (t.split.axis >= 0 ? mesh_.tensor_parallel_size() : 1),
+             "tensor '", t.name, "' is held as blocks over ", t.shards * tp, " ranks, but device ",
+             device_.type, " now runs on ", dp * mesh_.tensor_parallel_size(),
              "; read it while the session that trained it is open");
+  // The tensor-parallel block it holds (the whole tensor without one), then the whole.
+  Shape block_shape = t.type.shape;
+  if (t.split.axis >= 0) block_shape[t.split.axis] /= tp;
   ir::Graph g;
-  const ir::ValueId block =
-      g.input({Shape{t.type.shape.numel() / t.shards}, t.type.dtype}, t.name, false, t.shards);
-  const ir::ValueId whole = ir::all_gather(g, block, t.shards);
-  runtime::Executor executor(*backend_, nullptr, data_parallel_);
-  return executor.run(g, {whole}, {{block, t.storage->data()}}).outputs[0];
+  const ir::ValueId held = g.input({Shape{block_shape.numel() / t.shards}, t.type.dtype}, t.name,
+                                   false, t.shards);
+  ir::ValueId v = t.shards > 1 ? ir::all_gather(g, held, t.shards) : held;
+  v = ir::reshape(g, v, block_shape);
+  if (t.split.axis >= 0) v = ir::all_gather(g, v, tp, t.split.axis, /*group=*/1);
+  runtime::Executor executor(*backend_, nullptr, mesh_.groups());
+  return executor.run(g, {v}, {{held, t.storage->data()}}).outputs[0];
 }
 
 }  // namespace solo

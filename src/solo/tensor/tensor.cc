@@ -211,6 +211,7 @@ void Tensor::assign_(const Tensor& value) {
   SOLO_CHECK(self.device == v.device, "assign_: the new value is on another device");
   self.storage = v.storage;
   self.shards = v.shards;
+  self.split = v.split;
   self.mapped = v.mapped;
   self.trace = v.trace;
   self.value = v.value;
@@ -244,7 +245,7 @@ void Tensor::copy_to_host(void* dst) const {
   if (self.mapped)
     return read_mapped(*self.mapped, 0, self.type.shape.numel(), self.type.dtype, dst);
   SOLO_CHECK(self.storage != nullptr, "tensor has no data");
-  if (self.shards > 1) {  // a ZeRO plan holds it as blocks: gather them first
+  if (self.shards > 1 || self.split.axis >= 0) {  // a plan holds it as blocks: gather them
     const std::shared_ptr<Storage> whole = device_context(self.device).gather_blocks(self);
     whole->backend().copy_to_host(dst, whole->data(), self.type.bytes());
     return;

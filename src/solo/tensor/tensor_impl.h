@@ -10,6 +10,7 @@
 #include "solo/compile/program.h"
 #include "solo/planner/device_catalogue.h"
 #include "solo/runtime/executor.h"
+#include "solo/tensor/mesh_communicators.h"
 #include "solo/tensor/tensor.h"
 
 namespace solo {
@@ -31,6 +32,10 @@ struct TensorImpl {
   // > 1: `storage` holds this rank's flat block of the tensor over that many data-parallel
   // ranks (a ZeRO plan's output, compile/zero.h); reading it gathers the blocks.
   int64_t shards = 1;
+  // axis >= 0: `storage` holds this rank's block along that axis over the tensor-parallel
+  // ranks (a tensor-parallel plan's output, compile/tensor_parallel.h); with shards > 1, the
+  // ZeRO blocks are of that block.
+  ir::HeldSplit split;
   // Set while the values are still mapped file bytes (Tensor::from_mapped): no storage yet.
   std::shared_ptr<const MappedBytes> mapped;
   Tensor grad;
@@ -67,8 +72,9 @@ class DeviceContext {
   // A new realized tensor holding `storage`.
   Tensor realized(std::shared_ptr<Storage> storage, const ir::TensorType& type);
   void flush();
-  // The whole tensor of one held as blocks (TensorImpl::shards): an all-gather over the
-  // data-parallel group, so every rank must ask for it together (as SPMD programs do).
+  // The whole tensor of one held as blocks (TensorImpl::shards, TensorImpl::split): all-gathers
+  // over the data- and tensor-parallel groups, so every rank must ask for it together (as SPMD
+  // programs do).
   std::shared_ptr<Storage> gather_blocks(const TensorImpl& t);
   // The data-parallel group the compiled programs run on (null: one rank); it must outlive
   // its use. On a device backend (not host_memory()), a host communicator of several ranks
@@ -101,7 +107,8 @@ class DeviceContext {
   size_t last_peak_bytes_ = 0;
   std::shared_ptr<const ir::Graph> last_graph_;  // the graph of the last flush (for costing)
   uint64_t last_graph_hash_ = 0;
-  comm::Communicator* data_parallel_ = nullptr;
+  comm::Communicator* data_parallel_ = nullptr;  // the job's ranks (or their NCCL communicator)
+  MeshCommunicators mesh_;  // plan_'s mesh over data_parallel_: one communicator per axis
   compile::PlanSpec plan_;
   // No SOLO_PLAN: the planner chooses plan_ at the first training step (a graph with optimizer
   // updates) and keeps it; until then steps run plain data parallelism.
