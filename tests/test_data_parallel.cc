@@ -235,6 +235,75 @@ TEST_F(DataParallel, RecomputationGivesOneDevicesLossesAndCheckpoint) {
   }
 }
 
+// Tensor parallelism (Megatron's layout, found by the compile layer) alone on cpu-2, with
+// recomputation, and under data parallelism on cpu-4 with ZeRO 0-3: every step's loss within
+// 1e-4 relative of cpu-1's, the checkpoint (each weight gathered from its blocks) within 1e-5,
+// and every rank's measured peak its plan's (SOLO_CHECK_MEMORY=1 in train_command).
+TEST_F(DataParallel, TensorParallelPlansGiveOneDevicesLossesAndCheckpoint) {
+  const fs::path reference_dir = dir_ / "saved_cpu1_for_tp";
+  const RunResult one = train("cpu-1", 8, " --save-model-dir " + reference_dir.string());
+  ASSERT_EQ(one.status, 0) << one.output;
+  const std::vector<double> reference = losses(one.output);
+  ASSERT_EQ(reference.size(), 10u) << one.output;
+  const std::pair<const char*, const char*> plans[] = {
+      {"cpu-2", "tp=2"},
+      {"cpu-2", "tp=2,recompute=block"},
+      {"cpu-4", "dp=2,tp=2"},
+      {"cpu-4", "dp=2,tp=2,zero=1"},
+      {"cpu-4", "dp=2,tp=2,zero=2,recompute=block"},
+      {"cpu-4", "dp=2,tp=2,zero=3"},
+  };
+  for (const auto& [flavor, plan] : plans) {
+    const fs::path saved = dir_ / (std::string("saved_tp_") + flavor + "_" + plan);
+    const RunResult r = run(std::string("SOLO_PLAN=") + plan + " " +
+                            train_command(flavor, 8, " --save-model-dir " + saved.string()));
+    expect_losses_near(r, reference, 1e-4, plan);
+    EXPECT_NE(r.output.find("TP=2"), std::string::npos) << r.output;
+    EXPECT_LE(checkpoint_difference(saved, reference_dir), 1e-5) << plan;
+  }
+}
+
+// Under bf16 mixed precision each rank rounds its partial products and blocks to bf16 where one
+// device rounds the whole, so the agreement is to bf16 precision (2e-4 relative, as for data
+// parallelism); the f32 master weights keep the runs together.
+TEST_F(DataParallel, TensorParallelBf16LossesMatchOneDevice) {
+  const RunResult one = train("cpu-1", 8, " --bf16");
+  ASSERT_EQ(one.status, 0) << one.output;
+  const std::vector<double> reference = losses(one.output);
+  ASSERT_EQ(reference.size(), 10u) << one.output;
+  for (const auto& [flavor, plan] :
+       {std::pair<const char*, const char*>{"cpu-2", "tp=2"}, {"cpu-4", "dp=2,tp=2,zero=1"}}) {
+    const RunResult r =
+        run(std::string("SOLO_PLAN=") + plan + " " + train_command(flavor, 8, " --bf16"));
+    expect_losses_near(r, reference, 2e-4, plan);
+  }
+}
+
+// A checkpoint saved under DP x TP loads under plain DP and on one device and gives the next
+// step's loss there: the saved files are plan-independent Hugging Face files.
+TEST_F(DataParallel, ACheckpointSavedUnderTensorParallelismLoadsUnderAnyPlan) {
+  const fs::path saved = dir_ / "saved_dp2_tp2_for_reload";
+  const RunResult trained = run("SOLO_PLAN=dp=2,tp=2,zero=1 " +
+                                train_command("cpu-4", 8, " --max-steps 5 --save-model-dir " +
+                                                              saved.string()));
+  ASSERT_EQ(trained.status, 0) << trained.output;
+  auto next_loss = [&](const std::string& flavor, const std::string& plan) {
+    const std::string command = (plan.empty() ? "" : "SOLO_PLAN=" + plan + " ") +
+                                train_command(flavor, 8, " --max-steps 1");
+    std::string replaced = command;
+    const std::string from = " --model-name-or-path " + (dir_ / "model").string();
+    replaced.replace(replaced.find(from), from.size(), " --model-name-or-path " + saved.string());
+    const RunResult r = run(replaced);
+    EXPECT_EQ(r.status, 0) << r.output;
+    const std::vector<double> l = losses(r.output);
+    return l.empty() ? -1.0 : l[0];
+  };
+  const double on_one = next_loss("cpu-1", "");
+  ASSERT_GT(on_one, 0);
+  EXPECT_NEAR(next_loss("cpu-2", "dp=2"), on_one, 1e-4 * on_one);
+  EXPECT_NEAR(next_loss("cpu-2", "tp=2"), on_one, 1e-4 * on_one);
+}
+
 // ZeRO-3 with the bf16 copies of the parameters cast from the blocks and gathered in bf16,
 // on two and four devices: as in the bf16 data-parallel test each rank rounds its own rows
 // to bf16, so the agreement is to bf16 precision (2e-4 relative); the f32 master weights and
@@ -380,8 +449,17 @@ TEST_F(DataParallel, NonFiniteLossStopsTrainingAndSavesNothing) {
   EXPECT_NE(named.output.find("the first non-finite value"), std::string::npos) << named.output;
 }
 
+// A batch of 6 rows does not split over 4 data-parallel ranks: the planner drops those plans
+// with that reason and runs one whose data-parallel ranks divide it (dp=2 x tp=2) with cpu-1's
+// losses; forced, plain DP over 4 stops before training with the reason and the fix.
 TEST_F(DataParallel, UnsplittableBatchIsAClearError) {
-  const RunResult r = train("cpu-4", 6);
+  const RunResult one = train("cpu-1", 6);
+  ASSERT_EQ(one.status, 0) << one.output;
+  const RunResult chosen = run("SOLO_PLAN_TABLE=1 " + train_command("cpu-4", 6));
+  expect_losses_near(chosen, losses(one.output), 1e-4, "batch 6 on cpu-4");
+  EXPECT_NE(chosen.output.find("DP=2, No PP, TP=2"), std::string::npos) << chosen.output;
+  EXPECT_NE(chosen.output.find("do not split evenly over 4"), std::string::npos) << chosen.output;
+  const RunResult r = run("SOLO_PLAN=dp=4 " + train_command("cpu-4", 6));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("the batch has 6 rows, which do not split evenly over 4 data-parallel "
                           "ranks; use a batch size that is a multiple of 4"),
