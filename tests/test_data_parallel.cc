@@ -263,6 +263,34 @@ TEST_F(DataParallel, TensorParallelPlansGiveOneDevicesLossesAndCheckpoint) {
   }
 }
 
+// Four- and eight-way meshes on a model whose heads, KV heads, FFN width and vocabulary all
+// split over 4: TP=4 on cpu-4, and DP=2 x TP=4 (with ZeRO-1) on cpu-8, whose tensor-parallel
+// groups are ranks 0-3 and 4-7: cpu-1's losses with exact memory.
+TEST_F(DataParallel, FourWayTensorParallelismOnFourAndEightDevices) {
+  const RunResult one = run(command_7mib(0, "cpu-1"));
+  ASSERT_EQ(one.status, 0) << one.output;
+  const std::vector<double> reference = losses(one.output);
+  ASSERT_EQ(reference.size(), 10u) << one.output;
+  for (const auto& [flavor, plan] :
+       {std::pair<const char*, const char*>{"cpu-4", "tp=4"}, {"cpu-8", "dp=2,tp=4,zero=1"}}) {
+    const RunResult r = run(std::string("SOLO_PLAN=") + plan + " " + command_7mib(0, flavor));
+    expect_losses_near(r, reference, 1e-4, plan);
+  }
+}
+
+// A batch of one sequence cannot split over data-parallel ranks: the planner drops every DP
+// candidate with that reason and chooses tensor parallelism by itself, with cpu-1's losses.
+TEST_F(DataParallel, PlannerChoosesTensorParallelismWhenTheBatchCannotSplit) {
+  const RunResult one = train("cpu-1", 1);
+  ASSERT_EQ(one.status, 0) << one.output;
+  ASSERT_EQ(losses(one.output).size(), 10u) << one.output;
+  const RunResult r = train("cpu-2", 1);
+  expect_losses_near(r, losses(one.output), 1e-4, "batch 1 on cpu-2");
+  EXPECT_NE(r.output.find("Best candidate selected in"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(": DP=1, No PP, TP=2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("do not split evenly over 2"), std::string::npos) << r.output;
+}
+
 // Under bf16 mixed precision each rank rounds its partial products and blocks to bf16 where one
 // device rounds the whole, so the agreement is to bf16 precision (2e-4 relative, as for data
 // parallelism); the f32 master weights keep the runs together.
