@@ -20,7 +20,7 @@ struct Piece {
   double peak = 0;    // steady step on the device: inputs + the memory plan
   double parameters = 0, optimizer_states = 0;
   double gradients = 0;    // this rank's gradients as the optimizer reads them (accumulated)
-  double activations = 0;  // the memory plan less the gradients: what a micro-batch keeps
+  double activations = 0;  // what a micro-batch keeps from its forward to its backward
   double boundary = 0;     // bytes of the residual stream: what a pipeline stage sends
   double seconds_micro = 0, seconds_once = 0;  // per micro-batch / once a step
   double flops_micro = 0, flops_once = 0, sent_micro = 0, sent_once = 0;
@@ -79,7 +79,26 @@ Piece evaluate_piece(const TracedStep& step, const PieceKey& k, const SearchOpti
       if (node.op == OpKind::Embedding && p.boundary == 0)
         p.boundary = static_cast<double>(g.type(node.outputs[0]).bytes());
     }
-    p.activations = std::max(0.0, static_cast<double>(prog.memory.peak_bytes()) - p.gradients);
+    // The forward values of the micro-batch (made from its rows, not from the weights alone:
+    // a weight's low-precision copy is the stage's) that a backward node reads, with
+    // recomputation the checkpoints: what a micro-batch in flight holds until its backward,
+    // not the step's working set.
+    std::vector<bool> of_rows(static_cast<size_t>(g.num_values()), false);
+    std::vector<bool> kept(static_cast<size_t>(g.num_values()), false);
+    for (ir::NodeId n = 0; n < g.num_nodes(); ++n) {
+      const ir::Node& node = g.node(n);
+      bool rows = node.op == OpKind::Input && node.batch;
+      for (ir::ValueId v : node.inputs) rows = rows || of_rows[static_cast<size_t>(v)];
+      for (ir::ValueId v : node.outputs) of_rows[static_cast<size_t>(v)] = rows;
+      if (!node.no_grad) continue;
+      for (ir::ValueId v : node.inputs) {
+        const ir::Node& producer = g.producer(v);
+        if (of_rows[static_cast<size_t>(v)] && !producer.no_grad && !kept[static_cast<size_t>(v)]) {
+          kept[static_cast<size_t>(v)] = true;
+          p.activations += static_cast<double>(g.type(v).bytes());
+        }
+      }
+    }
     const std::vector<int64_t> groups = {k.dp, k.tp};
     // Ranks are laid out tp innermost, then dp: the dp group spans tp x dp devices.
     const bool dp_crosses = o.devices_per_host > 0 && k.dp * k.tp > o.devices_per_host;
