@@ -211,6 +211,7 @@ int cmd_plan(const PlanArgs& a) {
   o.runnable_only = false;  // a dry run ranks what the compile layer can plan
   // Accelerators run NCCL, whose collectives overlap compute (the CPU's MPI ones do not).
   o.compile.async_collectives = a.device != "cpu";
+  o.compile.half_sums = a.device != "cpu";  // NCCL (and RCCL) sum bf16
   if (!a.plan.empty()) {
     const compile::PlanSpec given = compile::parse_plan_spec(a.plan, "--plan");
     SOLO_CHECK(given.devices() == a.devices, "--plan ", a.plan, " uses ", given.devices(),

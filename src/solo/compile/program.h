@@ -21,6 +21,10 @@ struct CompileOptions {
   // Compile a step after the first: the state is read as the plan leaves it (ZeRO's blocks,
   // zero.h's with_state_as_blocks applied after tensor parallelism has split it).
   bool state_as_blocks = false;
+  // The communicators sum 16-bit floats (NCCL): a tensor-parallel partial sum made in bf16
+  // is all-reduced in bf16 before it is widened, as Megatron-LM does (half the bytes; each
+  // rank's sum is rounded once more than one device's). MPI sums f32 only.
+  bool half_sums = false;
 };
 
 // Bytes a rank holds from one step to the next (requested outputs of the AdamW updates:

@@ -272,6 +272,7 @@ class Splitter {
       case OpKind::Sub:
         return g_.shape(node.inputs[0]) == g_.shape(node.inputs[1]);
       case OpKind::Cast:  // widening only: narrowing each rank's sum loses what one device keeps
+        if (seeds_.half_sums && dtype_size(g_.dtype(node.inputs[0])) == 2) return false;
         return dtype_size(g_.dtype(node.outputs[0])) >= dtype_size(g_.dtype(node.inputs[0]));
       case OpKind::MulScalar:
       case OpKind::AllReduce:  // summed over another group: still this group's partial sum

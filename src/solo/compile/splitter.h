@@ -28,6 +28,7 @@ struct SplitSeeds {
   // plan left it); otherwise the whole tensor is bound and each rank cuts its block out, unless
   // the input is held as a block already (Graph::input's `held`) or still mapped file bytes.
   bool parameters_as_blocks = false;
+  bool half_sums = false;  // partial sums of 16-bit floats are summed as they are (program.h)
   size_t bucket_bytes = 25 << 20;  // of the marked gradients' all-reduces
 };
 

@@ -23,6 +23,6 @@ namespace solo::compile {
 // rank cuts its block out (SplitSeeds).
 ir::Graph tensor_parallel(const ir::Graph& g, const std::vector<ir::ValueId>& outputs, int ranks,
                           std::vector<ir::ValueId>& value_of, SplitStats* stats,
-                          bool parameters_as_blocks = false);
+                          bool parameters_as_blocks = false, bool half_sums = false);
 
 }  // namespace solo::compile

@@ -268,6 +268,7 @@ void DeviceContext::choose_plan(const ir::Graph& step, const std::vector<ir::Val
   o.held_bytes = backend_->bytes_in_use();
   o.mapped = mapped;
   o.compile.async_collectives = async_collectives;
+  o.compile.half_sums = data_parallel_ && data_parallel_->device_memory();
   const uint64_t step_id = step_hash(step, outputs, donatable, mapped, async_collectives);
   if (!all_flavors_.empty()) plan_every_flavor(step, outputs, donatable, o, step_id);
   if (!profile_of_plan_) profile_of_plan_ = profile_for(flavor_, data_parallel_);
@@ -413,7 +414,9 @@ void DeviceContext::flush() {
   if (cached == plan_cache_.end()) {
     if (plan_cache_.size() >= kPlanCacheSize) plan_cache_.clear();
     compile::Program program = compile::compile(trace->graph, outputs, donatable, plan_,
-                                                {.async_collectives = async_collectives});
+                                                {.async_collectives = async_collectives,
+                                                 .half_sums = data_parallel_ &&
+                                                              data_parallel_->device_memory()});
     cached = plan_cache_.emplace(key, CachedPlan{std::move(program), runtime::ReplayState{}}).first;
   } else {
     ++plan_cache_hits_;
