@@ -553,40 +553,71 @@ TEST(TensorParallelPass, TheLlamaStepSplitsItsWeightsAsMegatronDoes) {
   const compile::Program p = compile::compile(*s.graph, s.outputs, {}, PlanSpec{.tp = 2});
   const ir::Graph& g = *p.graph;
   std::map<int64_t, int> split_inputs;  // axis -> inputs bound as blocks along it
-  int residual_sums = 0;
+  int residual_sums = 0, row_sums = 0;
   for (ir::NodeId n = 0; n < g.num_nodes(); ++n) {
     const ir::Node& node = g.node(n);
     if (node.op == OpKind::Input && node.attrs.has(compile::kSplitAxisAttr))
       ++split_inputs[node.attrs.i(compile::kSplitAxisAttr)];
     if (node.op == OpKind::AllReduce && node.attrs.i_or("group", 0) == 1) {
-      EXPECT_EQ(g.shape(node.inputs[0]), Shape({8, 256, 512}));
-      ++residual_sums;
+      const Shape& shape = g.shape(node.inputs[0]);
+      residual_sums += shape == Shape({8, 256, 512});
+      row_sums += shape == Shape({8 * 256});  // the rows' target logits
+      EXPECT_TRUE(shape == Shape({8, 256, 512}) || shape == Shape({8 * 256})) << shape.str();
     }
   }
-  // Each weight with its two moments: 5 column-parallel per layer and the head, 2 row-parallel.
-  EXPECT_EQ(split_inputs[0], 3 * (5 * layers + 1));
+  // Each weight with its two moments: 5 column-parallel per layer, the head and the
+  // embedding (vocab-parallel), 2 row-parallel.
+  EXPECT_EQ(split_inputs[0], 3 * (5 * layers + 2));
   EXPECT_EQ(split_inputs[1], 3 * 2 * layers);
-  EXPECT_EQ(residual_sums, 4 * layers);
-  // Updates, moments and gradients of the split weights (the head's gradient is whole: the
-  // gathered logits make it so).
-  EXPECT_EQ(p.output_axes.size(), static_cast<size_t>(4 * (7 * layers + 1) - 1));
+  // Two per layer forward and two backward, the embedding's partial lookup and the head's
+  // input gradient (its contraction runs over the split vocabulary), as in Megatron.
+  EXPECT_EQ(residual_sums, 4 * layers + 2);
+  EXPECT_EQ(row_sums, 1);
+  // Updates, moments and gradients of the split weights, the head's and embedding's too.
+  EXPECT_EQ(p.output_axes.size(), static_cast<size_t>(4 * (7 * layers + 2)));
   // Attention runs on this rank's 4 of the 8 heads.
   const std::vector<ir::NodeId> attention = nodes_of(g, OpKind::Attention);
   ASSERT_EQ(attention.size(), static_cast<size_t>(layers));
   EXPECT_EQ(g.shape(g.node(attention[0]).inputs[0]), Shape({8, 256, 4, 64}));
-  // The loss reads whole logits until the cross-entropy has a vocabulary-parallel rule: the
-  // logits and the head's weight are gathered, and only they.
-  EXPECT_EQ(p.tp_gathers, 2);
-  // Each rank holds half of every matmul weight with its moments, and the whole embedding
-  // and norms (read by no matmul).
+  // The loss and the embedding are vocabulary-parallel: nothing is gathered, no rank holds a
+  // value of the logits' whole [B, T, V] (nor their [B T, V] rows), and the rows' logsumexps
+  // are what crosses ranks: one gather of [1, B T] per rank.
+  EXPECT_EQ(p.tp_gathers, 0);
+  const int64_t rows = 8 * 256, vocab = 32000;
+  int lse_gathers = 0;
+  for (ir::ValueId v = 0; v < g.num_values(); ++v) {
+    EXPECT_NE(g.shape(v), Shape({8, 256, vocab}));
+    EXPECT_NE(g.shape(v), Shape({rows, vocab}));
+  }
+  for (ir::NodeId n : nodes_of(g, OpKind::AllGather)) {
+    EXPECT_EQ(g.shape(g.node(n).inputs[0]), Shape({1, rows}));
+    ++lse_gathers;
+  }
+  EXPECT_EQ(lse_gathers, 1);
+  const std::vector<ir::NodeId> losses = nodes_of(g, OpKind::VocabShardCrossEntropy);
+  ASSERT_EQ(losses.size(), 1u);
+  EXPECT_EQ(g.shape(g.node(losses[0]).inputs[0]), Shape({rows, vocab / 2}));
+  ASSERT_EQ(nodes_of(g, OpKind::VocabShardCrossEntropyBackward).size(), 1u);
+  EXPECT_TRUE(nodes_of(g, OpKind::CrossEntropy).empty());
+  // The embedding's weight is bound as its half of the vocabulary, looked up by both ranks'
+  // kernels and its gradient made as that half.
+  const std::vector<ir::NodeId> lookups = nodes_of(g, OpKind::VocabShardEmbedding);
+  ASSERT_EQ(lookups.size(), 1u);
+  const ir::Node& weight = g.producer(g.node(lookups[0]).inputs[0]);
+  EXPECT_EQ(weight.op, OpKind::Input);
+  EXPECT_EQ(weight.attrs.i(compile::kSplitAxisAttr), 0);
+  EXPECT_EQ(g.shape(weight.outputs[0]), Shape({vocab / 2, 512}));
+  const std::vector<ir::NodeId> grads = nodes_of(g, OpKind::VocabShardEmbeddingBackward);
+  ASSERT_EQ(grads.size(), 1u);
+  EXPECT_EQ(g.shape(g.node(grads[0]).outputs[0]), Shape({vocab / 2, 512}));
+  EXPECT_TRUE(nodes_of(g, OpKind::Embedding).empty());
+  // Each rank holds half of every matmul and embedding weight with its moments, and the
+  // whole norms (read by no matmul).
   size_t expected = 0;
   for (ir::NodeId n : nodes_of(*s.graph, OpKind::AdamWUpdate)) {
     const ir::ValueId w = s.graph->node(n).inputs[0];
-    bool embedding = false;
-    for (ir::NodeId e : nodes_of(*s.graph, OpKind::Embedding))
-      embedding = embedding || s.graph->node(e).inputs[0] == w;
     const size_t bytes = s.graph->type(w).bytes();
-    expected += 3 * (s.graph->shape(w).rank() == 2 && !embedding ? bytes / 2 : bytes);
+    expected += 3 * (s.graph->shape(w).rank() == 2 ? bytes / 2 : bytes);
   }
   EXPECT_EQ(p.resident.parameters + p.resident.optimizer_states, expected);
 }
@@ -610,9 +641,11 @@ TEST(TensorParallelPass, DataParallelismRunsOnTheTensorParallelGraph) {
   EXPECT_GT(gradients, 0u);
   EXPECT_GE(summed, gradients);  // every gradient block, plus the loss's sum and count
   EXPECT_LT(summed, gradients + 64);
-  const std::vector<ir::NodeId> losses = nodes_of(*both.graph, OpKind::CrossEntropy);
+  // The vocabulary-parallel loss runs on this rank's rows of its half of the vocabulary.
+  const std::vector<ir::NodeId> losses = nodes_of(*both.graph, OpKind::VocabShardCrossEntropy);
   ASSERT_EQ(losses.size(), 1u);
-  EXPECT_EQ(both.graph->shape(both.graph->node(losses[0]).inputs[0]), Shape({8 * 256 / 2, 32000}));
+  EXPECT_EQ(both.graph->shape(both.graph->node(losses[0]).inputs[0]),
+            Shape({8 * 256 / 2, 32000 / 2}));
   // ZeRO shards the tensor-parallel blocks further over the data-parallel ranks.
   const compile::Program zero =
       compile::compile(*s.graph, s.outputs, {}, PlanSpec{.dp = 2, .tp = 2, .zero = 1});
