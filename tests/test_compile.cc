@@ -622,6 +622,58 @@ TEST(TensorParallelPass, TheLlamaStepSplitsItsWeightsAsMegatronDoes) {
   EXPECT_EQ(p.resident.parameters + p.resident.optimizer_states, expected);
 }
 
+// GPT-2 ties its embedding to the LM head: the lookup, which reads wte first, places it
+// along the vocabulary, and the head's matmul reads that same block (its output axis), so the
+// logits are vocabulary blocks, nothing is gathered and wte's gradient (the lookup's block
+// plus the head's) is a block too.
+TEST(TensorParallelPass, GPT2sTiedEmbeddingIsSplitOnceAlongTheVocabulary) {
+  io::Gpt2Config c;
+  c.n_embd = 64;
+  c.n_layer = 2;
+  c.n_head = 4;
+  c.n_positions = 32;
+  c.vocab_size = 100;
+  const Device meta = meta_device();
+  models::Gpt2LMHeadModel model(c, 1, meta);
+  optim::AdamW opt(model.parameters(), {.lr = 1e-4});
+  Tensor ids = Tensor::empty({4, 32}, DType::I64, meta);
+  ids.as_batch();
+  model.forward(ids, Tensor(), ids).loss.backward();
+  opt.step();
+  sync(meta);
+  const std::shared_ptr<const ir::Graph> step = last_flush_graph(meta);
+  const compile::Program p =
+      compile::compile(*step, requested_outputs(*step), {}, PlanSpec{.tp = 2});
+  const ir::Graph& g = *p.graph;
+  // What is gathered is GPT-2's own (its fused qkv and [in, out] weights have no
+  // tensor-parallel rule yet) and the rows' logsumexps: nothing of the vocabulary's size.
+  for (ir::NodeId n : nodes_of(g, OpKind::AllGather))
+    for (int64_t d : g.shape(g.node(n).outputs[0]).dims()) EXPECT_NE(d % 50, 0) << g.describe(n);
+  for (ir::ValueId v = 0; v < g.num_values(); ++v) {
+    EXPECT_NE(g.shape(v), Shape({4, 32, 100}));
+    EXPECT_NE(g.shape(v), Shape({4 * 32, 100}));
+  }
+  const std::vector<ir::NodeId> lookups = nodes_of(g, OpKind::VocabShardEmbedding);
+  ASSERT_FALSE(lookups.empty());
+  const ir::ValueId wte = g.node(lookups[0]).inputs[0];
+  EXPECT_EQ(g.shape(wte), Shape({50, 64}));
+  EXPECT_EQ(g.producer(wte).attrs.i(compile::kSplitAxisAttr), 0);
+  int head_reads = 0;  // the head reads the lookup's block itself (or its low-precision copy)
+  for (ir::NodeId n : nodes_of(g, OpKind::MatMul))
+    head_reads += g.node(n).inputs[1] == wte && g.shape(g.node(n).outputs[0]).dims().back() == 50;
+  EXPECT_GE(head_reads, 1);
+  EXPECT_EQ(nodes_of(g, OpKind::VocabShardCrossEntropy).size(), 1u);
+  // wte's update and moments are this rank's half, requested outputs kept as blocks, and so
+  // is its marked gradient.
+  int vocab_blocks = 0;
+  for (const auto& [v, axis] : p.output_axes)
+    vocab_blocks += g.shape(v) == Shape({50, 64}) && axis == 0;
+  EXPECT_EQ(vocab_blocks, 3);
+  int vocab_gradients = 0;
+  for (ir::ValueId v : g.gradients()) vocab_gradients += g.shape(v) == Shape({50, 64});
+  EXPECT_EQ(vocab_gradients, 1);
+}
+
 // DP x TP: the data-parallel pass runs on the tensor-parallel graph, each rank reading its
 // rows and summing its blocks of the gradients over its data-parallel group (group 0).
 TEST(TensorParallelPass, DataParallelismRunsOnTheTensorParallelGraph) {
