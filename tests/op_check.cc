@@ -8,6 +8,7 @@
 
 #include "solo/autograd/autograd.h"
 #include "solo/backend/backend.h"
+#include "solo/comm/communicator.h"
 #include "solo/core/error.h"
 #include "solo/core/half.h"
 #include "solo/ir/ops.h"
@@ -114,10 +115,37 @@ using Extension = std::function<std::vector<ValueId>(ir::Graph&, const std::vect
                                                      const std::vector<ValueId>& outs,
                                                      const AddInput& add_input)>;
 
-// Builds inputs + graph (+ extension), runs it, converts the outputs back to host tensors.
+// A rank of a group that only says who it is: a graph of rank-dependent kernels needs no
+// more, and a collective reaching it is a test error.
+class RankOnlyCommunicator final : public comm::Communicator {
+ public:
+  RankOnlyCommunicator(int rank, int size) : rank_(rank), size_(size) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const char* name() const override { return "rank-only"; }
+  void all_reduce_sum(void*, size_t, DType) override { fail(); }
+  void reduce_scatter_sum(const void*, void*, size_t, DType) override { fail(); }
+  void all_gather(const void*, void*, size_t, DType) override { fail(); }
+  void broadcast(void*, size_t, int) override { fail(); }
+  void send(const void*, size_t, int, int) override { fail(); }
+  void recv(void*, size_t, int, int) override { fail(); }
+  void barrier() override { fail(); }
+  std::unique_ptr<Communicator> split(int, int) override {
+    fail();
+    return nullptr;
+  }
+
+ private:
+  [[noreturn]] static void fail() { SOLO_FAIL("a rank-only test communicator runs no collective"); }
+  int rank_, size_;
+};
+
+// Builds inputs + graph (+ extension), runs it (with `groups` as the executor's
+// communicators), converts the outputs back to host tensors.
 std::vector<HostTensor> run_built(const std::string& backend_name,
                                   const std::vector<HostTensor>& inputs, const Builder& build,
-                                  const Extension& extend) {
+                                  const Extension& extend,
+                                  std::vector<comm::Communicator*> groups = {nullptr}) {
   auto backend = make_backend(backend_name);
   ir::Graph g;
   std::vector<std::unique_ptr<Storage>> device;
@@ -134,7 +162,7 @@ std::vector<HostTensor> run_built(const std::string& backend_name,
   for (const HostTensor& t : inputs) in_values.push_back(add_input(t));
   std::vector<ValueId> outs = build(g, in_values);
   if (extend) outs = extend(g, in_values, outs, add_input);
-  runtime::Executor exec(*backend);
+  runtime::Executor exec(*backend, nullptr, std::move(groups));
   const runtime::MemoryPlan plan = runtime::plan_memory(g, outs);
   runtime::check_memory_plan(g, plan);
   runtime::RunResult r = exec.run(g, plan, bound);
@@ -211,6 +239,13 @@ bool backend_available(const std::string& backend) {
 std::vector<HostTensor> run_graph(const std::string& backend, const std::vector<HostTensor>& inputs,
                                   const Builder& build) {
   return run_built(backend, inputs, build, nullptr);
+}
+
+std::vector<HostTensor> run_graph_as_rank(const std::string& backend,
+                                          const std::vector<HostTensor>& inputs,
+                                          const Builder& build, int rank, int ranks) {
+  RankOnlyCommunicator tp(rank, ranks);
+  return run_built(backend, inputs, build, nullptr, {nullptr, &tp});
 }
 
 void expect_matches_reference(const std::string& backend, const std::vector<HostTensor>& inputs,

@@ -36,6 +36,13 @@ bool backend_available(const std::string& backend);
 std::vector<HostTensor> run_graph(const std::string& backend, const std::vector<HostTensor>& inputs,
                                   const Builder& build);
 
+// The same as rank `rank` of `ranks` in communicator group 1 (tensor parallelism's): the
+// executor is given a stand-in communicator that knows its rank and size and runs no
+// collective, so rank-dependent kernels (OpInfo::group_rank) read this rank.
+std::vector<HostTensor> run_graph_as_rank(const std::string& backend,
+                                          const std::vector<HostTensor>& inputs,
+                                          const Builder& build, int rank, int ranks);
+
 // Every output of `backend` within atol + rtol * |reference| of the reference backend.
 void expect_matches_reference(const std::string& backend, const std::vector<HostTensor>& inputs,
                               const Builder& build, double rtol, double atol);

@@ -41,6 +41,7 @@ KernelTable reference_table() {
   register_reference_nn_kernels(t);
   register_reference_attention_kernels(t);
   register_reference_optim_kernels(t);
+  register_reference_vocab_parallel_kernels(t);
   return t;
 }
 
@@ -51,6 +52,7 @@ KernelTable cpu_table() {
   register_cpu_nn_kernels(t);
   register_cpu_attention_kernels(t);
   register_cpu_optim_kernels(t);
+  register_cpu_vocab_parallel_kernels(t);
   return t;
 }
 
@@ -81,6 +83,7 @@ TEST(BackendCoverage, AMissingGroupIsReportedByName) {
   register_reference_movement_kernels(t);
   register_reference_attention_kernels(t);
   register_reference_optim_kernels(t);
+  register_reference_vocab_parallel_kernels(t);
   const auto missing = missing_kernels(t);
   EXPECT_NE(std::find(missing.begin(), missing.end(), "RmsNorm"), missing.end());
   EXPECT_EQ(std::find(missing.begin(), missing.end(), "Add"), missing.end());
@@ -94,6 +97,7 @@ TEST(BackendCoverage, CudaHasEveryComputingOp) {
   register_cuda_nn_kernels(t);
   register_cuda_attention_kernels(t);
   register_cuda_optim_kernels(t);
+  register_cuda_vocab_parallel_kernels(t);
   EXPECT_EQ(missing_kernels(t), std::vector<std::string>{});
 }
 #endif

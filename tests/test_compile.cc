@@ -549,40 +549,71 @@ TEST(TensorParallelPass, TheLlamaStepSplitsItsWeightsAsMegatronDoes) {
       compile::compile(*s.graph, s.outputs, {}, PlanSpec{.tp = 2}, {.state_as_blocks = true});
   const ir::Graph& g = *p.graph;
   std::map<int64_t, int> split_inputs;  // axis -> inputs bound as blocks along it
-  int residual_sums = 0;
+  int residual_sums = 0, row_sums = 0;
   for (ir::NodeId n = 0; n < g.num_nodes(); ++n) {
     const ir::Node& node = g.node(n);
     if (node.op == OpKind::Input && node.attrs.has(compile::kSplitAxisAttr))
       ++split_inputs[node.attrs.i(compile::kSplitAxisAttr)];
     if (node.op == OpKind::AllReduce && node.attrs.i_or("group", 0) == 1) {
-      EXPECT_EQ(g.shape(node.inputs[0]), Shape({8, 256, 512}));
-      ++residual_sums;
+      const Shape& shape = g.shape(node.inputs[0]);
+      residual_sums += shape == Shape({8, 256, 512});
+      row_sums += shape == Shape({8 * 256});  // the rows' target logits
+      EXPECT_TRUE(shape == Shape({8, 256, 512}) || shape == Shape({8 * 256})) << shape.str();
     }
   }
-  // Each weight with its two moments: 5 column-parallel per layer and the head, 2 row-parallel.
-  EXPECT_EQ(split_inputs[0], 3 * (5 * layers + 1));
+  // Each weight with its two moments: 5 column-parallel per layer, the head and the
+  // embedding (vocab-parallel), 2 row-parallel.
+  EXPECT_EQ(split_inputs[0], 3 * (5 * layers + 2));
   EXPECT_EQ(split_inputs[1], 3 * 2 * layers);
-  EXPECT_EQ(residual_sums, 4 * layers);
-  // Updates, moments and gradients of the split weights (the head's gradient is whole: the
-  // gathered logits make it so).
-  EXPECT_EQ(p.output_axes.size(), static_cast<size_t>(4 * (7 * layers + 1) - 1));
+  // Two per layer forward and two backward, the embedding's partial lookup and the head's
+  // input gradient (its contraction runs over the split vocabulary), as in Megatron.
+  EXPECT_EQ(residual_sums, 4 * layers + 2);
+  EXPECT_EQ(row_sums, 1);
+  // Updates, moments and gradients of the split weights, the head's and embedding's too.
+  EXPECT_EQ(p.output_axes.size(), static_cast<size_t>(4 * (7 * layers + 2)));
   // Attention runs on this rank's 4 of the 8 heads.
   const std::vector<ir::NodeId> attention = nodes_of(g, OpKind::Attention);
   ASSERT_EQ(attention.size(), static_cast<size_t>(layers));
   EXPECT_EQ(g.shape(g.node(attention[0]).inputs[0]), Shape({8, 256, 4, 64}));
-  // The loss reads whole logits until the cross-entropy has a vocabulary-parallel rule: the
-  // logits and the head's weight are gathered, and only they.
-  EXPECT_EQ(p.tp_gathers, 2);
-  // Each rank holds half of every matmul weight with its moments, and the whole embedding
-  // and norms (read by no matmul).
+  // The loss and the embedding are vocabulary-parallel: nothing is gathered, no rank holds a
+  // value of the logits' whole [B, T, V] (nor their [B T, V] rows), and the rows' logsumexps
+  // are what crosses ranks: one gather of [1, B T] per rank.
+  EXPECT_EQ(p.tp_gathers, 0);
+  const int64_t rows = 8 * 256, vocab = 32000;
+  int lse_gathers = 0;
+  for (ir::ValueId v = 0; v < g.num_values(); ++v) {
+    EXPECT_NE(g.shape(v), Shape({8, 256, vocab}));
+    EXPECT_NE(g.shape(v), Shape({rows, vocab}));
+  }
+  for (ir::NodeId n : nodes_of(g, OpKind::AllGather)) {
+    EXPECT_EQ(g.shape(g.node(n).inputs[0]), Shape({1, rows}));
+    ++lse_gathers;
+  }
+  EXPECT_EQ(lse_gathers, 1);
+  const std::vector<ir::NodeId> losses = nodes_of(g, OpKind::VocabShardCrossEntropy);
+  ASSERT_EQ(losses.size(), 1u);
+  EXPECT_EQ(g.shape(g.node(losses[0]).inputs[0]), Shape({rows, vocab / 2}));
+  ASSERT_EQ(nodes_of(g, OpKind::VocabShardCrossEntropyBackward).size(), 1u);
+  EXPECT_TRUE(nodes_of(g, OpKind::CrossEntropy).empty());
+  // The embedding's weight is bound as its half of the vocabulary, looked up by both ranks'
+  // kernels and its gradient made as that half.
+  const std::vector<ir::NodeId> lookups = nodes_of(g, OpKind::VocabShardEmbedding);
+  ASSERT_EQ(lookups.size(), 1u);
+  const ir::Node& weight = g.producer(g.node(lookups[0]).inputs[0]);
+  EXPECT_EQ(weight.op, OpKind::Input);
+  EXPECT_EQ(weight.attrs.i(compile::kSplitAxisAttr), 0);
+  EXPECT_EQ(g.shape(weight.outputs[0]), Shape({vocab / 2, 512}));
+  const std::vector<ir::NodeId> grads = nodes_of(g, OpKind::VocabShardEmbeddingBackward);
+  ASSERT_EQ(grads.size(), 1u);
+  EXPECT_EQ(g.shape(g.node(grads[0]).outputs[0]), Shape({vocab / 2, 512}));
+  EXPECT_TRUE(nodes_of(g, OpKind::Embedding).empty());
+  // Each rank holds half of every matmul and embedding weight with its moments, and the
+  // whole norms (read by no matmul).
   size_t expected = 0;
   for (ir::NodeId n : nodes_of(*s.graph, OpKind::AdamWUpdate)) {
     const ir::ValueId w = s.graph->node(n).inputs[0];
-    bool embedding = false;
-    for (ir::NodeId e : nodes_of(*s.graph, OpKind::Embedding))
-      embedding = embedding || s.graph->node(e).inputs[0] == w;
     const size_t bytes = s.graph->type(w).bytes();
-    expected += 3 * (s.graph->shape(w).rank() == 2 && !embedding ? bytes / 2 : bytes);
+    expected += 3 * (s.graph->shape(w).rank() == 2 ? bytes / 2 : bytes);
   }
   EXPECT_EQ(p.resident.parameters + p.resident.optimizer_states, expected);
   // The first step binds the whole tensors: each rank cuts out its blocks (a LocalShard over
@@ -607,6 +638,58 @@ TEST(TensorParallelPass, TheLlamaStepSplitsItsWeightsAsMegatronDoes) {
   EXPECT_EQ(first.resident.total(), p.resident.total());
 }
 
+// GPT-2 ties its embedding to the LM head: the lookup, which reads wte first, places it
+// along the vocabulary, and the head's matmul reads that same block (its output axis), so the
+// logits are vocabulary blocks, nothing is gathered and wte's gradient (the lookup's block
+// plus the head's) is a block too.
+TEST(TensorParallelPass, GPT2sTiedEmbeddingIsSplitOnceAlongTheVocabulary) {
+  io::Gpt2Config c;
+  c.n_embd = 64;
+  c.n_layer = 2;
+  c.n_head = 4;
+  c.n_positions = 32;
+  c.vocab_size = 100;
+  const Device meta = meta_device();
+  models::Gpt2LMHeadModel model(c, 1, meta);
+  optim::AdamW opt(model.parameters(), {.lr = 1e-4});
+  Tensor ids = Tensor::empty({4, 32}, DType::I64, meta);
+  ids.as_batch();
+  model.forward(ids, Tensor(), ids).loss.backward();
+  opt.step();
+  sync(meta);
+  const std::shared_ptr<const ir::Graph> step = last_flush_graph(meta);
+  const compile::Program p =
+      compile::compile(*step, requested_outputs(*step), {}, PlanSpec{.tp = 2});
+  const ir::Graph& g = *p.graph;
+  // What is gathered is GPT-2's own (its fused qkv and [in, out] weights have no
+  // tensor-parallel rule yet) and the rows' logsumexps: nothing of the vocabulary's size.
+  for (ir::NodeId n : nodes_of(g, OpKind::AllGather))
+    for (int64_t d : g.shape(g.node(n).outputs[0]).dims()) EXPECT_NE(d % 50, 0) << g.describe(n);
+  for (ir::ValueId v = 0; v < g.num_values(); ++v) {
+    EXPECT_NE(g.shape(v), Shape({4, 32, 100}));
+    EXPECT_NE(g.shape(v), Shape({4 * 32, 100}));
+  }
+  const std::vector<ir::NodeId> lookups = nodes_of(g, OpKind::VocabShardEmbedding);
+  ASSERT_FALSE(lookups.empty());
+  const ir::ValueId wte = g.node(lookups[0]).inputs[0];
+  EXPECT_EQ(g.shape(wte), Shape({50, 64}));
+  EXPECT_EQ(g.producer(wte).attrs.i(compile::kSplitAxisAttr), 0);
+  int head_reads = 0;  // the head reads the lookup's block itself (or its low-precision copy)
+  for (ir::NodeId n : nodes_of(g, OpKind::MatMul))
+    head_reads += g.node(n).inputs[1] == wte && g.shape(g.node(n).outputs[0]).dims().back() == 50;
+  EXPECT_GE(head_reads, 1);
+  EXPECT_EQ(nodes_of(g, OpKind::VocabShardCrossEntropy).size(), 1u);
+  // wte's update and moments are this rank's half, requested outputs kept as blocks, and so
+  // is its marked gradient.
+  int vocab_blocks = 0;
+  for (const auto& [v, axis] : p.output_axes)
+    vocab_blocks += g.shape(v) == Shape({50, 64}) && axis == 0;
+  EXPECT_EQ(vocab_blocks, 3);
+  int vocab_gradients = 0;
+  for (ir::ValueId v : g.gradients()) vocab_gradients += g.shape(v) == Shape({50, 64});
+  EXPECT_EQ(vocab_gradients, 1);
+}
+
 // DP x TP: the data-parallel pass runs on the tensor-parallel graph, each rank reading its
 // rows and summing its blocks of the gradients over its data-parallel group (group 0).
 TEST(TensorParallelPass, DataParallelismRunsOnTheTensorParallelGraph) {
@@ -627,9 +710,11 @@ TEST(TensorParallelPass, DataParallelismRunsOnTheTensorParallelGraph) {
   EXPECT_GT(gradients, 0u);
   EXPECT_GE(summed, gradients);  // every gradient block, plus the loss's sum and count
   EXPECT_LT(summed, gradients + 64);
-  const std::vector<ir::NodeId> losses = nodes_of(*both.graph, OpKind::CrossEntropy);
+  // The vocabulary-parallel loss runs on this rank's rows of its half of the vocabulary.
+  const std::vector<ir::NodeId> losses = nodes_of(*both.graph, OpKind::VocabShardCrossEntropy);
   ASSERT_EQ(losses.size(), 1u);
-  EXPECT_EQ(both.graph->shape(both.graph->node(losses[0]).inputs[0]), Shape({8 * 256 / 2, 32000}));
+  EXPECT_EQ(both.graph->shape(both.graph->node(losses[0]).inputs[0]),
+            Shape({8 * 256 / 2, 32000 / 2}));
   // ZeRO shards the tensor-parallel blocks further over the data-parallel ranks.
   const compile::Program zero =
       compile::compile(*s.graph, s.outputs, {}, PlanSpec{.dp = 2, .tp = 2, .zero = 1});

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <set>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -242,6 +244,7 @@ class Splitter {
     if (partial)
       for (ValueId v : node.inputs)
         if (place(v).kind == Kind::Partial) whole(v);
+    if (seeds_.place_parameters && vocab_parallel_lookup(node)) return;
     bool done = false;
     if (split) {
       switch (op_info(node.op).split) {
@@ -400,9 +403,25 @@ class Splitter {
         return cross_entropy(node);
       case OpKind::CrossEntropyBackward:
         return cross_entropy_backward(node);
+      case OpKind::VocabShardCrossEntropy:
+      case OpKind::VocabShardCrossEntropyBackward:
+        return labelled_rows(node);
       default:
         return false;
     }
+  }
+
+  // Ops on rows with their labels (a block's loss terms, per row): every operand with rows
+  // split along them, scalars whole; the outputs are this rank's rows. (SplitRule::Rows asks
+  // for rank >= 2, which [N] labels lack.)
+  bool labelled_rows(const Node& node) {
+    for (ValueId v : node.inputs)
+      if (g_.shape(v).rank() == 0 ? is_split(v) : !can_block(v, 0)) return false;
+    std::vector<ValueId> inputs;
+    for (ValueId v : node.inputs)
+      inputs.push_back(g_.shape(v).rank() == 0 ? local(v) : block(v, 0));
+    emit_all(node, std::move(inputs), split_on(0));
+    return true;
   }
 
   // Over the split axis: this rank's rows summed (a Mean's by its global count); else split.
@@ -589,6 +608,7 @@ class Splitter {
   // The mean over the counted rows of all ranks: (sum of the ranks' losses) / (their counts).
   bool cross_entropy(const Node& node) {
     const ValueId logits = node.inputs[0], labels = node.inputs[1];
+    if (place(logits).axis == 1) return vocab_parallel_cross_entropy(node);
     if (!can_block(logits, 0) || !can_block(labels, 0)) return false;
     const ValueId lg = block(logits, 0), lb = block(labels, 0);
     const int64_t ignore = node.attrs.i("ignore_index");
@@ -610,6 +630,7 @@ class Splitter {
   // The kernel divides by this rank's count: dloss is scaled by count here / count of all.
   bool cross_entropy_backward(const Node& node) {
     const ValueId logits = node.inputs[0], labels = node.inputs[1], dloss = node.inputs[2];
+    if (place(logits).axis == 1) return vocab_parallel_cross_entropy_backward(node);
     if (!can_block(logits, 0) || !can_block(labels, 0) || is_split(dloss)) return false;
     const ValueId lg = block(logits, 0), lb = block(labels, 0);
     ir::OriginGuard origin(*scope_, node.no_grad);
@@ -617,6 +638,100 @@ class Splitter {
     const ValueId scaled = ir::div(out_, ir::mul(out_, local(dloss), c.here), c.all);
     emit_all(node, {lg, lb, scaled}, split_on(0));
     return true;
+  }
+
+  // ---- the vocabulary split (tensor parallelism): logits [N, V] split along V ----------
+
+  // What the vocabulary-parallel loss and its backward share, per (logits, labels, ignore).
+  struct VocabLoss {
+    ValueId lse = kNoValue;     // [N]: each row's logsumexp over the whole vocabulary
+    ValueId target = kNoValue;  // [N]: each row's label logit (0 for ignored rows)
+    ValueId kept = kNoValue;    // [N]: 1 for a counted row, else 0 (the loss dtype)
+    ValueId count = kNoValue;   // []: the counted rows
+  };
+  const VocabLoss& vocab_loss(ValueId logits, ValueId labels, int64_t ignore) {
+    const auto key = std::make_tuple(logits, labels, ignore);
+    if (auto it = vocab_losses_.find(key); it != vocab_losses_.end()) return it->second;
+    const std::vector<ValueId> shard =
+        ir::vocab_shard_cross_entropy(out_, local(logits), local(labels), n_, ignore, seeds_.group);
+    const DType dt = out_.dtype(shard[0]);
+    VocabLoss v;
+    v.lse = global_lse(shard[0]);
+    v.target = ir::all_reduce(out_, shard[1], /*average=*/false, seeds_.group);
+    const ValueId lb = local(labels);
+    const ValueId ign = ir::full(out_, Shape{}, out_.dtype(lb), static_cast<double>(ignore));
+    v.kept = ir::add(out_, ir::cast(out_, ir::less(out_, lb, ign), dt),
+                     ir::cast(out_, ir::less(out_, ign, lb), dt));
+    v.count = ir::sum(out_, v.kept);
+    return vocab_losses_.emplace(key, v).first->second;
+  }
+
+  // lse [N] of this rank's block -> [N] over every block: the blocks' lse gathered (n values
+  // a row, not the logits) and combined shifted by their max, so no exp overflows.
+  ValueId global_lse(ValueId lse) {
+    const int64_t rows = out_.shape(lse)[0];
+    const ValueId all = ir::all_gather(out_, ir::reshape(out_, lse, Shape{1, rows}), n_,
+                                       /*axis=*/0, seeds_.group);  // [n, N]
+    ValueId mx = ir::slice(out_, all, 0, 0, 1);
+    for (int r = 1; r < n_; ++r) mx = ir::maximum(out_, mx, ir::slice(out_, all, 0, r, r + 1));
+    const ValueId sum = ir::sum(out_, ir::exp(out_, ir::sub(out_, all, mx)), {0});
+    return ir::add(out_, ir::log(out_, sum), ir::reshape(out_, mx, Shape{rows}));
+  }
+
+  // The mean over counted rows of logsumexp - target logit, with no rank holding whole rows.
+  bool vocab_parallel_cross_entropy(const Node& node) {
+    const ValueId logits = node.inputs[0], labels = node.inputs[1];
+    if (!can_block(logits, 1) || place(labels).kind != Kind::Whole) return false;
+    ir::OriginGuard origin(*scope_, node.no_grad);
+    const VocabLoss& v = vocab_loss(logits, labels, node.attrs.i("ignore_index"));
+    const ValueId rows = ir::mul(out_, ir::sub(out_, v.lse, v.target), v.kept);
+    set(node.outputs[0], ir::div(out_, ir::sum(out_, rows), v.count), kWhole);
+    return true;
+  }
+
+  // This rank's block of dlogits: (softmax - onehot) * dloss / count, its columns only.
+  bool vocab_parallel_cross_entropy_backward(const Node& node) {
+    const ValueId logits = node.inputs[0], labels = node.inputs[1], dloss = node.inputs[2];
+    if (!can_block(logits, 1) || place(labels).kind != Kind::Whole || is_split(dloss)) return false;
+    ir::OriginGuard origin(*scope_, node.no_grad);
+    const int64_t ignore = node.attrs.i("ignore_index");
+    const VocabLoss& v = vocab_loss(logits, labels, ignore);
+    const ValueId scale = ir::div(out_, local(dloss), v.count);
+    set(node.outputs[0],
+        ir::vocab_shard_cross_entropy_backward(out_, local(logits), local(labels), v.lse, scale, n_,
+                                               ignore, seeds_.group),
+        split_on(1));
+    return true;
+  }
+
+  // Embedding of a weight [V, D] split along V (placed so now when unplaced and the ranks
+  // divide V, or already so by a tied head): each rank looks up the ids of its block, zeros
+  // elsewhere, a partial sum. EmbeddingBackward of those ids: this rank's block of dweight.
+  bool vocab_parallel_lookup(const Node& node) {
+    if (node.op == OpKind::Embedding) {
+      const ValueId w = node.inputs[0], ids = node.inputs[1];
+      const bool vocab_split = is_split(w) && place(w).axis == 0;
+      const bool placeable = place(w).kind == Kind::Unplaced && can_block(w, 0);
+      if (place(ids).kind != Kind::Whole || (!vocab_split && !placeable)) return false;
+      const ValueId block_w = block(w, 0);
+      ir::OriginGuard origin(*scope_, node.no_grad);
+      set(node.outputs[0], ir::vocab_shard_embedding(out_, block_w, local(ids), n_, seeds_.group),
+          kPartial);
+      vocab_split_ids_.emplace(ids, g_.shape(w)[0]);
+      return true;
+    }
+    if (node.op == OpKind::EmbeddingBackward) {
+      const ValueId ids = node.inputs[0], dy = node.inputs[1];
+      const int64_t vocab = node.attrs.i("num_embeddings");
+      if (!vocab_split_ids_.count({ids, vocab}) || place(dy).kind != Kind::Whole) return false;
+      ir::OriginGuard origin(*scope_, node.no_grad);
+      set(node.outputs[0],
+          ir::vocab_shard_embedding_backward(out_, local(ids), local(dy), vocab / n_, n_,
+                                             seeds_.group),
+          split_on(0));
+      return true;
+    }
+    return false;
   }
 
   void collect_gradient(ValueId v) {
@@ -659,6 +774,8 @@ class Splitter {
   std::unordered_map<ValueId, ValueId> gathered_of_;   // split value -> its gathered whole
   std::map<std::pair<ValueId, int>, ValueId> blocks_;  // (whole value, axis) -> block
   std::map<std::pair<ValueId, int64_t>, Counts> counts_;
+  std::map<std::tuple<ValueId, ValueId, int64_t>, VocabLoss> vocab_losses_;
+  std::set<std::pair<ValueId, int64_t>> vocab_split_ids_;  // (ids, V) looked up vocab-parallel
   int gathered_ = 0;
   std::unordered_set<ValueId> waiting_;  // marked gradients produced, not yet summed
   std::unordered_set<ValueId> reduced_;  // marked gradients summed in a bucket

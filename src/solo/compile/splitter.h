@@ -8,9 +8,11 @@
 //   - tensor parallelism (tensor_parallel.h) leaves the batch whole and places each parameter
 //     when its first reader needs it: a matmul with a whole activation splits the weight's
 //     output axis (column-parallel), one with an activation split along its contracted axis
-//     splits the weight's input axis (row-parallel, a partial sum); a parameter no such
-//     matmul reads stays whole. Gradients and updates of split parameters stay split, and so
-//     do those requested outputs (output_axes).
+//     splits the weight's input axis (row-parallel, a partial sum), an embedding splits its
+//     weight along the vocabulary (a partial sum of the ranks' lookups); a parameter no such
+//     reader places stays whole. Logits split along the vocabulary meet a vocabulary-parallel
+//     cross-entropy (no rank gathers them). Gradients and updates of split parameters stay
+//     split, and so do those requested outputs (output_axes).
 #pragma once
 #include <unordered_map>
 #include <vector>

@@ -5,7 +5,10 @@
 // head), one read by a matmul whose activation is split along the contracted axis along its
 // input axis (row-parallel: o, down), whose partial sums are all-reduced where a whole value
 // is next needed (the residual stream). Attention and RoPE run on this rank's heads (KV heads
-// too, when the ranks divide them); the norms, the embedding and what reads them stay whole.
+// too, when the ranks divide them); the norms and what reads them stay whole. The embedding
+// and the loss are vocabulary-parallel: the embedding's weight is split along the vocabulary
+// (each rank looks up its ids, a partial sum), and the cross-entropy of the head's logits,
+// split along the vocabulary, exchanges per-row logsumexps and label logits, not logits.
 // The backward follows from the same rules: the gradient of a split weight is split like it,
 // so are its moments and its update, and they stay so from step to step (output_axes).
 // The data-parallel pass may run after this one on its graph (DP x TP).

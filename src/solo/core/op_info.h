@@ -72,6 +72,13 @@ struct OpInfo {
   // Acts on each attention head alone: operands [B, T, H, D] (and an lse [B, H, T]) may be
   // split along the heads (tensor parallelism's rule, tried after SplitRule's).
   bool per_head = false;
+  // Rank-dependent kernel: it reads attr "rank", this rank's index in the communicator group
+  // of the node's attr "group", which the executor sets on a copy of the node's attrs before
+  // it calls the kernel (0 without a communicator for the group). The graph stays the same on
+  // every rank, so one compiled program and its memory plan serve all of them. Such ops carry
+  // attr "ranks" (the group size their shapes assume), checked against the communicator.
+  // LocalShard, which only copies a block, is run by the executor itself (collective).
+  bool group_rank = false;
 
   // A backend kernel computes it (not a graph input, a view or a collective).
   bool kernel() const { return op != OpKind::Input && !view && !collective; }

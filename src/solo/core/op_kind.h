@@ -25,6 +25,9 @@ namespace solo {
   X(Softmax) X(SoftmaxBackward) X(RmsNorm) X(RmsNormBackward)                    \
   X(LayerNorm) X(LayerNormBackward) X(Rope)                                      \
   X(Attention) X(AttentionBackward) X(CrossEntropy) X(CrossEntropyBackward)      \
+  /* vocabulary-parallel loss and lookup (this rank's block of the vocabulary) */ \
+  X(VocabShardCrossEntropy) X(VocabShardCrossEntropyBackward)                    \
+  X(VocabShardEmbedding) X(VocabShardEmbeddingBackward)                          \
   /* optimizer updates */                                                        \
   X(AdamWUpdate)                                                                 \
   /* collectives (run by the executor through its communicators) */              \

@@ -10,6 +10,7 @@
 //   layout:      Reshape, Permute, Slice, SliceBackward, Concat, MatMul, Embedding(+Backward)
 //   nn:          Softmax, RmsNorm, LayerNorm, Rope, CrossEntropy (+ their Backward ops)
 //   attention:   Attention, AttentionBackward
+//   vocab_parallel: VocabShardCrossEntropy, VocabShardEmbedding (+ their Backward ops)
 #pragma once
 #include <vector>
 
@@ -131,6 +132,36 @@ ValueId cross_entropy(Graph& g, ValueId logits, ValueId labels, int64_t ignore_i
 // dloss [] -> dlogits [N, V]
 ValueId cross_entropy_backward(Graph& g, ValueId logits, ValueId labels, ValueId dloss,
                                int64_t ignore_index);
+
+// ---- vocabulary-parallel loss and lookup -------------------------------------------------
+// Tensor parallelism's blocks of the vocabulary (Megatron-LM's vocab-parallel cross-entropy
+// and embedding): rank r of the `ranks` ranks of communicator group `group` holds block r,
+// vocabulary entries [r Vn, (r+1) Vn) with V = ranks * Vn. The graph is the same on every
+// rank; the kernels read r from attr "rank", which the executor sets (OpInfo::group_rank).
+// attrs "ranks", "group" (and "ignore_index"). None is differentiable: the compile layer
+// builds them, the backward ops included.
+
+// logits block [N, Vn] float, labels [N] i32/i64 (whole: entries of the whole vocabulary)
+// -> {lse [N], target [N]}, f32 (f64 for f64 logits): the row's logsumexp over this block,
+// and its label's logit when the label is in this block (else 0; also for ignore_index).
+// The one-device loss of row n is logsumexp over the ranks' lse[n] minus the sum over the
+// ranks of target[n]. A label outside [0, V) that is not ignored is an error at run.
+std::vector<ValueId> vocab_shard_cross_entropy(Graph& g, ValueId logits, ValueId labels,
+                                               int64_t ranks, int64_t ignore_index, int64_t group);
+// logits block [N, Vn], labels [N], lse [N] (of the whole row), scale [] (dloss / count)
+// -> dlogits block [N, Vn] = (exp(logits - lse) - onehot(label - r Vn)) * scale, zero rows
+// where label == ignore_index. Types: lse and scale of the loss dtype above.
+ValueId vocab_shard_cross_entropy_backward(Graph& g, ValueId logits, ValueId labels, ValueId lse,
+                                           ValueId scale, int64_t ranks, int64_t ignore_index,
+                                           int64_t group);
+// weight block [Vn, D], ids [...] (i32/i64, of the whole vocabulary) -> [..., D]: row id - r Vn
+// of the block for an id in this block, zeros for the others (a partial sum over the ranks
+// whose sum is embedding(weight, ids)). An id outside [0, V) is an error at run.
+ValueId vocab_shard_embedding(Graph& g, ValueId weight, ValueId ids, int64_t ranks, int64_t group);
+// ids [...], dy [..., D] -> dweight block [Vn, D]: the scatter-add of the rows of dy whose
+// ids are in this block (this rank's block of embedding_backward). attr "num_embeddings" = Vn.
+ValueId vocab_shard_embedding_backward(Graph& g, ValueId ids, ValueId dy, int64_t block_rows,
+                                       int64_t ranks, int64_t group);
 
 // ---- optimizer updates -----------------------------------------------------------------------
 // One fused AdamW step (PyTorch semantics) for a parameter p with gradient g and moments m, v

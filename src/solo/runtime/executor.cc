@@ -268,7 +268,12 @@ void Executor::launch(const ir::Graph& g, const MemoryPlan& plan,
     try {
       if (profile_) backend_.synchronize();  // attribute queued work to the op that queued it
       const auto start = std::chrono::steady_clock::now();
-      backend_.run(KernelCall{node.op, node.attrs, in_refs, out_refs});
+      if (info.group_rank) {
+        const Attrs attrs = with_group_rank(node);
+        backend_.run(KernelCall{node.op, attrs, in_refs, out_refs});
+      } else {
+        backend_.run(KernelCall{node.op, node.attrs, in_refs, out_refs});
+      }
       if (check_finite_) check_finite(g, node, data);
       if (profile_) {
         backend_.synchronize();
@@ -303,6 +308,19 @@ void Executor::check_finite(const ir::Graph& g, const ir::Node& node,
                  ": the first non-finite value of this run");
     }
   }
+}
+
+Attrs Executor::with_group_rank(const ir::Node& node) const {
+  const int64_t group = node.attrs.i_or("group", 0);
+  const comm::Communicator* comm = group_of(group);
+  const int64_t ranks = node.attrs.i_or("ranks", 1), size = comm ? comm->size() : 1;
+  // The meta backend runs no kernel: any number of ranks is traced.
+  SOLO_CHECK(size == ranks || !backend_.holds_data(), op_name(node.op), " was built for ", ranks,
+             " ranks, but communicator group ", group, " has ", size,
+             "; build the graph for the mesh it runs on");
+  Attrs attrs = node.attrs;
+  attrs.set("rank", static_cast<int64_t>(comm ? comm->rank() : 0));
+  return attrs;
 }
 
 comm::Communicator* Executor::group_of(int64_t group) const {

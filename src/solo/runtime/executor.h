@@ -83,6 +83,8 @@ class Executor {
   void check_buffers(const comm::Communicator& comm, OpKind op) const;
   // The communicator of a group, null when the executor has none for it.
   comm::Communicator* group_of(int64_t group) const;
+  // The node's attrs with "rank" set to this rank's index in its group (OpInfo::group_rank).
+  Attrs with_group_rank(const ir::Node& node) const;
   Backend& backend_;
   OpProfile* profile_;
   std::vector<comm::Communicator*> groups_;

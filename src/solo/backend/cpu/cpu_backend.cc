@@ -8,6 +8,7 @@ CpuBackend::CpuBackend() {
   register_cpu_nn_kernels(kernels_);
   register_cpu_attention_kernels(kernels_);
   register_cpu_optim_kernels(kernels_);
+  register_cpu_vocab_parallel_kernels(kernels_);
   set_half_kernel(OpKind::MatMul, matmul_half);
 }
 

@@ -25,6 +25,7 @@ void register_cpu_movement_kernels(KernelTable& t);
 void register_cpu_nn_kernels(KernelTable& t);
 void register_cpu_attention_kernels(KernelTable& t);
 void register_cpu_optim_kernels(KernelTable& t);
+void register_cpu_vocab_parallel_kernels(KernelTable& t);
 
 // MatMul on bf16 operands through gemm_bf16 (movement.cc); false where that does not apply.
 bool matmul_half(const KernelCall& c);

@@ -97,6 +97,7 @@ CudaBackend::CudaBackend(int device) : device_(device) {
   register_cuda_nn_kernels(kernels_);
   register_cuda_attention_kernels(kernels_);
   register_cuda_optim_kernels(kernels_);
+  register_cuda_vocab_parallel_kernels(kernels_);
 }
 
 CudaBackend::~CudaBackend() {

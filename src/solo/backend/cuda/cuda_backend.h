@@ -72,5 +72,6 @@ void register_cuda_movement_kernels(KernelTable& t);
 void register_cuda_nn_kernels(KernelTable& t);
 void register_cuda_attention_kernels(KernelTable& t);
 void register_cuda_optim_kernels(KernelTable& t);
+void register_cuda_vocab_parallel_kernels(KernelTable& t);
 
 }  // namespace solo

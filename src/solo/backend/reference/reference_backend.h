@@ -17,5 +17,6 @@ void register_reference_movement_kernels(KernelTable& t);
 void register_reference_nn_kernels(KernelTable& t);
 void register_reference_attention_kernels(KernelTable& t);
 void register_reference_optim_kernels(KernelTable& t);
+void register_reference_vocab_parallel_kernels(KernelTable& t);
 
 }  // namespace solo
