@@ -628,7 +628,8 @@ TEST(TensorParallelPass, TheLlamaStepSplitsItsWeightsAsMegatronDoes) {
     blocks += node.op == OpKind::Input && node.attrs.has(compile::kSplitAxisAttr);
   }
   int later_cuts = 0;
-  for (ir::NodeId n : nodes_of(g, OpKind::LocalShard)) later_cuts += g.node(n).attrs.i("group") == 1;
+  for (ir::NodeId n : nodes_of(g, OpKind::LocalShard))
+    later_cuts += g.node(n).attrs.i("group") == 1;
   EXPECT_EQ(cuts, later_cuts + 3 * (7 * layers + 1));
   EXPECT_EQ(blocks, 0);
   EXPECT_EQ(whole_inputs, static_cast<int>(nodes_of(g, OpKind::Input).size()));

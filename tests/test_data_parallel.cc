@@ -311,9 +311,9 @@ TEST_F(DataParallel, TensorParallelBf16LossesMatchOneDevice) {
 // step's loss there: the saved files are plan-independent Hugging Face files.
 TEST_F(DataParallel, ACheckpointSavedUnderTensorParallelismLoadsUnderAnyPlan) {
   const fs::path saved = dir_ / "saved_dp2_tp2_for_reload";
-  const RunResult trained = run("SOLO_PLAN=dp=2,tp=2,zero=1 " +
-                                train_command("cpu-4", 8, " --max-steps 5 --save-model-dir " +
-                                                              saved.string()));
+  const RunResult trained =
+      run("SOLO_PLAN=dp=2,tp=2,zero=1 " +
+          train_command("cpu-4", 8, " --max-steps 5 --save-model-dir " + saved.string()));
   ASSERT_EQ(trained.status, 0) << trained.output;
   auto next_loss = [&](const std::string& flavor, const std::string& plan) {
     const std::string command = (plan.empty() ? "" : "SOLO_PLAN=" + plan + " ") +

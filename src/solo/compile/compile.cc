@@ -91,9 +91,8 @@ Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
   if (plan.tp > 1)
     then([&](const ir::Graph& g, std::vector<ir::ValueId>& map) {
       SplitStats tp;
-      ir::Graph split =
-          tensor_parallel(g, translate(p, outputs), plan.tp, map, &tp, options.state_as_blocks,
-                          options.half_sums);
+      ir::Graph split = tensor_parallel(g, translate(p, outputs), plan.tp, map, &tp,
+                                        options.state_as_blocks, options.half_sums);
       p.tp_gathers = tp.gathered;
       for (ir::ValueId v : outputs)  // by step value: the passes after this one renumber
         if (auto it = tp.output_axes.find(map[static_cast<size_t>(p.local(v))]);

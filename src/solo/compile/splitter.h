@@ -23,9 +23,9 @@ namespace solo::compile {
 
 struct SplitSeeds {
   int ranks = 1;
-  int64_t group = 0;               // communicator group of the collectives the pass adds
-  bool split_batch = true;         // data parallelism: batch inputs split along axis 0
-  bool place_parameters = false;   // tensor parallelism: parameters split at first use
+  int64_t group = 0;              // communicator group of the collectives the pass adds
+  bool split_batch = true;        // data parallelism: batch inputs split along axis 0
+  bool place_parameters = false;  // tensor parallelism: parameters split at first use
   // Tensor parallelism: a parameter placed split is bound as its block (a later step's, as the
   // plan left it); otherwise the whole tensor is bound and each rank cuts its block out, unless
   // the input is held as a block already (Graph::input's `held`) or still mapped file bytes.

@@ -141,10 +141,10 @@ ValueId Graph::input(TensorType type, std::string name, bool batch, int64_t shar
   if (shards > 1) attrs.set("shards", shards);
   if (mapped) attrs.set("mapped", int64_t{1});
   if (held.axis >= 0) {
-    SOLO_CHECK(held.axis < type.shape.rank() && held.ranks >= 1 &&
-                   type.shape[held.axis] % held.ranks == 0,
-               "input '", name, "': a block along axis ", held.axis, " over ", held.ranks,
-               " ranks of ", type.shape.str(), " does not exist");
+    SOLO_CHECK(
+        held.axis < type.shape.rank() && held.ranks >= 1 && type.shape[held.axis] % held.ranks == 0,
+        "input '", name, "': a block along axis ", held.axis, " over ", held.ranks, " ranks of ",
+        type.shape.str(), " does not exist");
     attrs.set(kHeldAxisAttr, static_cast<int64_t>(held.axis)).set(kHeldRanksAttr, held.ranks);
   }
   const ValueId v =

@@ -89,8 +89,7 @@ double node_seconds(const OpCost& c, const DeviceProfile& d, bool inter_host) {
     double link = inter_host ? d.inter_host_link : d.intra_host_link;
     if (!inter_host && c.op == OpKind::ReduceScatter && d.reduce_scatter_link > 0)
       link = d.reduce_scatter_link;
-    if (!inter_host && c.op == OpKind::AllGather && d.all_gather_link > 0)
-      link = d.all_gather_link;
+    if (!inter_host && c.op == OpKind::AllGather && d.all_gather_link > 0) link = d.all_gather_link;
     return d.collective_latency_s + c.bytes_sent / (link * d.link_efficiency);
   }
   const double compute = c.flops / (d.peak_flops(c.compute) * d.matrix_efficiency);

@@ -19,7 +19,7 @@ struct OpCost {
   double bytes_sent = 0;       // collectives and sends: bytes this device puts on a link
   bool kernel = true;          // false for graph inputs and views (no launch)
   bool communication = false;
-  OpKind op = OpKind::Input;   // the node's op (a collective's kind picks its link rate)
+  OpKind op = OpKind::Input;  // the node's op (a collective's kind picks its link rate)
 };
 
 // `group_sizes[k]`: ranks in communicator group k (AllReduce carries no size of its own).

@@ -131,8 +131,8 @@ planner::DeviceProfile measure(Backend& backend, comm::Communicator* comm) {
       return bytes_sent / each;
     };
     const double bytes = static_cast<double>(count * 4);
-    p.intra_host_link = rate(2 * (n - 1) / n * bytes,
-                             [&] { comm->all_reduce_sum(big.data(), count, DType::F32); });
+    p.intra_host_link =
+        rate(2 * (n - 1) / n * bytes, [&] { comm->all_reduce_sum(big.data(), count, DType::F32); });
     p.reduce_scatter_link = rate((n - 1) / n * bytes, [&] {
       comm->reduce_scatter_sum(big.data(), block.data(), block.size(), DType::F32);
     });
@@ -146,13 +146,13 @@ planner::DeviceProfile measure(Backend& backend, comm::Communicator* comm) {
 
 // The profile's figures in a fixed order (broadcast between ranks, and the cache file).
 constexpr const char* kFields[] = {
-    "matrix_flops_16bit", "vector_flops_32bit", "memory_bandwidth", "memory_bandwidth_16bit",
-    "intra_host_link",    "inter_host_link",    "kernel_launch_s",  "collective_latency_s",
+    "matrix_flops_16bit",  "vector_flops_32bit", "memory_bandwidth", "memory_bandwidth_16bit",
+    "intra_host_link",     "inter_host_link",    "kernel_launch_s",  "collective_latency_s",
     "reduce_scatter_link", "all_gather_link"};
 std::vector<double*> fields(planner::DeviceProfile& p) {
-  return {&p.matrix_flops_16bit,     &p.vector_flops_32bit,  &p.memory_bandwidth,
-          &p.memory_bandwidth_16bit, &p.intra_host_link,     &p.inter_host_link,
-          &p.kernel_launch_s,        &p.collective_latency_s,  &p.reduce_scatter_link,
+  return {&p.matrix_flops_16bit,     &p.vector_flops_32bit,   &p.memory_bandwidth,
+          &p.memory_bandwidth_16bit, &p.intra_host_link,      &p.inter_host_link,
+          &p.kernel_launch_s,        &p.collective_latency_s, &p.reduce_scatter_link,
           &p.all_gather_link};
 }
 

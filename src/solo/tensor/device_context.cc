@@ -174,11 +174,13 @@ std::vector<unsigned char> read_block(const MappedBytes& m, const ir::TensorType
   }
   std::vector<unsigned char> block(static_cast<size_t>(outer * run) * es);
   for (int64_t o = 0; o < outer; ++o)
-    read_mapped(m, first + o * stride, run, type.dtype, block.data() + static_cast<size_t>(o * run) * es);
+    read_mapped(m, first + o * stride, run, type.dtype,
+                block.data() + static_cast<size_t>(o * run) * es);
   const int64_t shards = attrs.i_or("shards", 1);
   if (shards == 1) return block;
   const size_t part = block.size() / static_cast<size_t>(shards);
-  const auto from = block.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(dp_rank) * part);
+  const auto from =
+      block.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(dp_rank) * part);
   return std::vector<unsigned char>(from, from + static_cast<std::ptrdiff_t>(part));
 }
 
@@ -197,7 +199,8 @@ planner::DeviceProfile DeviceContext::profile_for(const PlanFlavor& f, comm::Com
   for (const planner::DeviceProfile& p : planner::device_catalogue())
     if (p.name == f.device_kind) return p;
   if (!backend_->host_memory()) {  // a kind the catalogue lacks ("gpu"): the device's model
-    if (const planner::DeviceProfile* p = planner::device_profile_of_model(backend_->device_model()))
+    if (const planner::DeviceProfile* p =
+            planner::device_profile_of_model(backend_->device_model()))
       return *p;
     return compile::assumed_cpu_profile();
   }
@@ -413,10 +416,10 @@ void DeviceContext::flush() {
   }
   if (cached == plan_cache_.end()) {
     if (plan_cache_.size() >= kPlanCacheSize) plan_cache_.clear();
-    compile::Program program = compile::compile(trace->graph, outputs, donatable, plan_,
-                                                {.async_collectives = async_collectives,
-                                                 .half_sums = data_parallel_ &&
-                                                              data_parallel_->device_memory()});
+    compile::Program program =
+        compile::compile(trace->graph, outputs, donatable, plan_,
+                         {.async_collectives = async_collectives,
+                          .half_sums = data_parallel_ && data_parallel_->device_memory()});
     cached = plan_cache_.emplace(key, CachedPlan{std::move(program), runtime::ReplayState{}}).first;
   } else {
     ++plan_cache_hits_;
@@ -508,7 +511,8 @@ void DeviceContext::flush() {
 std::shared_ptr<Storage> DeviceContext::gather_blocks(const TensorImpl& t) {
   const int dp = mesh_.data_parallel() ? mesh_.data_parallel()->size() : 1;
   const int64_t tp = t.split.axis >= 0 ? t.split.ranks : 1;
-  SOLO_CHECK((t.shards == 1 || dp == t.shards) && tp == (t.split.axis >= 0 ? mesh_.tensor_parallel_size() : 1),
+  SOLO_CHECK((t.shards == 1 || dp == t.shards) &&
+                 tp == (t.split.axis >= 0 ? mesh_.tensor_parallel_size() : 1),
              "tensor '", t.name, "' is held as blocks over ", t.shards * tp, " ranks, but device ",
              device_.type, " now runs on ", dp * mesh_.tensor_parallel_size(),
              "; read it while the session that trained it is open");
@@ -516,8 +520,8 @@ std::shared_ptr<Storage> DeviceContext::gather_blocks(const TensorImpl& t) {
   Shape block_shape = t.type.shape;
   if (t.split.axis >= 0) block_shape[t.split.axis] /= tp;
   ir::Graph g;
-  const ir::ValueId held = g.input({Shape{block_shape.numel() / t.shards}, t.type.dtype}, t.name,
-                                   false, t.shards);
+  const ir::ValueId held =
+      g.input({Shape{block_shape.numel() / t.shards}, t.type.dtype}, t.name, false, t.shards);
   ir::ValueId v = t.shards > 1 ? ir::all_gather(g, held, t.shards) : held;
   v = ir::reshape(g, v, block_shape);
   if (t.split.axis >= 0) v = ir::all_gather(g, v, tp, t.split.axis, /*group=*/1);
