@@ -95,7 +95,9 @@ TEST(VocabParallel, LossAndWeightGradientsEqualOneDevice) {
 
   std::vector<ValueId> value_of;
   compile::SplitStats stats;
-  const Graph rank_graph = compile::tensor_parallel(g, outputs, n, value_of, &stats);
+  // As a step after the first: the split weights are bound as their blocks.
+  const Graph rank_graph = compile::tensor_parallel(g, outputs, n, value_of, &stats,
+                                                    /*parameters_as_blocks=*/true);
   EXPECT_EQ(stats.gathered, 0);
   for (ValueId v = 0; v < rank_graph.num_values(); ++v)
     EXPECT_NE(rank_graph.shape(v), Shape({N, V}));  // no rank holds whole rows of logits
