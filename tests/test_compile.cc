@@ -13,6 +13,7 @@
 #include "solo/autograd/autograd.h"
 #include "solo/compile/data_parallel.h"
 #include "solo/compile/model_search.h"
+#include "solo/compile/pipeline.h"
 #include "solo/compile/program.h"
 #include "solo/compile/recompute.h"
 #include "solo/compile/search.h"
@@ -75,9 +76,10 @@ TEST(PlanSpec, RunnablePlansAreCheckedAgainstTheFlavor) {
             std::string::npos);
   EXPECT_NO_THROW(compile::check_runnable(compile::parse_plan_spec("dp=1,tp=2"), 2));
   EXPECT_NO_THROW(compile::check_runnable(compile::parse_plan_spec("dp=2,tp=2,zero=1"), 4));
+  EXPECT_NO_THROW(compile::check_runnable(compile::parse_plan_spec("dp=2,tp=2,pp=2"), 8));
   EXPECT_NE(error_of([] {
-              compile::check_runnable(compile::parse_plan_spec("dp=1,pp=2"), 2);
-            }).find("pipeline parallelism is not executable"),
+              compile::check_runnable(compile::parse_plan_spec("pp=2,micro=4"), 2);
+            }).find("micro-batches are not executable yet; use micro=1"),
             std::string::npos);
 }
 
@@ -319,16 +321,19 @@ TEST(DataParallelPass, TheGpt2StepRunsOnEachRanksRowsAlone) {
 TEST(Search, CandidatesAreEveryDpTimesTpOfTheFlavor) {
   using compile::candidate_plans;
   EXPECT_EQ(candidate_plans({.devices = 1}).size(), 2u);  // recomputation or not
-  // tp 1, 2 and 4; ZeRO 0-3 where dp > 1; recomputation or not.
-  EXPECT_EQ(candidate_plans({.devices = 4}).size(), 8u + 8u + 2u);
+  // tp 1, 2 and 4; ZeRO 0-3 where dp > 1; recomputation or not; then pp=2 (over dp=2 or
+  // tp=2) and pp=4.
+  EXPECT_EQ(candidate_plans({.devices = 4}).size(), 8u + 8u + 2u + (8u + 2u) + 2u);
+  EXPECT_EQ(candidate_plans({.devices = 4, .pipeline = false}).size(), 8u + 8u + 2u);
   for (const PlanSpec& p : candidate_plans({.devices = 4, .devices_per_host = 2}))
     EXPECT_LE(p.tp, 2) << p.str();  // tensor parallelism stays within a host
   const std::vector<PlanSpec> mixed = candidate_plans({.devices = 4, .mixed_precision = true});
-  ASSERT_EQ(mixed.size(), 10u + 10u + 2u);  // + low-precision sharding under zero=3
+  // + low-precision sharding under zero=3
+  ASSERT_EQ(mixed.size(), 10u + 10u + 2u + (10u + 2u) + 2u);
   for (const PlanSpec& p : mixed) {
     EXPECT_EQ(p.devices(), 4) << p.str();
     EXPECT_TRUE(!p.low_prec || p.zero == 3) << p.str();
-    EXPECT_NO_THROW(compile::check_runnable(p, 4)) << p.str();  // dp x tp all run
+    EXPECT_NO_THROW(compile::check_runnable(p, 4)) << p.str();  // dp x tp x pp all run
   }
 }
 
@@ -364,7 +369,8 @@ TEST(Search, TensorParallelCandidatesAreCostedAndChosenLikeAnyOther) {
     EXPECT_GT(c.step_seconds, 0);
     ++tensor_parallel;
   }
-  EXPECT_EQ(tensor_parallel, 8 + 2);  // tp=2 (dp=2: ZeRO 0-3) and tp=4, with recomputation or not
+  // tp=2 (dp=2: ZeRO 0-3), tp=4 and tp=2 x pp=2, with recomputation or not
+  EXPECT_EQ(tensor_parallel, 8 + 2 + 2);
   EXPECT_EQ(r.set_aside, -1);
   EXPECT_EQ(r.report().find("Set aside"), std::string::npos);
 }
@@ -535,6 +541,83 @@ TEST(Recompute, LayersAreReplayedInTheBackwardAndThePeakShrinks) {
   EXPECT_LT(again.memory.arena_bytes, plain.memory.arena_bytes * 3 / 4);
 }
 
+// The 58M Llama step cut into pipeline stages: each layer, each AdamW update and the loss run
+// on one stage; the stage holding the LM head (five layers' FLOPs) gets fewer layers; every
+// send has its receive on the peer, with the same tag, type and place in the order, so the
+// stages cannot wait on each other in a cycle; each stage ends with the loss.
+TEST(PipelinePass, TheLlamaStepCutsIntoStagesThatSendEachOtherWhatTheyRead) {
+  const LlamaStep s = llama_steady_step();
+  const int updates = static_cast<int>(nodes_of(*s.graph, OpKind::AdamWUpdate).size());
+  ir::ValueId loss = ir::kNoValue;
+  for (ir::NodeId n : nodes_of(*s.graph, OpKind::CrossEntropy)) loss = s.graph->node(n).outputs[0];
+  for (const PlanSpec& plan : {PlanSpec{.pp = 2}, PlanSpec{.pp = 4}, PlanSpec{.dp = 2, .pp = 2}}) {
+    SCOPED_TRACE(plan.str());
+    std::vector<compile::Program> stages;
+    for (int k = 0; k < plan.pp; ++k)
+      stages.push_back(compile::compile(*s.graph, s.outputs, {}, plan, {.stage = k}));
+    int attention = 0, adamw = 0;
+    std::vector<int> layers;
+    auto type_of = [](const ir::Graph& g, ir::ValueId v) {
+      return g.shape(v).str() + dtype_name(g.dtype(v));
+    };
+    // (from, to) -> the (tag, type) of each transfer, as the sender and the receiver see it.
+    std::map<std::pair<int, int>, std::vector<std::pair<int64_t, std::string>>> sent, received;
+    for (int k = 0; k < plan.pp; ++k) {
+      const ir::Graph& g = *stages[k].graph;
+      layers.push_back(0);
+      int64_t last_tag = -1;
+      for (ir::NodeId n = 0; n < g.num_nodes(); ++n) {
+        const ir::Node& node = g.node(n);
+        layers.back() += node.op == OpKind::Attention && !node.no_grad;
+        adamw += node.op == OpKind::AdamWUpdate;
+        if (node.op != OpKind::Send && node.op != OpKind::Recv) continue;
+        const int64_t tag = node.attrs.i("tag");
+        EXPECT_GT(tag, last_tag) << "stage " << k << " transfers out of order";
+        last_tag = tag;
+        EXPECT_EQ(node.attrs.i("group"), compile::kPipelineGroup);
+        const int peer = static_cast<int>(node.attrs.i("peer"));
+        if (node.op == OpKind::Send)
+          sent[{k, peer}].push_back({tag, type_of(g, node.inputs[0])});
+        else
+          received[{peer, k}].push_back({tag, type_of(g, node.outputs[0])});
+      }
+      attention += layers.back();
+      EXPECT_GE(layers.back(), 1) << "stage " << k;
+      EXPECT_EQ(stages[k].sends.size(), [&] {
+        size_t n = 0;
+        for (const auto& [route, list] : sent)
+          if (route.first == k) n += list.size();
+        return n;
+      }());
+      EXPECT_NE(stages[k].local(loss), ir::kNoValue) << "stage " << k << " has no loss";
+      EXPECT_EQ(stages[k].transfers, stages[0].transfers);
+    }
+    EXPECT_EQ(attention, 8);
+    EXPECT_EQ(adamw, updates);
+    EXPECT_EQ(sent, received);
+    EXPECT_FALSE(sent.empty());
+    if (plan.pp == 2) {
+      EXPECT_GT(layers[0], layers[1]) << "the LM head's stage has fewer layers";
+    }
+    // The state lives on one stage: local there, another stage's everywhere else.
+    for (ir::ValueId v : s.outputs) {
+      if (v == loss) continue;
+      int holders = 0;
+      for (int k = 0; k < plan.pp; ++k) {
+        const auto it = stages[k].output_stage.find(v);
+        ASSERT_NE(it, stages[k].output_stage.end()) << "v" << v << " on stage " << k;
+        EXPECT_EQ(it->second.stage == k, stages[k].local(v) != ir::kNoValue);
+        EXPECT_EQ(it->second.stage, stages[0].output_stage.at(v).stage);
+        holders += stages[k].local(v) != ir::kNoValue;
+      }
+      EXPECT_EQ(holders, 1) << "v" << v;
+    }
+  }
+  EXPECT_NE(error_of([&] {
+              compile::compile(*s.graph, s.outputs, {}, PlanSpec{.pp = 9});
+            }).find("needs at least as many blocks"),
+            std::string::npos);
+}
 }  // namespace
 
 // Tensor parallelism over two ranks finds Megatron-LM's layout in the Llama step by itself:

@@ -67,6 +67,8 @@ std::vector<ValueId> gradients(ir::Graph& g, ValueId loss, const std::vector<Val
       any |= dout.back() != kNoValue;
     }
     if (!any) continue;
+    // A node's backward belongs to its module scope (a pipeline stage is cut by scopes).
+    ir::OriginGuard origin(g.scope_of(n), /*no_grad=*/true);
     const VjpRule rule = vjp_table().get(node.op);
     SOLO_CHECK(rule != nullptr, "backward: op ", op_name(node.op),
                " has no gradient rule; wrap its use in a no-grad scope or add a VJP rule");

@@ -2,6 +2,7 @@
 #include <unordered_set>
 
 #include "solo/compile/data_parallel.h"
+#include "solo/compile/pipeline.h"
 #include "solo/compile/prefetch.h"
 #include "solo/compile/program.h"
 #include "solo/compile/recompute.h"
@@ -26,7 +27,8 @@ namespace {
 std::vector<ir::ValueId> translate(const Program& p, const std::vector<ir::ValueId>& values) {
   std::vector<ir::ValueId> out;
   out.reserve(values.size());
-  for (ir::ValueId v : values) out.push_back(p.local(v));
+  for (ir::ValueId v : values)
+    if (p.local(v) != ir::kNoValue) out.push_back(p.local(v));  // not another stage's
   return out;
 }
 
@@ -50,7 +52,8 @@ ResidentBytes resident_bytes(const ir::Graph& step, const std::vector<ir::ValueI
   const std::unordered_set<ir::ValueId> requested(outputs.begin(), outputs.end());
   ResidentBytes r;
   auto held = [&](ir::ValueId v) {
-    return requested.count(v) ? p.graph->type(p.local(v)).bytes() : size_t{0};
+    return requested.count(v) && p.local(v) != ir::kNoValue ? p.graph->type(p.local(v)).bytes()
+                                                            : size_t{0};
   };
   for (ir::NodeId n = 0; n < step.num_nodes(); ++n) {
     const ir::Node& node = step.node(n);
@@ -66,13 +69,14 @@ ResidentBytes resident_bytes(const ir::Graph& step, const std::vector<ir::ValueI
 Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
                 const std::vector<ir::ValueId>& donatable, const PlanSpec& plan,
                 const CompileOptions& options) {
-  SOLO_CHECK(plan.pp == 1, "compile: plan ", plan.str(),
-             " has passes this build does not have yet");
-  if (plan.tp == 1)
-    for (ir::NodeId n = 0; n < step.num_nodes(); ++n)
-      SOLO_CHECK(!step.node(n).attrs.has(ir::kHeldAxisAttr), "compile: input '", step.node(n).name,
-                 "' is held as a tensor-parallel block, but plan ", plan.str(),
-                 " has no tensor parallelism; keep the plan that trained it");
+  for (ir::NodeId n = 0; n < step.num_nodes(); ++n) {
+    SOLO_CHECK(plan.tp > 1 || !step.node(n).attrs.has(ir::kHeldAxisAttr), "compile: input '",
+               step.node(n).name, "' is held as a tensor-parallel block, but plan ", plan.str(),
+               " has no tensor parallelism; keep the plan that trained it");
+    SOLO_CHECK(plan.pp > 1 || !step.node(n).attrs.has(ir::kHeldStageAttr), "compile: input '",
+               step.node(n).name, "' is held on another pipeline stage, but plan ", plan.str(),
+               " has no pipeline parallelism; keep the plan that trained it");
+  }
   Program p;
   p.plan = plan;
   ir::Graph graph = copy(step, p.value_of);
@@ -126,11 +130,37 @@ Program compile(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
   if (plan.zero == 3 && options.async_collectives)
     then(
         [](const ir::Graph& g, std::vector<ir::ValueId>& map) { return prefetch_gathers(g, map); });
+  // Last: every value has this rank's shape by now, so a stage sends what its peer expects.
+  if (plan.pp > 1)
+    then([&](const ir::Graph& g, std::vector<ir::ValueId>& map) {
+      PipelineStats stats;
+      ir::Graph cut = pipeline_stage(g, translate(p, outputs), plan.pp, options.stage, map, &stats);
+      for (ir::ValueId v : outputs)
+        if (auto it = stats.output_stage.find(p.local(v)); it != stats.output_stage.end()) {
+          // Every stage knows how the others hold their state, so all trace the same step.
+          const auto held = p.output_shards.find(p.local(v));
+          const auto axis = split_outputs.find(v);
+          p.output_stage.emplace(
+              v, Program::StagedOutput{it->second, held == p.output_shards.end() ? 1 : held->second,
+                                       axis == split_outputs.end() ? -1 : axis->second});
+        }
+      std::unordered_map<ir::ValueId, int64_t> shards;  // renumbered; another stage's dropped
+      for (const auto& [v, n] : p.output_shards)
+        if (map[static_cast<size_t>(v)] != ir::kNoValue)
+          shards.emplace(map[static_cast<size_t>(v)], n);
+      p.output_shards = std::move(shards);
+      p.transfers = stats.transfers;
+      p.sends = stats.sends;
+      return cut;
+    });
   auto shared = std::make_shared<const ir::Graph>(std::move(graph));
   p.graph = shared;
-  for (const auto& [v, axis] : split_outputs) p.output_axes.emplace(p.local(v), axis);
+  for (const auto& [v, axis] : split_outputs)
+    if (p.local(v) != ir::kNoValue) p.output_axes.emplace(p.local(v), axis);
   p.resident = resident_bytes(step, outputs, p);
-  p.memory = runtime::plan_memory(*shared, translate(p, outputs), translate(p, donatable),
+  std::vector<ir::ValueId> requested = translate(p, outputs);
+  requested.insert(requested.end(), p.sends.begin(), p.sends.end());  // so that they run
+  p.memory = runtime::plan_memory(*shared, requested, translate(p, donatable),
                                   options.async_collectives && plan.dp > 1);
   return p;
 }

@@ -140,6 +140,7 @@ std::vector<PlanSpec> model_candidate_plans(const ModelCandidateSpace& space) {
     if (devices % pp != 0 || space.layers % pp != 0) continue;
     CandidateSpace stage = space.flavor;
     stage.devices = devices / pp;
+    stage.pipeline = false;  // the stages are this loop's
     if (stage.devices_per_host > stage.devices) stage.devices_per_host = stage.devices;
     for (PlanSpec plan : candidate_plans(stage)) {
       if (space.batch % plan.dp != 0) continue;

@@ -76,7 +76,6 @@ std::string PlanSpec::spec() const {
 }
 
 std::string not_runnable_reason(const PlanSpec& plan) {
-  if (plan.pp > 1) return "pipeline parallelism is not executable yet";
   if (plan.micro_batches > 1) return "micro-batches are not executable yet";
   return "";
 }
@@ -86,7 +85,7 @@ void check_runnable(const PlanSpec& plan, int devices) {
              " devices but the flavor has ", devices, "; set dp x tp x pp to ", devices,
              " or switch flavor (solo switch)");
   const std::string why = not_runnable_reason(plan);
-  SOLO_CHECK(why.empty(), "plan ", plan.str(), ": ", why, "; use pp=1,micro=1");
+  SOLO_CHECK(why.empty(), "plan ", plan.str(), ": ", why, "; use micro=1");
   SOLO_CHECK(!plan.low_prec || plan.zero == 3, "plan ", plan.str(),
              ": low_prec shards the low-precision copies of sharded parameters, which only "
              "zero=3 has; set zero=3 or low_prec=0");

@@ -25,6 +25,9 @@ struct CompileOptions {
   // is all-reduced in bf16 before it is widened, as Megatron-LM does (half the bytes; each
   // rank's sum is rounded once more than one device's). MPI sums f32 only.
   bool half_sums = false;
+  // The pipeline stage whose program this is (plan.pp > 1; a rank's stage is its index in
+  // the pipeline group, compile/pipeline.h).
+  int stage = 0;
 };
 
 // Bytes a rank holds from one step to the next (requested outputs of the AdamW updates:
@@ -51,7 +54,19 @@ struct Program {
   int batch_gathers = 0;
   // Split operands the tensor-parallel pass gathered for an op with no rule for them.
   int tp_gathers = 0;
-  // The program's value of a step-graph value (an input to bind, an output to read).
+  // Requested outputs (step values) that live on one pipeline stage (parameters, their
+  // gradients and moments): value -> that stage. This program computes those of its own
+  // stage only (local() gives kNoValue for the others').
+  struct StagedOutput {
+    int stage = 0;
+    int64_t shards = 1;  // as output_shards and output_axes give it on that stage
+    int axis = -1;
+  };
+  std::unordered_map<ir::ValueId, StagedOutput> output_stage;
+  int transfers = 0;               // values the pipeline stages send each other
+  std::vector<ir::ValueId> sends;  // tokens of this stage's sends in `graph`, planned to run
+  // The program's value of a step-graph value (an input to bind, an output to read);
+  // kNoValue when this rank's program has none (another pipeline stage's).
   ir::ValueId local(ir::ValueId step_value) const;
   // 1, or the ranks whose blocks output `local_output` of `graph` is one of.
   int64_t shards_of(ir::ValueId local_output) const;

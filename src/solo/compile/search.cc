@@ -31,6 +31,18 @@ bool is_weight(const ir::Graph& g, ir::ValueId v) {
   return producer.op == OpKind::Input && !producer.batch && g.shape(v).rank() == 2;
 }
 
+// The step of every pipeline stage (one program without stages).
+std::vector<Program> compile_stages(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
+                                    const std::vector<ir::ValueId>& donatable, const PlanSpec& plan,
+                                    CompileOptions options) {
+  std::vector<Program> stages;
+  for (int s = 0; s < plan.pp; ++s) {
+    options.stage = s;
+    stages.push_back(compile(step, outputs, donatable, plan, options));
+  }
+  return stages;
+}
+
 void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
               const std::vector<ir::ValueId>& donatable, const SearchOptions& o, Candidate& c) {
   if (!c.dropped.empty()) return;  // its shapes do not split (search_plans)
@@ -39,15 +51,24 @@ void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
     // The steps after the first read the state the plan leaves as blocks: they are costed.
     CompileOptions later_options = o.compile;
     later_options.state_as_blocks = true;
-    const Program later = compile(step, outputs, donatable, c.plan, later_options);
-    c.resident = later.resident;
-    if (o.steady) {
-      c.peak_bytes = input_bytes(*later.graph) + later.memory.peak_bytes();
-    } else {
-      const Program p = compile(step, outputs, donatable, c.plan, o.compile);
-      size_t read = 0;  // mapped inputs, read into the device as the program's inputs are
-      for (ir::ValueId v : o.mapped) read += p.graph->type(p.local(v)).bytes();
-      c.peak_bytes = o.held_bytes + read + p.memory.peak_bytes();
+    const std::vector<Program> later =
+        compile_stages(step, outputs, donatable, c.plan, later_options);
+    std::vector<Program> first;
+    if (!o.steady) first = compile_stages(step, outputs, donatable, c.plan, o.compile);
+    for (size_t s = 0; s < later.size(); ++s) {
+      size_t peak = 0;
+      if (o.steady) {
+        peak = input_bytes(*later[s].graph) + later[s].memory.peak_bytes();
+      } else {
+        const Program& p = first[s];
+        size_t read = 0;  // mapped inputs, read into the device as the program's inputs are
+        for (ir::ValueId v : o.mapped)
+          if (p.local(v) != ir::kNoValue) read += p.graph->type(p.local(v)).bytes();
+        peak = o.held_bytes + read + p.memory.peak_bytes();
+      }
+      if (c.plan.pp > 1) c.stage_peak_bytes.push_back(peak);
+      if (peak >= c.peak_bytes) c.resident = later[s].resident;  // the fullest stage's
+      c.peak_bytes = std::max(c.peak_bytes, peak);
     }
     if (o.device_memory != 0 && c.peak_bytes > o.device_memory) {
       char why[160];
@@ -58,20 +79,33 @@ void evaluate(const ir::Graph& step, const std::vector<ir::ValueId>& outputs,
     }
     c.fits = true;
     // Group 0 is data-parallel (ranks tp apart: across hosts once the flavor has several),
-    // group 1 tensor-parallel (within a host).
-    const std::vector<int64_t> groups = {c.plan.dp, c.plan.tp};
+    // group 1 tensor-parallel (within a host), group 2 the pipeline's (stages are blocks of
+    // dp x tp ranks: across hosts once there are several).
+    const std::vector<int64_t> groups = {c.plan.dp, c.plan.tp, c.plan.pp};
     const bool hosts = o.devices_per_host > 0 && o.devices > o.devices_per_host;
-    const planner::StepEstimate e =
-        planner::estimate_step(*later.graph, later.memory.schedule, o.profile, groups,
-                               {hosts, false}, o.compile.async_collectives);
-    c.step_seconds = e.seconds;
-    c.flops = e.flops;
-    for (ir::NodeId n : later.memory.schedule) {
-      const ir::Node& node = later.graph->node(n);
-      const double sent = planner::op_cost(*later.graph, node, groups).bytes_sent;
-      c.comm_bytes += sent;
-      if (hosts && node.attrs.i_or("group", 0) == 0) c.comm_inter_host_bytes += sent;
+    const bool dp_hosts = hosts && c.plan.dp * c.plan.tp > o.devices_per_host;
+    const bool pp_hosts = hosts && c.plan.pp > 1;
+    // GPipe's schedule: m micro-batches fill pp stages in m + pp - 1 slots of the slowest.
+    double slowest = 0;
+    for (const Program& p : later) {
+      const planner::StepEstimate e =
+          planner::estimate_step(*p.graph, p.memory.schedule, o.profile, groups,
+                                 {dp_hosts, false, pp_hosts}, o.compile.async_collectives);
+      slowest = std::max(slowest, e.seconds);
+      c.flops = std::max(c.flops, e.flops);
+      double sent = 0, inter_host = 0;  // this stage's device's
+      for (ir::NodeId n : p.memory.schedule) {
+        const ir::Node& node = p.graph->node(n);
+        const double bytes = planner::op_cost(*p.graph, node, groups).bytes_sent;
+        const int64_t group = node.attrs.i_or("group", 0);
+        sent += bytes;
+        if ((dp_hosts && group == 0) || (pp_hosts && group == 2)) inter_host += bytes;
+      }
+      c.comm_bytes = std::max(c.comm_bytes, sent);
+      c.comm_inter_host_bytes = std::max(c.comm_inter_host_bytes, inter_host);
     }
+    const double m = static_cast<double>(c.plan.micro_batches);
+    c.step_seconds = slowest * (m + c.plan.pp - 1) / m;
   } catch (const std::exception& e) {  // e.g. a batch this plan cannot split
     c.dropped = e.what();
   }
@@ -109,17 +143,25 @@ size_t input_bytes(const ir::Graph& g) {
 std::vector<PlanSpec> candidate_plans(const CandidateSpace& space) {
   std::vector<PlanSpec> plans;
   const int per_host = space.devices_per_host > 0 ? space.devices_per_host : space.devices;
-  for (int tp = 1; tp <= space.devices; ++tp) {
-    if (space.devices % tp != 0 || tp > per_host || per_host % tp != 0) continue;
-    const int dp = space.devices / tp;
-    const int stages = dp > 1 ? 3 : 0;  // ZeRO shards over data-parallel ranks only
-    for (int zero = 0; zero <= stages; ++zero)
-      for (bool recompute : {false, true})
-        for (bool low_prec : {false, true}) {
-          if (low_prec && !(space.mixed_precision && zero == 3)) continue;
-          plans.push_back(PlanSpec{
-              .dp = dp, .tp = tp, .zero = zero, .recompute = recompute, .low_prec = low_prec});
-        }
+  for (int pp = 1; pp <= (space.pipeline ? space.devices : 1); ++pp) {
+    if (space.devices % pp != 0) continue;
+    const int stage_devices = space.devices / pp;
+    for (int tp = 1; tp <= stage_devices; ++tp) {
+      if (stage_devices % tp != 0 || tp > per_host || per_host % tp != 0) continue;
+      const int dp = stage_devices / tp;
+      const int stages = dp > 1 ? 3 : 0;  // ZeRO shards over data-parallel ranks only
+      for (int zero = 0; zero <= stages; ++zero)
+        for (bool recompute : {false, true})
+          for (bool low_prec : {false, true}) {
+            if (low_prec && !(space.mixed_precision && zero == 3)) continue;
+            plans.push_back(PlanSpec{.dp = dp,
+                                     .tp = tp,
+                                     .pp = pp,
+                                     .zero = zero,
+                                     .recompute = recompute,
+                                     .low_prec = low_prec});
+          }
+    }
   }
   return plans;
 }

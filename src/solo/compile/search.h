@@ -44,10 +44,12 @@ struct Candidate {
   std::string dropped;       // why it was dropped ("" when it fits)
   std::string not_runnable;  // why the runtime cannot run it yet ("" when it can)
   size_t peak_bytes = 0;     // on the device during the step: held + read + the memory plan's
-  double step_seconds = 0;   // predicted (fitting candidates)
-  ResidentBytes resident;    // per device, of the steady step: parameters, gradients, states
-  double flops = 0;          // per device and step, as costed
-  double comm_bytes = 0;     // per device and step: bytes its collectives put on links
+  // Pipeline plans: each stage's peak (peak_bytes is the largest); empty without stages.
+  std::vector<size_t> stage_peak_bytes;
+  double step_seconds = 0;  // predicted (fitting candidates)
+  ResidentBytes resident;   // per device, of the steady step: parameters, gradients, states
+  double flops = 0;         // per device and step, as costed
+  double comm_bytes = 0;    // per device and step: bytes its collectives put on links
   double comm_inter_host_bytes = 0;  // the part of them on the link between hosts
 };
 
@@ -75,9 +77,11 @@ struct CandidateSpace {
   int devices = 1;
   int devices_per_host = 0;      // 0: all on one host
   bool mixed_precision = false;  // low_prec variants only for a step with 16-bit casts
+  bool pipeline = true;          // pp > 1 too (false: the stage's plans model search extends)
 };
 
-// Every candidate plan of the space, in order: tp, then ZeRO, recomputation, low_prec.
+// Every candidate plan of the space, in order: tp, then ZeRO, recomputation, low_prec; the
+// pipeline plans (pp > 1, more stages last) after all of those, so that a tie keeps pp=1.
 std::vector<PlanSpec> candidate_plans(const CandidateSpace& space);
 
 // Why the step cannot be split over `tp` tensor-parallel ranks ("" when it can): tp must

@@ -248,7 +248,8 @@ constexpr OpInfo kRows[] = {
      .cost = C::Collective,
      .collective = true,
      .side_effect = true},
-    {.op = K::Recv, .cost = C::Collective, .collective = true},
+    // A Recv always runs: its Send on the peer does, and an unmatched Send would never end.
+    {.op = K::Recv, .cost = C::Collective, .collective = true, .side_effect = true},
     // This rank's block of a replicated tensor: no communication, but only the executor knows
     // the rank (the program is the same on every rank), so it runs it like a collective.
     {.op = K::LocalShard, .min_inputs = 1, .max_inputs = 1, .collective = true},

@@ -147,6 +147,11 @@ ValueId Graph::input(TensorType type, std::string name, bool batch, int64_t shar
         type.shape.str(), " does not exist");
     attrs.set(kHeldAxisAttr, static_cast<int64_t>(held.axis)).set(kHeldRanksAttr, held.ranks);
   }
+  if (held.stage >= 0) {
+    SOLO_CHECK(held.stage < held.stages, "input '", name, "': stage ", held.stage, " of ",
+               held.stages, " does not exist");
+    attrs.set(kHeldStageAttr, static_cast<int64_t>(held.stage)).set(kHeldStagesAttr, held.stages);
+  }
   const ValueId v =
       add_node(OpKind::Input, {}, {std::move(type)}, std::move(attrs), std::move(name))[0];
   nodes_.back().batch = batch;

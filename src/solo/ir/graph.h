@@ -46,9 +46,15 @@ struct Node {
 struct HeldSplit {
   int axis = -1;
   int64_t ranks = 1;
+  // stage >= 0: the tensor lives on that pipeline stage of `stages` only; this rank holds
+  // nothing of it (compile/pipeline.h).
+  int stage = -1;
+  int64_t stages = 1;
 };
 inline constexpr const char* kHeldAxisAttr = "held_axis";
 inline constexpr const char* kHeldRanksAttr = "held_ranks";
+inline constexpr const char* kHeldStageAttr = "held_stage";
+inline constexpr const char* kHeldStagesAttr = "held_stages";
 
 class Graph {
  public:

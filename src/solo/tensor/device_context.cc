@@ -329,12 +329,16 @@ void DeviceContext::choose_plan(const ir::Graph& step, const std::vector<ir::Val
               " MiB; pick a flavor with more devices (solo switch), lower the batch size, or give "
               "the devices more memory (the inventory's device_memory_gib)");
   }
-  const bool new_mesh = r.best().plan.tp != plan_.tp || r.best().plan.dp != plan_.dp;
+  const bool new_mesh =
+      r.best().plan.tp != plan_.tp || r.best().plan.dp != plan_.dp || r.best().plan.pp != plan_.pp;
   plan_ = r.best().plan;
   if (new_mesh) mesh_ = MeshCommunicators(data_parallel_, plan_);  // every rank chose alike
   plan_searched_ = true;
   plan_cache_.clear();  // later graphs compile for the chosen plan too
-  searched_peak_ = r.best().peak_bytes;
+  // Each stage's ranks hold their own peak.
+  searched_peak_ = r.best().stage_peak_bytes.empty()
+                       ? r.best().peak_bytes
+                       : r.best().stage_peak_bytes.at(static_cast<size_t>(mesh_.pipeline_rank()));
   predicted_step_s_ = r.best().step_seconds;
   measured_step_s_ = 0;
   measured_steps_ = 0;
@@ -419,7 +423,8 @@ void DeviceContext::flush() {
     compile::Program program =
         compile::compile(trace->graph, outputs, donatable, plan_,
                          {.async_collectives = async_collectives,
-                          .half_sums = data_parallel_ && data_parallel_->device_memory()});
+                          .half_sums = data_parallel_ && data_parallel_->device_memory(),
+                          .stage = mesh_.pipeline_rank()});
     cached = plan_cache_.emplace(key, CachedPlan{std::move(program), runtime::ReplayState{}}).first;
   } else {
     ++plan_cache_hits_;
@@ -430,6 +435,7 @@ void DeviceContext::flush() {
   std::unordered_map<ir::ValueId, const void*> bound;
   for (const auto& [v, data] : inputs) {
     const ir::ValueId local = program.local(v);
+    if (local == ir::kNoValue) continue;  // another pipeline stage's
     // The whole batch is bound; this rank's program reads its block of rows.
     const int64_t row_shards =
         program.graph->producer(local).attrs.i_or(compile::kRowShardsAttr, 1);
@@ -442,6 +448,7 @@ void DeviceContext::flush() {
   std::vector<std::pair<std::shared_ptr<TensorImpl>, std::shared_ptr<Storage>>> read;
   for (ir::ValueId v : mapped) {
     const ir::ValueId local = program.local(v);
+    if (local == ir::kNoValue) continue;  // another pipeline stage's: never read here
     const Trace::Leaf& leaf_of = trace->leaves.at(v);
     const std::shared_ptr<TensorImpl>& leaf = leaf_of.tensor;
     std::vector<unsigned char> host =
@@ -453,7 +460,8 @@ void DeviceContext::flush() {
     read.emplace_back(leaf, std::move(storage));
   }
   std::unordered_map<ir::ValueId, std::shared_ptr<Storage>> donated_local;
-  for (auto& [v, storage] : donated) donated_local[program.local(v)] = std::move(storage);
+  for (auto& [v, storage] : donated)
+    if (program.local(v) != ir::kNoValue) donated_local[program.local(v)] = std::move(storage);
   donated.clear();
   runtime::Executor executor(*backend_, profile_.get(), mesh_.groups());
   executor.set_check_finite(check_finite_);
@@ -480,6 +488,20 @@ void DeviceContext::flush() {
   last_graph_hash_ = graph_hash;
   for (const auto& impl : targets) {
     const ir::ValueId local = program.local(impl->value);
+    const auto staged = program.output_stage.find(impl->value);
+    impl->trace.reset();
+    impl->value = ir::kNoValue;
+    if (local == ir::kNoValue) {  // another stage's state: this rank holds none of it
+      SOLO_CHECK(staged != program.output_stage.end(), "tensor '", impl->name,
+                 "' is on no pipeline stage of plan ", program.plan.str(),
+                 "; this is a bug of the pipeline pass");
+      const compile::Program::StagedOutput& held = staged->second;
+      impl->storage = std::make_shared<Storage>(*backend_, 0);
+      impl->shards = held.shards;
+      impl->split = {held.axis, held.axis >= 0 ? mesh_.tensor_parallel_size() : 1, held.stage,
+                     mesh_.pipeline_size()};
+      continue;
+    }
     const auto k = static_cast<size_t>(std::find(plan.outputs.begin(), plan.outputs.end(), local) -
                                        plan.outputs.begin());
     impl->storage = result.outputs[k];
@@ -488,8 +510,8 @@ void DeviceContext::flush() {
     impl->split = axis == program.output_axes.end()
                       ? ir::HeldSplit{}
                       : ir::HeldSplit{axis->second, mesh_.tensor_parallel_size()};
-    impl->trace.reset();
-    impl->value = ir::kNoValue;
+    if (staged != program.output_stage.end())  // this stage's state
+      impl->split.stage = staged->second.stage, impl->split.stages = mesh_.pipeline_size();
   }
   // A mapped tensor the step did not rebind keeps what this rank read (so later steps do
   // not read the file again).
@@ -511,22 +533,33 @@ void DeviceContext::flush() {
 std::shared_ptr<Storage> DeviceContext::gather_blocks(const TensorImpl& t) {
   const int dp = mesh_.data_parallel() ? mesh_.data_parallel()->size() : 1;
   const int64_t tp = t.split.axis >= 0 ? t.split.ranks : 1;
+  const int64_t pp = t.split.stage >= 0 ? t.split.stages : 1;
   SOLO_CHECK((t.shards == 1 || dp == t.shards) &&
-                 tp == (t.split.axis >= 0 ? mesh_.tensor_parallel_size() : 1),
-             "tensor '", t.name, "' is held as blocks over ", t.shards * tp, " ranks, but device ",
-             device_.type, " now runs on ", dp * mesh_.tensor_parallel_size(),
+                 tp == (t.split.axis >= 0 ? mesh_.tensor_parallel_size() : 1) &&
+                 pp == (t.split.stage >= 0 ? mesh_.pipeline_size() : 1),
+             "tensor '", t.name, "' is held as blocks over ", t.shards * tp * pp,
+             " ranks, but device ", device_.type, " now runs on ",
+             dp * mesh_.tensor_parallel_size() * mesh_.pipeline_size(),
              "; read it while the session that trained it is open");
-  // The tensor-parallel block it holds (the whole tensor without one), then the whole.
-  Shape block_shape = t.type.shape;
-  if (t.split.axis >= 0) block_shape[t.split.axis] /= tp;
-  ir::Graph g;
-  const ir::ValueId held =
-      g.input({Shape{block_shape.numel() / t.shards}, t.type.dtype}, t.name, false, t.shards);
-  ir::ValueId v = t.shards > 1 ? ir::all_gather(g, held, t.shards) : held;
-  v = ir::reshape(g, v, block_shape);
-  if (t.split.axis >= 0) v = ir::all_gather(g, v, tp, t.split.axis, /*group=*/1);
-  runtime::Executor executor(*backend_, nullptr, mesh_.groups());
-  return executor.run(g, {v}, {{held, t.storage->data()}}).outputs[0];
+  std::shared_ptr<Storage> whole;
+  if (t.split.stage < 0 || t.split.stage == mesh_.pipeline_rank()) {
+    // The tensor-parallel block it holds (the whole tensor without one), then the whole.
+    Shape block_shape = t.type.shape;
+    if (t.split.axis >= 0) block_shape[t.split.axis] /= tp;
+    ir::Graph g;
+    const ir::ValueId held =
+        g.input({Shape{block_shape.numel() / t.shards}, t.type.dtype}, t.name, false, t.shards);
+    ir::ValueId v = t.shards > 1 ? ir::all_gather(g, held, t.shards) : held;
+    v = ir::reshape(g, v, block_shape);
+    if (t.split.axis >= 0) v = ir::all_gather(g, v, tp, t.split.axis, /*group=*/1);
+    runtime::Executor executor(*backend_, nullptr, mesh_.groups());
+    whole = executor.run(g, {v}, {{held, t.storage->data()}}).outputs[0];
+  } else {
+    whole = std::make_shared<Storage>(*backend_, t.type.bytes());
+  }
+  // A stage's state reaches the other stages from the rank at its place on that stage.
+  if (t.split.stage >= 0) mesh_.pipeline()->broadcast(whole->data(), t.type.bytes(), t.split.stage);
+  return whole;
 }
 
 }  // namespace solo

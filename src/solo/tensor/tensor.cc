@@ -245,7 +245,8 @@ void Tensor::copy_to_host(void* dst) const {
   if (self.mapped)
     return read_mapped(*self.mapped, 0, self.type.shape.numel(), self.type.dtype, dst);
   SOLO_CHECK(self.storage != nullptr, "tensor has no data");
-  if (self.shards > 1 || self.split.axis >= 0) {  // a plan holds it as blocks: gather them
+  // A plan holds it as blocks, or on another pipeline stage: gather them.
+  if (self.shards > 1 || self.split.axis >= 0 || self.split.stage >= 0) {
     const std::shared_ptr<Storage> whole = device_context(self.device).gather_blocks(self);
     whole->backend().copy_to_host(dst, whole->data(), self.type.bytes());
     return;
