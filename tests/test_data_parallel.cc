@@ -333,53 +333,33 @@ TEST_F(DataParallel, TensorParallelBf16LossesMatchOneDevice) {
   }
 }
 
-// A checkpoint saved under DP x TP loads under plain DP and on one device and gives the next
-// step's loss there: the saved files are plan-independent Hugging Face files.
-TEST_F(DataParallel, ACheckpointSavedUnderTensorParallelismLoadsUnderAnyPlan) {
-  const fs::path saved = dir_ / "saved_dp2_tp2_for_reload";
-  const RunResult trained =
-      run("SOLO_PLAN=dp=2,tp=2,zero=1 " +
-          train_command("cpu-4", 8, " --max-steps 5 --save-model-dir " + saved.string()));
-  ASSERT_EQ(trained.status, 0) << trained.output;
-  auto next_loss = [&](const std::string& flavor, const std::string& plan) {
-    const std::string command = (plan.empty() ? "" : "SOLO_PLAN=" + plan + " ") +
-                                train_command(flavor, 8, " --max-steps 1");
-    std::string replaced = command;
-    const std::string from = " --model-name-or-path " + (dir_ / "model").string();
-    replaced.replace(replaced.find(from), from.size(), " --model-name-or-path " + saved.string());
-    const RunResult r = run(replaced);
-    EXPECT_EQ(r.status, 0) << r.output;
-    const std::vector<double> l = losses(r.output);
-    return l.empty() ? -1.0 : l[0];
-  };
-  const double on_one = next_loss("cpu-1", "");
-  ASSERT_GT(on_one, 0);
-  EXPECT_NEAR(next_loss("cpu-2", "dp=2"), on_one, 1e-4 * on_one);
-  EXPECT_NEAR(next_loss("cpu-2", "tp=2"), on_one, 1e-4 * on_one);
-}
-
-// The same under TP x PP on cpu-4: each stage's ranks hold the blocks of their layers only,
-// and the saved files still load under DP on cpu-2 and on one device with the next step's loss.
-TEST_F(DataParallel, ACheckpointSavedUnderTensorTimesPipelineParallelismLoadsUnderAnyPlan) {
-  const fs::path saved = dir_ / "saved_tp2_pp2_for_reload";
-  const RunResult trained =
-      run("SOLO_PLAN=tp=2,pp=2 " +
-          train_command("cpu-4", 8, " --max-steps 5 --save-model-dir " + saved.string()));
-  ASSERT_EQ(trained.status, 0) << trained.output;
-  auto next_loss = [&](const std::string& flavor, const std::string& plan) {
-    std::string command = (plan.empty() ? "" : "SOLO_PLAN=" + plan + " ") +
-                          train_command(flavor, 8, " --max-steps 1");
-    const std::string from = " --model-name-or-path " + (dir_ / "model").string();
-    command.replace(command.find(from), from.size(), " --model-name-or-path " + saved.string());
-    const RunResult r = run(command);
-    EXPECT_EQ(r.status, 0) << r.output;
-    const std::vector<double> l = losses(r.output);
-    return l.empty() ? -1.0 : l[0];
-  };
-  const double on_one = next_loss("cpu-1", "");
-  ASSERT_GT(on_one, 0);
-  EXPECT_NEAR(next_loss("cpu-2", "dp=2"), on_one, 1e-4 * on_one);
-  EXPECT_NEAR(next_loss("cpu-2", "pp=2"), on_one, 1e-4 * on_one);
+// A checkpoint saved under DP x TP (on cpu-4) and one saved under TP x PP (each stage's ranks
+// holding the blocks of their layers only) load under plain DP, under the other plan and on
+// one device, and give the next step's loss there: the saved files are plan-independent
+// Hugging Face files.
+TEST_F(DataParallel, ACheckpointSavedUnderTensorOrPipelineParallelismLoadsUnderAnyPlan) {
+  for (const auto& [saved_under, loaded_under] :
+       {std::pair<const char*, const char*>{"dp=2,tp=2,zero=1", "tp=2"}, {"tp=2,pp=2", "pp=2"}}) {
+    const fs::path saved = dir_ / (std::string("saved_for_reload_") + saved_under);
+    const RunResult trained =
+        run(std::string("SOLO_PLAN=") + saved_under + " " +
+            train_command("cpu-4", 8, " --max-steps 5 --save-model-dir " + saved.string()));
+    ASSERT_EQ(trained.status, 0) << trained.output;
+    auto next_loss = [&](const std::string& flavor, const std::string& plan) {
+      std::string command = (plan.empty() ? "" : "SOLO_PLAN=" + plan + " ") +
+                            train_command(flavor, 8, " --max-steps 1");
+      const std::string from = " --model-name-or-path " + (dir_ / "model").string();
+      command.replace(command.find(from), from.size(), " --model-name-or-path " + saved.string());
+      const RunResult r = run(command);
+      EXPECT_EQ(r.status, 0) << r.output;
+      const std::vector<double> l = losses(r.output);
+      return l.empty() ? -1.0 : l[0];
+    };
+    const double on_one = next_loss("cpu-1", "");
+    ASSERT_GT(on_one, 0) << saved_under;
+    EXPECT_NEAR(next_loss("cpu-2", "dp=2"), on_one, 1e-4 * on_one) << saved_under;
+    EXPECT_NEAR(next_loss("cpu-2", loaded_under), on_one, 1e-4 * on_one) << saved_under;
+  }
 }
 
 // ZeRO-3 with the bf16 copies of the parameters cast from the blocks and gathered in bf16,
