@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The planner's predicted step time against the measured one, on this machine: the 58M Llama
 # of bench_llama_step (hidden 512, 8 layers, vocabulary 32000) for 4 sequences of 128 tokens,
-# on cpu-1 and cpu-2, f32 and bf16 mixed precision, DP, ZeRO-1 and TP (set with SOLO_PLAN, costed
-# by the planner on the CPU profile it measures). Each run starts with an empty profile cache
+# on cpu-1 and cpu-2, f32 and bf16 mixed precision, DP, ZeRO-1, TP and PP (set with SOLO_PLAN,
+# costed by the planner on the CPU profile it measures). Each run starts with an empty profile cache
 # (its own measurement); the last line reruns one configuration on the profile the closed loop
 # rescaled, to show the error after recalibration. Target: within 15%.
 #   bash bench/predicted_vs_measured.sh
@@ -26,8 +26,8 @@ for flavor in cpu-1 cpu-2; do
   for precision in f32 bf16; do
     flag=""
     [ "$precision" = bf16 ] && flag=--bf16
-    for plan in "dp=$ranks" "dp=$ranks,zero=1" "tp=$ranks"; do
-      [ "$ranks" = 1 ] && [ "$plan" != "dp=1" ] && continue  # ZeRO and TP need several ranks
+    for plan in "dp=$ranks" "dp=$ranks,zero=1" "tp=$ranks" "pp=$ranks"; do
+      [ "$ranks" = 1 ] && [ "$plan" != "dp=1" ] && continue  # ZeRO, TP and PP need several ranks
       rm -rf "$work/cache" && mkdir -p "$work/cache"
       printf '%-6s %-5s %-12s %s\n' "$flavor" "$precision" "$plan" "$(run "$flavor" "$plan" "$flag" "$work/cache")"
     done
