@@ -316,6 +316,38 @@ TEST_F(DataParallel, PlannerChoosesTensorParallelismWhenTheBatchCannotSplit) {
   EXPECT_NE(r.output.find("do not split evenly over 2"), std::string::npos) << r.output;
 }
 
+// A model of three heads (which two ranks cannot split) and a batch of one sequence (which
+// data-parallel ranks cannot split): on cpu-2 the planner drops every DP and TP candidate
+// with its reason and chooses pipeline parallelism by itself, with cpu-1's losses.
+TEST_F(DataParallel, PlannerChoosesPipelineParallelismWhenNeitherBatchNorHeadsSplit) {
+  const fs::path model = dir_ / "model_three_heads";
+  io::LlamaConfig c;
+  c.hidden_size = 48;
+  c.intermediate_size = 96;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 3;
+  c.num_key_value_heads = 3;
+  c.vocab_size = 256;
+  c.max_position_embeddings = 64;
+  c.rms_norm_eps = 1e-5;
+  models::LlamaForCausalLM(c, 3).save_pretrained(model.string());
+  auto command = [&](const std::string& flavor) {
+    std::string line = "SOLO_PLAN_TABLE=1 " + train_command(flavor, 1);
+    const std::string from = " --model-name-or-path " + (dir_ / "model").string();
+    line.replace(line.find(from), from.size(), " --model-name-or-path " + model.string());
+    return line;
+  };
+  const RunResult one = run(command("cpu-1"));
+  ASSERT_EQ(one.status, 0) << one.output;
+  ASSERT_EQ(losses(one.output).size(), 10u) << one.output;
+  const RunResult r = run(command("cpu-2"));
+  expect_losses_near(r, losses(one.output), 1e-4, "three heads, batch 1 on cpu-2");
+  EXPECT_NE(r.output.find("Best candidate selected in"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(": DP=1, PP=2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("do not split evenly over 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("does not divide the 3 heads"), std::string::npos) << r.output;
+}
+
 // Under bf16 mixed precision each rank rounds its partial products and blocks to bf16 where one
 // device rounds the whole, so the agreement is to bf16 precision (2e-4 relative, as for data
 // parallelism); the f32 master weights keep the runs together.

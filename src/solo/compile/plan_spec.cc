@@ -59,9 +59,9 @@ PlanSpec parse_plan_spec(const std::string& text, const std::string& source) {
 std::string PlanSpec::str() const {
   std::ostringstream os;
   os << "DP=" << dp << ", "
-     << (pp > 1
-             ? "PP=" + std::to_string(pp) + " (" + std::to_string(micro_batches) + " micro-batches)"
-             : "No PP")
+     << (pp > 1 ? "PP=" + std::to_string(pp) + " (" + std::to_string(micro_batches) +
+                      (micro_batches == 1 ? " micro-batch)" : " micro-batches)")
+                : "No PP")
      << ", " << (tp > 1 ? "TP=" + std::to_string(tp) : "No TP")
      << ", recomputation: " << (recompute ? "block" : "none") << ", zero: " << zero
      << ", distribute_param: " << (zero >= 3 ? "true" : "false")
