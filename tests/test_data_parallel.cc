@@ -304,15 +304,19 @@ TEST_F(DataParallel, FourWayTensorParallelismOnFourAndEightDevices) {
 }
 
 // A batch of one sequence cannot split over data-parallel ranks: the planner drops every DP
-// candidate with that reason and chooses tensor parallelism by itself, with cpu-1's losses.
-TEST_F(DataParallel, PlannerChoosesTensorParallelismWhenTheBatchCannotSplit) {
+// candidate with that reason and chooses tensor or pipeline parallelism by itself (for this
+// tiny model the two are predicted within a few percent of each other, so the measured
+// profile decides which), with cpu-1's losses.
+TEST_F(DataParallel, PlannerChoosesModelParallelismWhenTheBatchCannotSplit) {
   const RunResult one = train("cpu-1", 1);
   ASSERT_EQ(one.status, 0) << one.output;
   ASSERT_EQ(losses(one.output).size(), 10u) << one.output;
   const RunResult r = train("cpu-2", 1);
   expect_losses_near(r, losses(one.output), 1e-4, "batch 1 on cpu-2");
   EXPECT_NE(r.output.find("Best candidate selected in"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find(": DP=1, No PP, TP=2"), std::string::npos) << r.output;
+  const bool tensor = r.output.find(": DP=1, No PP, TP=2") != std::string::npos;
+  const bool pipeline = r.output.find(": DP=1, PP=2 (1 micro-batch), No TP") != std::string::npos;
+  EXPECT_TRUE(tensor || pipeline) << r.output;
   EXPECT_NE(r.output.find("do not split evenly over 2"), std::string::npos) << r.output;
 }
 
