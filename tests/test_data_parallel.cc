@@ -236,55 +236,43 @@ TEST_F(DataParallel, RecomputationGivesOneDevicesLossesAndCheckpoint) {
 }
 
 // Tensor parallelism (Megatron's layout, found by the compile layer) alone on cpu-2, with
-// recomputation, and under data parallelism on cpu-4 with ZeRO 0-3: every step's loss within
-// 1e-4 relative of cpu-1's, the checkpoint (each weight gathered from its blocks) within 1e-5,
-// and every rank's measured peak its plan's (SOLO_CHECK_MEMORY=1 in train_command).
-TEST_F(DataParallel, TensorParallelPlansGiveOneDevicesLossesAndCheckpoint) {
-  const fs::path reference_dir = dir_ / "saved_cpu1_for_tp";
+// recomputation, and under data parallelism on cpu-4 with ZeRO 0-3; pipeline parallelism
+// (the blocks cut into stages by their FLOPs, activations and gradients over send/recv) alone
+// on cpu-2, with recomputation, with DP (and ZeRO-1) and with TP on cpu-4, and DP x TP x PP
+// on cpu-8: every step's loss within 1e-4 relative of cpu-1's, the checkpoint (each weight
+// gathered from its blocks, on the stage that holds it) within 1e-5, and every rank's
+// measured peak its plan's (SOLO_CHECK_MEMORY=1 in train_command).
+TEST_F(DataParallel, TensorAndPipelineParallelPlansGiveOneDevicesLossesAndCheckpoint) {
+  const fs::path reference_dir = dir_ / "saved_cpu1_for_tp_pp";
   const RunResult one = train("cpu-1", 8, " --save-model-dir " + reference_dir.string());
   ASSERT_EQ(one.status, 0) << one.output;
   const std::vector<double> reference = losses(one.output);
   ASSERT_EQ(reference.size(), 10u) << one.output;
-  const std::pair<const char*, const char*> plans[] = {
-      {"cpu-2", "tp=2"},
-      {"cpu-2", "tp=2,recompute=block"},
-      {"cpu-4", "dp=2,tp=2"},
-      {"cpu-4", "dp=2,tp=2,zero=1"},
-      {"cpu-4", "dp=2,tp=2,zero=2,recompute=block"},
-      {"cpu-4", "dp=2,tp=2,zero=3"},
+  struct Row {
+    const char* flavor;
+    const char* plan;
+    const char* logged;  // what the plan's log line must name
   };
-  for (const auto& [flavor, plan] : plans) {
-    const fs::path saved = dir_ / (std::string("saved_tp_") + flavor + "_" + plan);
-    const RunResult r = run(std::string("SOLO_PLAN=") + plan + " " +
-                            train_command(flavor, 8, " --save-model-dir " + saved.string()));
-    expect_losses_near(r, reference, 1e-4, plan);
-    EXPECT_NE(r.output.find("TP=2"), std::string::npos) << r.output;
-    EXPECT_LE(checkpoint_difference(saved, reference_dir), 1e-5) << plan;
-  }
-}
-
-// Pipeline parallelism (the blocks cut into stages by their FLOPs, activations and gradients
-// over send/recv) alone on cpu-2, with recomputation, and combined with data parallelism
-// (with ZeRO-1) and with tensor parallelism on cpu-4: every step's loss within 1e-4 relative
-// of cpu-1's, the checkpoint (each weight from the stage that holds it) within 1e-5, and
-// every rank's measured peak its stage's plan (SOLO_CHECK_MEMORY=1 in train_command).
-TEST_F(DataParallel, PipelinePlansGiveOneDevicesLossesAndCheckpoint) {
-  const fs::path reference_dir = dir_ / "saved_cpu1_for_pp";
-  const RunResult one = train("cpu-1", 8, " --save-model-dir " + reference_dir.string());
-  ASSERT_EQ(one.status, 0) << one.output;
-  const std::vector<double> reference = losses(one.output);
-  ASSERT_EQ(reference.size(), 10u) << one.output;
-  const std::pair<const char*, const char*> plans[] = {
-      {"cpu-2", "pp=2"},      {"cpu-2", "pp=2,recompute=block"},  {"cpu-4", "dp=2,pp=2,zero=1"},
-      {"cpu-4", "tp=2,pp=2"}, {"cpu-8", "dp=2,tp=2,pp=2,zero=1"},
+  const Row rows[] = {
+      {"cpu-2", "tp=2", "TP=2"},
+      {"cpu-2", "tp=2,recompute=block", "TP=2"},
+      {"cpu-4", "dp=2,tp=2", "TP=2"},
+      {"cpu-4", "dp=2,tp=2,zero=1", "TP=2"},
+      {"cpu-4", "dp=2,tp=2,zero=2,recompute=block", "TP=2"},
+      {"cpu-4", "dp=2,tp=2,zero=3", "TP=2"},
+      {"cpu-2", "pp=2", "PP=2"},
+      {"cpu-2", "pp=2,recompute=block", "PP=2"},
+      {"cpu-4", "dp=2,pp=2,zero=1", "PP=2"},
+      {"cpu-4", "tp=2,pp=2", "PP=2 (1 micro-batch), TP=2"},
+      {"cpu-8", "dp=2,tp=2,pp=2,zero=1", "DP=2, PP=2 (1 micro-batch), TP=2"},
   };
-  for (const auto& [flavor, plan] : plans) {
-    const fs::path saved = dir_ / (std::string("saved_pp_") + flavor + "_" + plan);
-    const RunResult r = run(std::string("SOLO_PLAN=") + plan + " " +
-                            train_command(flavor, 8, " --save-model-dir " + saved.string()));
-    expect_losses_near(r, reference, 1e-4, plan);
-    EXPECT_NE(r.output.find("PP=2"), std::string::npos) << r.output;
-    EXPECT_LE(checkpoint_difference(saved, reference_dir), 1e-5) << plan;
+  for (const Row& row : rows) {
+    const fs::path saved = dir_ / (std::string("saved_") + row.flavor + "_" + row.plan);
+    const RunResult r = run(std::string("SOLO_PLAN=") + row.plan + " " +
+                            train_command(row.flavor, 8, " --save-model-dir " + saved.string()));
+    expect_losses_near(r, reference, 1e-4, row.plan);
+    EXPECT_NE(r.output.find(row.logged), std::string::npos) << r.output;
+    EXPECT_LE(checkpoint_difference(saved, reference_dir), 1e-5) << row.plan;
   }
 }
 
